@@ -1,0 +1,160 @@
+"""Link, IP and TCP header decoding with ``struct``: pure, no dissection library.
+
+:func:`decode` turns one captured frame into a TCP segment tuple, or into the reason it was
+skipped.  It runs once per packet, so it builds no objects beyond the result tuple and the
+payload slice, and it rejects packets on other ports before slicing anything.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+DLT_RAW_ALIASES = (12, 14)
+
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
+NULL_IPV4 = (2,)
+NULL_IPV6 = (10, 23, 24, 28, 30)
+IPV6_EXTENSIONS = (0, 43, 60, 135, 139, 140)
+IPV6_FRAGMENT = 44
+IPV6_AH = 51
+PROTO_TCP = 6
+
+SKIP_LINKTYPE = "unsupported link type"
+SKIP_NON_IP = "not IP"
+SKIP_NON_TCP = "not TCP"
+SKIP_FRAGMENT = "IP fragment"
+SKIP_TRUNCATED = "truncated packet"
+SKIP_MALFORMED = "malformed header"
+SKIP_OTHER_PORT = "not an SMTP port"
+
+_U16 = Struct("!H")
+_U32 = Struct("<I")
+_U32BE = Struct("!I")
+_IPV4 = Struct("!BBHHHBBH4s4s")
+_IPV6 = Struct("!IHBB16s16s")
+_TCP = Struct("!HHIIBB")
+
+# (src addr, dst addr, src port, dst port, seq, ack, TCP flags, payload)
+Segment = tuple[bytes, bytes, int, int, int, int, int, bytes]
+
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+ACK = 0x10
+
+
+def decode(linktype: int, frame: bytes, ports: frozenset[int] | set[int]) -> Segment | str:
+    """Decode a frame to a TCP segment on one of ``ports``; otherwise return a skip reason."""
+    if linktype == LINKTYPE_ETHERNET:
+        offset, ethertype = _ether(frame, 12)
+    elif linktype == LINKTYPE_LINUX_SLL:
+        offset, ethertype = _ether(frame, 14)
+    elif linktype == LINKTYPE_LINUX_SLL2:
+        if len(frame) < 20:
+            return SKIP_TRUNCATED
+        offset, ethertype = _ether_at(frame, 20, _U16.unpack_from(frame, 0)[0])
+    elif linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, *DLT_RAW_ALIASES):
+        if not frame:
+            return SKIP_TRUNCATED
+        offset, ethertype = 0, ETH_IPV6 if frame[0] >> 4 == 6 else ETH_IPV4
+    elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        if len(frame) < 4:
+            return SKIP_TRUNCATED
+        family = (_U32BE if linktype == LINKTYPE_LOOP else _U32).unpack_from(frame, 0)[0]
+        if linktype == LINKTYPE_NULL and family > 0xFFFF:
+            family = _U32BE.unpack_from(frame, 0)[0]  # written on a big-endian machine
+        if family in NULL_IPV4:
+            offset, ethertype = 4, ETH_IPV4
+        elif family in NULL_IPV6:
+            offset, ethertype = 4, ETH_IPV6
+        else:
+            return SKIP_NON_IP
+    else:
+        return SKIP_LINKTYPE
+    if ethertype == ETH_IPV4:
+        return _ipv4(frame, offset, ports)
+    if ethertype == ETH_IPV6:
+        return _ipv6(frame, offset, ports)
+    return SKIP_TRUNCATED if ethertype < 0 else SKIP_NON_IP
+
+
+def _ether(frame: bytes, type_offset: int) -> tuple[int, int]:
+    if len(frame) < type_offset + 2:
+        return 0, -1
+    return _ether_at(frame, type_offset + 2, _U16.unpack_from(frame, type_offset)[0])
+
+
+def _ether_at(frame: bytes, offset: int, ethertype: int) -> tuple[int, int]:
+    """Skip any stack of 802.1Q / 802.1ad tags; return the payload offset and its type."""
+    while ethertype in VLAN_TYPES:
+        if len(frame) < offset + 4:
+            return 0, -1
+        ethertype = _U16.unpack_from(frame, offset + 2)[0]
+        offset += 4
+    return offset, ethertype
+
+
+def _ipv4(frame: bytes, offset: int, ports: frozenset[int] | set[int]) -> Segment | str:
+    if len(frame) < offset + 20:
+        return SKIP_TRUNCATED
+    vihl, _tos, total, _ident, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(frame, offset)
+    ihl = (vihl & 0x0F) * 4
+    if vihl >> 4 != 4 or ihl < 20 or total < ihl:
+        return SKIP_MALFORMED
+    if frag & 0x3FFF:
+        return SKIP_FRAGMENT
+    if proto != PROTO_TCP:
+        return SKIP_NON_TCP
+    end = offset + total
+    if end > len(frame):
+        return SKIP_TRUNCATED
+    return _tcp(frame, offset + ihl, end, src, dst, ports)
+
+
+def _ipv6(frame: bytes, offset: int, ports: frozenset[int] | set[int]) -> Segment | str:
+    if len(frame) < offset + 40:
+        return SKIP_TRUNCATED
+    vtf, plen, nxt, _hops, src, dst = _IPV6.unpack_from(frame, offset)
+    if vtf >> 28 != 6:
+        return SKIP_MALFORMED
+    end = offset + 40 + plen
+    if end > len(frame):
+        return SKIP_TRUNCATED
+    pos = offset + 40
+    while nxt != PROTO_TCP:
+        if pos + 8 > end:
+            return SKIP_TRUNCATED if nxt in IPV6_EXTENSIONS else SKIP_NON_TCP
+        if nxt in IPV6_EXTENSIONS:
+            nxt, hlen = frame[pos], (frame[pos + 1] + 1) * 8
+        elif nxt == IPV6_AH:
+            nxt, hlen = frame[pos], (frame[pos + 1] + 2) * 4
+        elif nxt == IPV6_FRAGMENT:
+            return SKIP_FRAGMENT
+        else:
+            return SKIP_NON_TCP
+        pos += hlen
+    return _tcp(frame, pos, end, src, dst, ports)
+
+
+def _tcp(
+    frame: bytes, pos: int, end: int, src: bytes, dst: bytes, ports: frozenset[int] | set[int]
+) -> Segment | str:
+    if pos + 20 > end:
+        return SKIP_TRUNCATED
+    sport, dport, seq, ack, doff, flags = _TCP.unpack_from(frame, pos)
+    if sport not in ports and dport not in ports:
+        return SKIP_OTHER_PORT
+    hlen = (doff >> 4) * 4
+    if hlen < 20 or pos + hlen > end:
+        return SKIP_MALFORMED
+    return src, dst, sport, dport, seq, ack, flags, frame[pos + hlen : end]
