@@ -1,0 +1,546 @@
+"""A passive, sans-I/O SMTP session parser.
+
+Shaped like h11 and wsproto: the caller feeds each direction's reassembled bytes with
+:meth:`SmtpParser.receive_data` (and gaps, and the end of the connection) and drains frozen
+event dataclasses from :meth:`SmtpParser.events`.  The parser never does I/O, never raises on
+wire input and keeps every buffer bounded: bad input becomes a :class:`Violation` event.
+
+It does not judge the conversation (that is the model's and the detectors' work); it only
+finds out what was said: commands, replies paired with the commands they answer (first in,
+first out, which is what PIPELINING requires), message bodies (headers kept up to a bound,
+the rest only counted), BDAT chunks, AUTH exchanges and the switch to TLS.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Side(IntEnum):
+    """Which end of the connection sent the bytes."""
+
+    CLIENT = 0
+    SERVER = 1
+
+
+KNOWN_VERBS = frozenset(
+    {
+        "EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY",
+        "EXPN", "HELP", "AUTH", "STARTTLS", "ETRN", "TURN", "ATRN", "SEND", "SOML", "SAML",
+        "XCLIENT", "XFORWARD", "X-ANONYMOUSTLS",
+    }
+)  # fmt: skip
+GREETING_CODES = frozenset({220, 421, 554})
+_VERB = re.compile(rb"[A-Za-z][A-Za-z0-9_-]{0,19}")
+_BDAT = re.compile(rb"\s*(\d{1,20})(?:\s+(LAST))?\s*", re.IGNORECASE)
+_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f]")
+_TLS_RECORD_TYPES = (0x14, 0x15, 0x16, 0x17)
+MAX_BDAT_CHUNK = (1 << 63) - 1
+BINARY_LINES_BEFORE_GIVING_UP = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one session may make the parser hold."""
+
+    max_line: int = 4096
+    max_pending: int = 1000
+    max_header_bytes: int = 16384
+    max_header_lines: int = 200
+    max_reply_lines: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A client command line.  ``verb`` is upper-cased; empty when the line is not a command."""
+
+    ts: float
+    verb: str
+    arg: bytes
+    line: bytes
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse:
+    """A client line inside an AUTH exchange (credentials: views mask it)."""
+
+    ts: float
+    line: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEnd:
+    """The end of a DATA body: its size on the wire and its first header lines.
+
+    ``complete`` is false when the body's end was not seen (a gap, or the capture ended).
+    """
+
+    ts: float
+    size: int
+    headers: tuple[bytes, ...]
+    complete: bool = True
+
+
+Request = Command | AuthResponse | MessageEnd
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole (possibly multi-line) server reply and the request it answers.
+
+    ``request`` is None for the greeting (``greeting`` true) and for replies that answer
+    nothing seen (a server timing out, or after a gap).
+    """
+
+    ts: float
+    code: int
+    lines: tuple[bytes, ...]
+    request: Request | None
+    greeting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TlsStarted:
+    """From here on the session is encrypted: STARTTLS accepted, or TLS from the first byte."""
+
+    ts: float
+    implicit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Bytes of one direction that the capture missed."""
+
+    ts: float
+    side: Side
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """Input that is not SMTP as expected; parsing goes on."""
+
+    ts: float
+    side: Side
+    reason: str
+
+
+Event = Command | AuthResponse | MessageEnd | Reply | TlsStarted | Gap | Violation
+
+_COMMAND, _DATA, _BDAT_CHUNK = 0, 1, 2
+
+
+class _Direction:
+    """Per-direction line buffer with a bound on line length."""
+
+    __slots__ = ("buf", "discarding", "opaque", "resync", "seen")
+
+    def __init__(self, resync: bool) -> None:
+        self.buf = b""
+        self.discarding = False
+        self.opaque = False
+        self.resync = resync
+        self.seen = False
+
+
+class SmtpParser:
+    """Follow one SMTP connection from both directions and emit events."""
+
+    def __init__(self, *, midstream: bool = False, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.midstream = midstream
+        self._client = _Direction(resync=midstream)
+        self._server = _Direction(resync=midstream)
+        self._events: list[Event] = []
+        self._pending: deque[Request] = deque()
+        self._greeting_pending = True
+        self._mode = _COMMAND
+        self._bdat_left = 0
+        self._auth_active = False
+        self._auth_confirmed = False
+        self._starttls_sent = False
+        self._data_acknowledged = False
+        self._binary_lines = 0
+        self._body_size = 0
+        self._body_tail = b"\n"
+        self._headers: list[bytes] = []
+        self._header_bytes = 0
+        self._in_headers = True
+        self._reply_code = 0
+        self._reply_lines: list[bytes] = []
+        self._replies_seen = False
+        self.tls = False
+
+    # -- feeding -------------------------------------------------------------------------
+
+    def receive_data(self, side: Side, data: bytes, ts: float) -> None:
+        """Feed bytes of one direction, in sequence order."""
+        if not data:
+            return
+        direction = self._client if side == Side.CLIENT else self._server
+        if direction.opaque:
+            return
+        if self._starts_tls(direction, side, data, ts):
+            return
+        direction.seen = True
+        if side == Side.CLIENT:
+            self._client_data(data, ts)
+        else:
+            self._server_data(data, ts)
+
+    def receive_gap(self, side: Side, size: int, ts: float) -> None:
+        """Tell the parser that ``size`` bytes of one direction were not captured."""
+        self._events.append(Gap(ts, Side(side), size))
+        direction = self._client if side == Side.CLIENT else self._server
+        if direction.opaque:
+            return
+        direction.buf = b""
+        direction.discarding = False
+        if side != Side.CLIENT:
+            self._flush_reply(ts)
+            self._pending.clear()
+            direction.resync = True
+            return
+        if self._mode == _BDAT_CHUNK and size < self._bdat_left:
+            self._bdat_left -= size
+            return
+        if self._mode == _DATA:
+            self._body_size += size
+            self._body_tail = b""
+            self._in_headers = False
+            return
+        self._mode = _COMMAND
+        self._pending.clear()
+        direction.resync = True
+
+    def close(self, ts: float) -> None:
+        """The connection is over: flush what is half-said."""
+        client, server = self._client, self._server
+        if not server.opaque and server.buf and not server.discarding:
+            self._server_line(server.buf.rstrip(b"\r"), ts)
+        server.buf = b""
+        self._flush_reply(ts)
+        if not client.opaque:
+            if self._mode == _DATA:
+                self._end_body(ts, complete=False)
+            elif self._mode == _COMMAND and client.buf and not client.discarding:
+                self._client_line(client.buf.rstrip(b"\r"), ts, truncated=False)
+        client.buf = b""
+        self._mode = _COMMAND
+
+    def events(self) -> list[Event]:
+        """Drain the events produced so far, oldest first (the caller owns the list)."""
+        events = self._events
+        if events:
+            self._events = []
+        return events
+
+    @property
+    def pending(self) -> int:
+        """Requests still waiting for their reply."""
+        return len(self._pending)
+
+    # -- TLS -----------------------------------------------------------------------------
+
+    def _starts_tls(self, direction: _Direction, side: Side, data: bytes, ts: float) -> bool:
+        """Recognise a TLS record where SMTP text was expected and stop parsing that side.
+
+        At the start of a direction it is implicit TLS (port 465 style); the other side keeps
+        being parsed, since a plaintext server may still answer a confused client.
+        """
+        if len(data) < 3 or data[0] not in _TLS_RECORD_TYPES or data[1] != 3 or data[2] > 4:
+            return False
+        at_start = not direction.seen and not direction.buf
+        after_starttls = side == Side.CLIENT and self._starttls_sent and not direction.buf
+        if after_starttls or (direction.resync and not at_start):
+            self._go_opaque(ts, implicit=False)
+            return True
+        if not at_start:
+            return False
+        self._tls_started(ts, implicit=True)
+        direction.opaque = True
+        direction.buf = b""
+        return True
+
+    def _tls_started(self, ts: float, *, implicit: bool) -> None:
+        if not self.tls:
+            self.tls = True
+            self._events.append(TlsStarted(ts, implicit))
+
+    def _go_opaque(self, ts: float, *, implicit: bool) -> None:
+        """Both directions are encrypted from here on."""
+        self._tls_started(ts, implicit=implicit)
+        for direction in (self._client, self._server):
+            direction.opaque = True
+            direction.buf = b""
+        self._pending.clear()
+        self._mode = _COMMAND
+
+    # -- client --------------------------------------------------------------------------
+
+    def _client_data(self, data: bytes, ts: float) -> None:
+        direction = self._client
+        buf = direction.buf + data if direction.buf else data
+        pos = 0
+        end = len(buf)
+        while pos < end and not direction.opaque:
+            if self._mode == _BDAT_CHUNK:
+                take = min(self._bdat_left, end - pos)
+                self._bdat_left -= take
+                pos += take
+                if not self._bdat_left:
+                    self._mode = _COMMAND
+                continue
+            if self._mode == _DATA:
+                consumed = self._body(buf, pos, ts)
+            else:
+                consumed = self._next_line(direction, Side.CLIENT, buf, pos, ts)
+            if consumed == pos:
+                break
+            pos = consumed
+        direction.buf = buf[pos:] if pos < end and not direction.opaque else b""
+
+    def _next_line(self, direction: _Direction, side: Side, buf: bytes, pos: int, ts: float) -> int:
+        """Handle the line at ``buf[pos:]``; return the position after it (``pos``: need more).
+
+        A line longer than the limit is handled cut at the limit and the rest of it dropped.
+        """
+        if direction.discarding:
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                return len(buf)
+            direction.discarding = False
+            return nl + 1
+        max_line = self.limits.max_line
+        nl = buf.find(b"\n", pos, pos + max_line + 1)
+        if nl < 0:
+            if len(buf) - pos <= max_line:
+                return pos
+            self._events.append(Violation(ts, side, f"line longer than {max_line} bytes"))
+            direction.discarding = True
+            line, pos, truncated = buf[pos : pos + max_line], pos + max_line, True
+        else:
+            line, pos, truncated = buf[pos:nl], nl + 1, False
+            if line.endswith(b"\r"):
+                line = line.rstrip(b"\r")
+        if side == Side.CLIENT:
+            self._client_line(line, ts, truncated=truncated)
+        else:
+            self._server_line(line, ts)
+        return pos
+
+    def _client_line(self, line: bytes, ts: float, *, truncated: bool) -> None:
+        direction = self._client
+        word = line.split(b" ", 1)
+        verb_bytes = word[0]
+        plausible = _VERB.fullmatch(verb_bytes) is not None
+        verb = verb_bytes.decode("ascii").upper() if plausible else ""
+        if self._auth_active and (self._auth_confirmed or verb not in KNOWN_VERBS):
+            self._push(AuthResponse(ts, line))
+            return
+        if direction.resync:
+            if verb not in KNOWN_VERBS:
+                return
+            direction.resync = False
+        if _BINARY.search(line):
+            self._binary_lines += 1
+            if self._binary_lines >= BINARY_LINES_BEFORE_GIVING_UP:
+                self._events.append(Violation(ts, Side.CLIENT, "client does not speak SMTP"))
+                direction.opaque = True
+                direction.buf = b""
+        else:
+            self._binary_lines = 0
+        arg = word[1] if len(word) > 1 else b""
+        command = Command(ts, verb, arg, line, truncated)
+        self._push(command)
+        if verb == "DATA":
+            self._start_body()
+        elif verb == "BDAT":
+            self._start_chunk(arg, ts)
+        elif verb == "AUTH":
+            self._auth_active = True
+            self._auth_confirmed = False
+        elif verb == "STARTTLS":
+            self._starttls_sent = True
+
+    def _push(self, request: Request) -> None:
+        self._events.append(request)
+        if len(self._pending) >= self.limits.max_pending:
+            self._events.append(
+                Violation(request.ts, Side.CLIENT, "too many commands without a reply")
+            )
+            self._pending.clear()
+        self._pending.append(request)
+
+    def _start_chunk(self, arg: bytes, ts: float) -> None:
+        match = _BDAT.fullmatch(arg)
+        size = int(match.group(1)) if match else -1
+        if not match or size > MAX_BDAT_CHUNK:
+            self._events.append(Violation(ts, Side.CLIENT, "invalid BDAT argument"))
+            return
+        if size:
+            self._mode = _BDAT_CHUNK
+            self._bdat_left = size
+
+    # -- message bodies ------------------------------------------------------------------
+
+    def _start_body(self) -> None:
+        self._mode = _DATA
+        self._data_acknowledged = False
+        self._body_size = 0
+        self._body_tail = b"\n"
+        self._headers = []
+        self._header_bytes = 0
+        self._in_headers = True
+
+    def _body(self, buf: bytes, pos: int, ts: float) -> int:
+        """Consume body bytes from ``buf[pos:]``; return the new position (``pos``: need more)."""
+        end = len(buf)
+        limits = self.limits
+        while self._in_headers:
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                if end - pos <= limits.max_line:
+                    return pos
+                self._in_headers = False
+                self._body_tail = b""
+                break
+            line = buf[pos:nl].rstrip(b"\r")
+            if line == b".":
+                self._end_body(ts, complete=True)
+                return nl + 1
+            self._body_size += nl + 1 - pos
+            pos = nl + 1
+            if not line:
+                self._in_headers = False
+                self._body_tail = b"\n"
+                break
+            if line.startswith(b"."):
+                line = line[1:]
+            if (
+                len(self._headers) < limits.max_header_lines
+                and self._header_bytes + len(line) <= limits.max_header_bytes
+            ):
+                self._headers.append(line)
+                self._header_bytes += len(line)
+        if pos >= end:
+            return end
+        tail = self._body_tail
+        window = tail + buf[pos:] if tail else buf[pos:]
+        hit = window.find(b"\n.\r\n")
+        hit_lf = window.find(b"\n.\n")
+        term = 4
+        if hit < 0 or 0 <= hit_lf < hit:
+            hit, term = hit_lf, 3
+        if hit < 0:
+            self._body_size += end - pos
+            self._body_tail = window[-3:]
+            return end
+        self._body_size += hit + 1 - len(tail)
+        self._end_body(ts, complete=True)
+        return pos + hit + term - len(tail)
+
+    def _end_body(self, ts: float, *, complete: bool) -> None:
+        self._mode = _COMMAND
+        self._push(MessageEnd(ts, self._body_size, tuple(self._headers), complete))
+        self._headers = []
+
+    # -- server --------------------------------------------------------------------------
+
+    def _server_data(self, data: bytes, ts: float) -> None:
+        direction = self._server
+        buf = direction.buf + data if direction.buf else data
+        pos = 0
+        end = len(buf)
+        while pos < end and not direction.opaque:
+            consumed = self._next_line(direction, Side.SERVER, buf, pos, ts)
+            if consumed == pos:
+                break
+            pos = consumed
+        direction.buf = buf[pos:] if pos < end and not direction.opaque else b""
+
+    def _server_line(self, line: bytes, ts: float) -> None:
+        direction = self._server
+        code = _reply_code(line)
+        if code < 0:
+            if direction.resync:
+                return
+            if not self._reply_code and not self._replies_seen:
+                self._events.append(Violation(ts, Side.SERVER, "server does not speak SMTP"))
+                direction.opaque = True
+                self._client.opaque = True
+                return
+            self._events.append(Violation(ts, Side.SERVER, "malformed reply line"))
+            return
+        direction.resync = False
+        if self._reply_code and code != self._reply_code:
+            self._events.append(
+                Violation(ts, Side.SERVER, "continuation line with a different reply code")
+            )
+            self._flush_reply(ts)
+        self._reply_code = code
+        if len(self._reply_lines) < self.limits.max_reply_lines:
+            self._reply_lines.append(line[4:])
+        if line[3:4] != b"-":
+            self._flush_reply(ts)
+
+    def _flush_reply(self, ts: float) -> None:
+        code = self._reply_code
+        if not code:
+            return
+        lines = tuple(self._reply_lines)
+        self._reply_code = 0
+        self._reply_lines = []
+        self._replies_seen = True
+        request: Request | None = None
+        greeting = False
+        if self._greeting_pending:
+            self._greeting_pending = False
+            if self.midstream:
+                greeting = not self._pending and code in GREETING_CODES
+            else:
+                greeting = not self._pending or code in GREETING_CODES
+        if not greeting:
+            if self._pending:
+                request = self._pending.popleft()
+            elif self._mode == _DATA and self._data_acknowledged:
+                self._end_body(ts, complete=False)
+                request = self._pending.popleft()
+        self._events.append(Reply(ts, code, lines, request, greeting))
+        self._after_reply(code, request, ts)
+
+    def _after_reply(self, code: int, request: Request | None, ts: float) -> None:
+        if isinstance(request, Command):
+            verb = request.verb
+            if verb == "DATA":
+                if code == 354:
+                    self._data_acknowledged = True
+                elif self._mode == _DATA:
+                    self._mode = _COMMAND
+                    self._headers = []
+            elif verb == "STARTTLS" and code == 220:
+                self._go_opaque(ts, implicit=False)
+                return
+            elif verb == "STARTTLS":
+                self._starttls_sent = False
+        elif request is None and code == 354 and self._mode == _COMMAND:
+            self._start_body()
+            self._data_acknowledged = True
+        if self._auth_active and (
+            isinstance(request, AuthResponse)
+            or (isinstance(request, Command) and request.verb == "AUTH")
+        ):
+            self._auth_confirmed = code == 334
+            self._auth_active = code == 334
+
+
+def _reply_code(line: bytes) -> int:
+    """The reply code of a server line, or -1 when the line is not a reply."""
+    if len(line) < 3 or not line[:3].isdigit() or (len(line) > 3 and line[3] not in b" -"):
+        return -1
+    code = int(line[:3])
+    return code if 100 <= code <= 599 else -1
