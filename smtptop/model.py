@@ -1,0 +1,516 @@
+"""Sessions and per-host facts built from parser events: pure and bounded.
+
+The model turns SMTP events into what an admin asks about: per session, who spoke to whom,
+what HELO and envelope were used and what the server answered; per LAN host, how many
+sessions, distinct servers, rejected and tempfailed sessions, accepted messages.  Every
+collection that grows with traffic has a bound, and what a bound cuts is counted.
+
+Definitions (the README documents them; tests follow them):
+
+* rejected session: a 5xx reply to the greeting, HELO/EHLO, AUTH, MAIL, RCPT, DATA, BDAT or
+  the end of data;
+* tempfailed session: no such 5xx, but a 4xx reply to one of them;
+* accepted message: a 2xx reply to the end of DATA or to the last BDAT chunk;
+* recipients: RCPT commands sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from smtptop.smtp import (
+    AuthResponse,
+    Command,
+    Event,
+    Gap,
+    MessageEnd,
+    Reply,
+    TlsStarted,
+    Violation,
+)
+from smtptop.text import wire_text
+
+MASK = "********"
+COUNTED_STAGES = frozenset(
+    {"greeting", "HELO", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "end of data"}
+)
+DEFAULT_LAN = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+OUTCOMES = ("rejected", "tempfailed", "accepted", "tls", "not-smtp", "no-mail")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLimits:
+    """How much the model keeps; everything beyond is counted, not stored."""
+
+    max_sessions: int = 20000
+    max_hosts: int = 100000
+    max_servers_per_host: int = 100000
+    max_transcript_lines: int = 400
+    max_transcript_bytes: int = 65536
+    max_addresses: int = 1000
+    max_replies: int = 200
+    max_helos: int = 32
+
+
+@dataclass(slots=True)
+class TranscriptLine:
+    """One line of a session as shown: ``kind`` is C (client), S (server), H (message
+    header sent by the client) or * (a note from smtptop: body size, TLS, gap, violation)."""
+
+    ts: float
+    kind: str
+    text: str
+
+
+@dataclass(slots=True)
+class SmtpReply:
+    code: int
+    text: str
+    stage: str
+
+
+@dataclass(slots=True)
+class Session:
+    """One TCP connection to an SMTP port."""
+
+    id: int
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    start: float
+    end: float
+    midstream: bool = False
+    helo: str = ""
+    banner: str = ""
+    mail_from: list[str] = field(default_factory=list)
+    rcpt_to: list[str] = field(default_factory=list)
+    replies: list[SmtpReply] = field(default_factory=list)
+    replies_dropped: int = 0
+    recipients: int = 0
+    accepted_messages: int = 0
+    rejected: bool = False
+    tempfailed: bool = False
+    decisive: SmtpReply | None = None
+    tls: bool = False
+    gaps: int = 0
+    non_smtp: bool = False
+    violations: int = 0
+    auth_mechanism: str = ""
+    auth_user: str = ""
+    quit_sent: bool = False
+    closed: bool = False
+    close_reason: str = ""
+    client_bytes: int = 0
+    server_bytes: int = 0
+    packets: int = 0
+    transcript: list[TranscriptLine] = field(default_factory=list)
+    transcript_bytes: int = 0
+    transcript_dropped: int = 0
+
+    @property
+    def partial(self) -> bool:
+        """Picked up mid-stream or with bytes missing: the facts may be incomplete."""
+        return self.midstream or self.gaps > 0
+
+    @property
+    def outcome(self) -> str:
+        if self.rejected:
+            return "rejected"
+        if self.tempfailed:
+            return "tempfailed"
+        if self.accepted_messages:
+            return "accepted"
+        if self.tls:
+            return "tls"
+        if self.non_smtp:
+            return "not-smtp"
+        return "no-mail"
+
+    @property
+    def client(self) -> str:
+        return endpoint(self.client_ip, self.client_port)
+
+    @property
+    def server(self) -> str:
+        return endpoint(self.server_ip, self.server_port)
+
+
+@dataclass(slots=True)
+class ServerStats:
+    """What one client host did with one server."""
+
+    ip: str
+    name: str = ""
+    sessions: int = 0
+    rejected_sessions: int = 0
+    tempfailed_sessions: int = 0
+    accepted_messages: int = 0
+    last_seen: float = 0.0
+
+
+@dataclass(slots=True)
+class Host:
+    """An SMTP client host and everything it did."""
+
+    ip: str
+    lan: bool
+    first_seen: float
+    last_seen: float
+    sessions: int = 0
+    rejected_sessions: int = 0
+    tempfailed_sessions: int = 0
+    accepted_messages: int = 0
+    recipients: int = 0
+    tls_sessions: int = 0
+    open_sessions: int = 0
+    helos: dict[str, int] = field(default_factory=dict)
+    servers: dict[str, ServerStats] = field(default_factory=dict)
+    servers_dropped: int = 0
+    session_starts: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+
+    @property
+    def destinations(self) -> int:
+        """Distinct server addresses (exact unless the per-host bound was hit)."""
+        return len(self.servers)
+
+    def sessions_per_minute(self, now: float) -> float:
+        """Sessions opened in the last minute before ``now``."""
+        return float(sum(1 for t in self.session_starts if now - t <= 60.0))
+
+
+def endpoint(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def is_lan(ip: str, extra: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> bool:
+    """RFC 1918, RFC 6598, link-local, IPv6 ULA, or a network the user named."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr.version == net.version and addr in net for net in (*DEFAULT_LAN, *extra))
+
+
+def mailbox(arg: str) -> str:
+    """The address of a ``FROM:<a@b> SIZE=1`` / ``TO: <c@d>`` argument, without brackets."""
+    _, sep, rest = arg.partition(":")
+    if not sep:
+        rest = arg
+    rest = rest.strip()
+    if rest.startswith("<"):
+        close = rest.find(">")
+        return rest[1:close] if close >= 0 else rest[1:]
+    return rest.split(" ", 1)[0]
+
+
+def _stage(reply: Reply) -> str:
+    request = reply.request
+    if reply.greeting:
+        return "greeting"
+    if isinstance(request, Command):
+        return request.verb or "unknown"
+    if isinstance(request, MessageEnd):
+        return "end of data"
+    if isinstance(request, AuthResponse):
+        return "AUTH"
+    return "unsolicited"
+
+
+class Model:
+    """All sessions and hosts of one capture or one live run."""
+
+    def __init__(
+        self,
+        *,
+        lan: Iterable[str] = (),
+        limits: ModelLimits | None = None,
+        show_credentials: bool = False,
+    ) -> None:
+        self.limits = limits or ModelLimits()
+        self.lan_networks = tuple(ipaddress.ip_network(n, strict=False) for n in lan)
+        self.show_credentials = show_credentials
+        self.hosts: dict[str, Host] = {}
+        self.open: dict[int, Session] = {}
+        self.finished: OrderedDict[int, Session] = OrderedDict()
+        self.sessions_total = 0
+        self.sessions_evicted = 0
+        self.hosts_dropped = 0
+        self.last_ts = 0.0
+        self._login_step: dict[int, int] = {}
+
+    # -- session lifecycle ---------------------------------------------------------------
+
+    def open_session(
+        self,
+        session_id: int,
+        client: tuple[str, int],
+        server: tuple[str, int],
+        ts: float,
+        *,
+        midstream: bool,
+    ) -> Session:
+        session = Session(session_id, *client, *server, start=ts, end=ts, midstream=midstream)
+        self.open[session_id] = session
+        self.sessions_total += 1
+        self.last_ts = max(self.last_ts, ts)
+        host = self._host(session.client_ip, ts)
+        if host is not None:
+            host.sessions += 1
+            host.open_sessions += 1
+            host.session_starts.append(ts)
+            stats = self._server(host, session.server_ip)
+            if stats is not None:
+                stats.sessions += 1
+                stats.last_seen = ts
+        return session
+
+    def close_session(
+        self,
+        session_id: int,
+        ts: float,
+        reason: str,
+        *,
+        client_bytes: int,
+        server_bytes: int,
+        packets: int,
+    ) -> None:
+        session = self.open.pop(session_id, None)
+        if session is None:
+            return
+        session.closed = True
+        session.close_reason = reason
+        session.end = max(session.end, ts)
+        session.client_bytes = client_bytes
+        session.server_bytes = server_bytes
+        session.packets = packets
+        self._login_step.pop(session_id, None)
+        host = self.hosts.get(session.client_ip)
+        if host is not None:
+            host.open_sessions -= 1
+        self.finished[session_id] = session
+        while len(self.finished) > self.limits.max_sessions:
+            self.finished.popitem(last=False)
+            self.sessions_evicted += 1
+
+    def sessions(self) -> list[Session]:
+        """Kept sessions, finished ones first, in the order they ended, then open ones."""
+        return [*self.finished.values(), *self.open.values()]
+
+    def session(self, session_id: int) -> Session | None:
+        return self.open.get(session_id) or self.finished.get(session_id)
+
+    # -- events --------------------------------------------------------------------------
+
+    def apply(self, session_id: int, event: Event) -> None:
+        """Fold one parser event into its session and host."""
+        session = self.open.get(session_id)
+        if session is None:
+            return
+        session.end = max(session.end, event.ts)
+        self.last_ts = max(self.last_ts, event.ts)
+        if isinstance(event, Reply):
+            self._reply(session, event)
+        elif isinstance(event, Command):
+            self._command(session, event)
+        elif isinstance(event, AuthResponse):
+            self._auth_response(session, event)
+        elif isinstance(event, MessageEnd):
+            for header in event.headers:
+                self._line(session, event.ts, "H", wire_text(header))
+            cut = "" if event.complete else " (end not seen)"
+            self._line(session, event.ts, "*", f"message body: {event.size} bytes{cut}")
+        elif isinstance(event, TlsStarted):
+            session.tls = True
+            host = self.hosts.get(session.client_ip)
+            if host is not None:
+                host.tls_sessions += 1
+            how = "implicit TLS" if event.implicit else "TLS started"
+            self._line(session, event.ts, "*", f"{how}: the rest of the session is encrypted")
+        elif isinstance(event, Gap):
+            session.gaps += 1
+            side = "client" if event.side == 0 else "server"
+            self._line(session, event.ts, "*", f"{event.size} bytes from the {side} not captured")
+        elif isinstance(event, Violation):
+            session.violations += 1
+            if event.reason.endswith("does not speak SMTP"):
+                session.non_smtp = True
+            self._line(session, event.ts, "*", event.reason)
+
+    def _command(self, session: Session, event: Command) -> None:
+        verb = event.verb
+        text = wire_text(event.line)
+        if verb == "AUTH":
+            text = self._auth_command(session, event, text)
+        self._line(session, event.ts, "C", text)
+        if event.truncated:
+            self._line(session, event.ts, "*", "line cut at the length limit")
+        if verb in ("HELO", "EHLO"):
+            session.helo = wire_text(event.arg.strip())
+            host = self.hosts.get(session.client_ip)
+            if host is not None and (
+                session.helo in host.helos or len(host.helos) < self.limits.max_helos
+            ):
+                host.helos[session.helo] = host.helos.get(session.helo, 0) + 1
+        elif verb == "MAIL":
+            if len(session.mail_from) < self.limits.max_addresses:
+                session.mail_from.append(mailbox(wire_text(event.arg)))
+        elif verb == "RCPT":
+            session.recipients += 1
+            if len(session.rcpt_to) < self.limits.max_addresses:
+                session.rcpt_to.append(mailbox(wire_text(event.arg)))
+            host = self.hosts.get(session.client_ip)
+            if host is not None:
+                host.recipients += 1
+        elif verb == "QUIT":
+            session.quit_sent = True
+
+    def _auth_command(self, session: Session, event: Command, text: str) -> str:
+        parts = event.arg.split()
+        mechanism = parts[0].decode("ascii", "replace").upper() if parts else ""
+        session.auth_mechanism = wire_text(mechanism.encode())
+        if len(parts) > 1:
+            if mechanism == "PLAIN":
+                session.auth_user = _plain_user(parts[1])
+            elif mechanism == "LOGIN":
+                session.auth_user = _b64_text(parts[1])
+        if mechanism == "LOGIN" and len(parts) == 1:
+            self._login_step[session.id] = 0
+        if self.show_credentials or len(parts) < 2:
+            return text
+        return f"AUTH {session.auth_mechanism} {MASK}"
+
+    def _auth_response(self, session: Session, event: AuthResponse) -> None:
+        step = self._login_step.get(session.id)
+        if step is not None:
+            if step == 0:
+                session.auth_user = _b64_text(event.line)
+            self._login_step[session.id] = step + 1
+        elif session.auth_mechanism == "CRAM-MD5" and not session.auth_user:
+            session.auth_user = _b64_text(event.line).split(" ", 1)[0]
+        shown = wire_text(event.line) if self.show_credentials or event.line == b"*" else MASK
+        self._line(session, event.ts, "C", shown)
+
+    def _reply(self, session: Session, event: Reply) -> None:
+        code = event.code
+        lines = [wire_text(line) for line in event.lines]
+        for i, line in enumerate(lines):
+            sep = "-" if i < len(lines) - 1 else " "
+            self._line(session, event.ts, "S", f"{code}{sep}{line}" if line else str(code))
+        stage = _stage(event)
+        reply = SmtpReply(code, "\n".join(lines), stage)
+        if len(session.replies) < self.limits.max_replies:
+            session.replies.append(reply)
+        else:
+            session.replies_dropped += 1
+        host = self.hosts.get(session.client_ip)
+        stats = host.servers.get(session.server_ip) if host is not None else None
+        if event.greeting and lines:
+            session.banner = lines[0].split(" ", 1)[0]
+            if stats is not None and not stats.name:
+                stats.name = session.banner
+        if 200 <= code < 300 and self._ends_message(event):
+            session.accepted_messages += 1
+            if host is not None:
+                host.accepted_messages += 1
+            if stats is not None:
+                stats.accepted_messages += 1
+        if stage in COUNTED_STAGES and code >= 400:
+            self._judge(session, host, stats, reply)
+
+    @staticmethod
+    def _ends_message(event: Reply) -> bool:
+        request = event.request
+        if isinstance(request, MessageEnd):
+            return True
+        return (
+            isinstance(request, Command)
+            and request.verb == "BDAT"
+            and request.arg.upper().rstrip().endswith(b"LAST")
+        )
+
+    def _judge(
+        self, session: Session, host: Host | None, stats: ServerStats | None, reply: SmtpReply
+    ) -> None:
+        """Move the session to rejected or tempfailed, keeping host and server counts right."""
+        if session.rejected:
+            return
+        if reply.code >= 500:
+            was_tempfailed = session.tempfailed
+            session.rejected = True
+            session.tempfailed = False
+            session.decisive = reply
+            for counter in (host, stats):
+                if counter is not None:
+                    counter.rejected_sessions += 1
+                    counter.tempfailed_sessions -= was_tempfailed
+        elif not session.tempfailed:
+            session.tempfailed = True
+            session.decisive = reply
+            for counter in (host, stats):
+                if counter is not None:
+                    counter.tempfailed_sessions += 1
+
+    # -- bounded storage -----------------------------------------------------------------
+
+    def _line(self, session: Session, ts: float, kind: str, text: str) -> None:
+        limits = self.limits
+        if (
+            len(session.transcript) >= limits.max_transcript_lines
+            or session.transcript_bytes + len(text) > limits.max_transcript_bytes
+        ):
+            session.transcript_dropped += 1
+            return
+        session.transcript.append(TranscriptLine(ts, kind, text))
+        session.transcript_bytes += len(text)
+
+    def _host(self, ip: str, ts: float) -> Host | None:
+        host = self.hosts.get(ip)
+        if host is None:
+            if len(self.hosts) >= self.limits.max_hosts:
+                self.hosts_dropped += 1
+                return None
+            host = self.hosts[ip] = Host(ip, is_lan(ip, self.lan_networks), ts, ts)
+        host.last_seen = max(host.last_seen, ts)
+        return host
+
+    def _server(self, host: Host, ip: str) -> ServerStats | None:
+        stats = host.servers.get(ip)
+        if stats is None:
+            if len(host.servers) >= self.limits.max_servers_per_host:
+                host.servers_dropped += 1
+                return None
+            stats = host.servers[ip] = ServerStats(ip)
+        return stats
+
+
+def _b64_text(data: bytes) -> str:
+    try:
+        return wire_text(base64.b64decode(data.strip(), validate=True))
+    except (binascii.Error, ValueError):
+        return ""
+
+
+def _plain_user(data: bytes) -> str:
+    """The authentication identity of an AUTH PLAIN blob (never the password)."""
+    try:
+        fields = base64.b64decode(data.strip(), validate=True).split(b"\0")
+    except (binascii.Error, ValueError):
+        return ""
+    return wire_text(fields[1]) if len(fields) == 3 else ""

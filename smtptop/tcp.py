@@ -1,0 +1,195 @@
+"""Per-connection TCP reassembly: in-order bytes for each direction, with gaps marked.
+
+A passive monitor sees retransmissions, overlaps, reordering and loss.  Each direction keeps
+the next expected sequence number; data at or before it is trimmed (the first copy wins),
+data after it waits in a bounded out-of-order store.  Missing bytes become a gap when the
+peer acknowledges past them, when the store overflows, or when the connection ends, so the
+parser can resynchronise instead of waiting forever.  Bytes go straight to a sink (the SMTP
+parser) without intermediate lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from smtptop.decode import ACK, FIN, RST, SYN
+
+CLIENT = 0
+SERVER = 1
+SEQ_MOD = 1 << 32
+HALF = 1 << 31
+
+
+class StreamSink(Protocol):
+    """Where reassembled bytes go (the SMTP parser implements this)."""
+
+    def receive_data(self, side: int, data: bytes, ts: float) -> None: ...
+
+    def receive_gap(self, side: int, size: int, ts: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one connection may buffer while waiting for missing segments."""
+
+    max_ooo_bytes: int = 256 * 1024
+    max_ooo_segments: int = 256
+
+
+def _rel(seq: int, base: int) -> int:
+    """Signed distance from ``base`` to ``seq`` in sequence space."""
+    d = (seq - base) % SEQ_MOD
+    return d - SEQ_MOD if d >= HALF else d
+
+
+class _Stream:
+    __slots__ = (
+        "bytes",
+        "fin_seq",
+        "gap_bytes",
+        "next_seq",
+        "ooo",
+        "ooo_bytes",
+        "packets",
+        "retransmitted",
+    )
+
+    def __init__(self) -> None:
+        self.next_seq: int | None = None
+        self.ooo: dict[int, bytes] = {}
+        self.ooo_bytes = 0
+        self.fin_seq: int | None = None
+        self.packets = 0
+        self.bytes = 0
+        self.retransmitted = 0
+        self.gap_bytes = 0
+
+    @property
+    def finished(self) -> bool:
+        """Every byte up to this side's FIN has been delivered."""
+        return self.fin_seq is not None and self.fin_seq == self.next_seq
+
+
+class Connection:
+    """One TCP connection, reassembled into its sink."""
+
+    __slots__ = ("handshake", "limits", "reset", "sink", "streams")
+
+    def __init__(self, sink: StreamSink, limits: Limits | None = None) -> None:
+        self.sink = sink
+        self.limits = limits or Limits()
+        self.streams = (_Stream(), _Stream())
+        self.handshake = False
+        self.reset = False
+
+    @property
+    def closed(self) -> bool:
+        """Both sides finished, or a reset."""
+        client, server = self.streams
+        return self.reset or (client.finished and server.finished)
+
+    @property
+    def gap_bytes(self) -> int:
+        return self.streams[CLIENT].gap_bytes + self.streams[SERVER].gap_bytes
+
+    def segment(self, side: int, seq: int, ack: int, flags: int, payload: bytes, ts: float) -> None:
+        """Take one captured segment sent by ``side``."""
+        stream = self.streams[side]
+        stream.packets += 1
+        stream.bytes += len(payload)
+        if flags & RST:
+            self.reset = True
+            return
+        if flags & SYN:
+            self.handshake = True
+            seq = (seq + 1) % SEQ_MOD
+            if stream.next_seq is None:
+                stream.next_seq = seq
+        elif stream.next_seq is None:
+            stream.next_seq = seq
+        if flags & ACK:
+            peer = self.streams[1 - side]
+            if peer.ooo and peer.next_seq is not None:
+                self._acked(peer, 1 - side, ack, ts)
+        if payload:
+            self._data(stream, side, seq, payload, ts)
+        if flags & FIN:
+            stream.fin_seq = (seq + len(payload)) % SEQ_MOD
+
+    def finish(self, ts: float) -> None:
+        """No more packets will come: deliver what is buffered, marking the holes as gaps."""
+        for side, stream in enumerate(self.streams):
+            while stream.ooo:
+                self._skip_to_buffered(stream, side, ts)
+
+    def _data(self, stream: _Stream, side: int, seq: int, payload: bytes, ts: float) -> None:
+        assert stream.next_seq is not None
+        offset = _rel(seq, stream.next_seq)
+        if offset > 0:
+            self._buffer(stream, side, seq, payload, ts)
+            return
+        if len(payload) + offset <= 0:
+            stream.retransmitted += 1
+            return
+        if offset:
+            payload = payload[-offset:]
+        self.sink.receive_data(side, payload, ts)
+        stream.next_seq = (stream.next_seq + len(payload)) % SEQ_MOD
+        if stream.ooo:
+            self._drain(stream, side, ts)
+
+    def _buffer(self, stream: _Stream, side: int, seq: int, payload: bytes, ts: float) -> None:
+        known = stream.ooo.get(seq)
+        if known is None:
+            stream.ooo[seq] = payload
+            stream.ooo_bytes += len(payload)
+        elif len(payload) > len(known):
+            stream.ooo[seq] = known + payload[len(known) :]
+            stream.ooo_bytes += len(payload) - len(known)
+        else:
+            stream.retransmitted += 1
+        limits = self.limits
+        if stream.ooo_bytes > limits.max_ooo_bytes or len(stream.ooo) > limits.max_ooo_segments:
+            self._skip_to_buffered(stream, side, ts)
+
+    def _drain(self, stream: _Stream, side: int, ts: float) -> None:
+        """Deliver buffered segments that have become contiguous."""
+        while stream.ooo:
+            assert stream.next_seq is not None
+            base = stream.next_seq
+            seq = min(stream.ooo, key=lambda s: _rel(s, base))
+            offset = _rel(seq, base)
+            if offset > 0:
+                return
+            payload = stream.ooo.pop(seq)
+            stream.ooo_bytes -= len(payload)
+            if len(payload) + offset <= 0:
+                stream.retransmitted += 1
+                continue
+            if offset:
+                payload = payload[-offset:]
+            self.sink.receive_data(side, payload, ts)
+            stream.next_seq = (base + len(payload)) % SEQ_MOD
+
+    def _skip_to_buffered(self, stream: _Stream, side: int, ts: float) -> None:
+        """Give up on the hole before the earliest buffered segment: report a gap."""
+        assert stream.next_seq is not None
+        base = stream.next_seq
+        seq = min(stream.ooo, key=lambda s: _rel(s, base))
+        missing = _rel(seq, base)
+        if missing > 0:
+            stream.gap_bytes += missing
+            self.sink.receive_gap(side, missing, ts)
+            stream.next_seq = seq
+        self._drain(stream, side, ts)
+
+    def _acked(self, stream: _Stream, side: int, ack: int, ts: float) -> None:
+        """The peer acknowledged bytes of ``stream`` that we hold after a hole: it is a gap."""
+        assert stream.next_seq is not None
+        while stream.ooo and _rel(ack, stream.next_seq) > 0:
+            base = stream.next_seq
+            earliest = min(stream.ooo, key=lambda s: _rel(s, base))
+            if _rel(ack, earliest) < 0:
+                return
+            self._skip_to_buffered(stream, side, ts)
