@@ -1,0 +1,7 @@
+"""``python -m smtptop``."""
+
+import sys
+
+from smtptop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,229 @@
+"""`smtptop report`: run the engine over capture files and print per-host facts.
+
+Three renderings of the same model: a readable table (default), JSON (stable, documented in
+the README) and CSV (one row per host, guarded against spreadsheet formula injection).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from smtptop.analyzer import DEFAULT_PORTS, Analyzer, EngineConfig, Stats, apply
+from smtptop.capture import CaptureFile
+from smtptop.model import Host, Model, Session
+
+APPLY_EVERY = 2048
+CSV_FIELDS = (
+    "ip",
+    "lan",
+    "sessions",
+    "destinations",
+    "rejected_sessions",
+    "tempfailed_sessions",
+    "accepted_messages",
+    "recipients",
+    "helos",
+)
+
+
+@dataclass(slots=True)
+class Analysis:
+    """The result of analysing some files: the model, the engine's counters, file notes."""
+
+    model: Model
+    stats: Stats
+    warnings: list[str] = field(default_factory=list)
+
+
+def analyze(
+    paths: Sequence[str],
+    *,
+    ports: Iterable[int] = DEFAULT_PORTS,
+    lan: Iterable[str] = (),
+    show_credentials: bool = False,
+    progress: Callable[[CaptureFile], None] | None = None,
+) -> Analysis:
+    """Analyse capture files in order.  Raises CaptureError if a file cannot be opened."""
+    captures = [CaptureFile(path) for path in paths]
+    analyzer = Analyzer(EngineConfig(ports=frozenset(ports)))
+    model = Model(lan=lan, show_credentials=show_credentials)
+    analysis = Analysis(model, analyzer.stats)
+    packet = analyzer.packet
+    for capture in captures:
+        for count, record in enumerate(capture, 1):
+            packet(record.ts, record.linktype, record.data)
+            if count % APPLY_EVERY == 0:
+                apply(model, analyzer.take())
+                if progress is not None:
+                    progress(capture)
+        apply(model, analyzer.take())
+        if capture.truncated:
+            analysis.warnings.append(f"{capture.path}: truncated: {capture.truncated}")
+    analyzer.finish()
+    apply(model, analyzer.take())
+    return analysis
+
+
+def analyze_paths(paths: Sequence[str], *, ports: Iterable[int] = DEFAULT_PORTS) -> dict[str, Any]:
+    """The JSON report of some capture files, as a dict (what ``report --json`` prints)."""
+    return to_json(analyze(paths, ports=ports))
+
+
+def ranked_hosts(model: Model) -> list[Host]:
+    """Hosts with the most distinct destinations first, then the most rejections."""
+    return sorted(
+        model.hosts.values(),
+        key=lambda h: (-h.destinations, -h.rejected_sessions, -h.sessions, h.ip),
+    )
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    decisive = session.decisive
+    return {
+        "client": session.client,
+        "server": session.server,
+        "start": session.start,
+        "end": session.end,
+        "helo": session.helo,
+        "mail_from": list(session.mail_from),
+        "rcpt_to": list(session.rcpt_to),
+        "replies": [{"code": r.code, "text": r.text} for r in session.replies],
+        "tls": session.tls,
+        "partial": session.partial,
+        "outcome": session.outcome,
+        "outcome_reply": (
+            {"code": decisive.code, "text": decisive.text, "stage": decisive.stage}
+            if decisive
+            else None
+        ),
+        "accepted_messages": session.accepted_messages,
+        "recipients": session.recipients,
+        "banner": session.banner,
+        "auth": session.auth_mechanism,
+        "auth_user": session.auth_user,
+        "close_reason": session.close_reason,
+        "bytes": {"client": session.client_bytes, "server": session.server_bytes},
+        "transcript": [{"ts": t.ts, "kind": t.kind, "text": t.text} for t in session.transcript],
+        "transcript_lines_not_kept": session.transcript_dropped,
+    }
+
+
+def host_json(host: Host) -> dict[str, Any]:
+    return {
+        "ip": host.ip,
+        "lan": host.lan,
+        "sessions": host.sessions,
+        "destinations": host.destinations,
+        "rejected_sessions": host.rejected_sessions,
+        "tempfailed_sessions": host.tempfailed_sessions,
+        "accepted_messages": host.accepted_messages,
+        "recipients": host.recipients,
+        "helos": list(host.helos),
+        "servers": [
+            {
+                "ip": s.ip,
+                "name": s.name,
+                "sessions": s.sessions,
+                "rejected_sessions": s.rejected_sessions,
+            }
+            for s in sorted(host.servers.values(), key=lambda s: (-s.sessions, s.ip))
+        ],
+        "first_seen": host.first_seen,
+        "last_seen": host.last_seen,
+    }
+
+
+def to_json(analysis: Analysis) -> dict[str, Any]:
+    model, stats = analysis.model, analysis.stats
+    sessions = sorted(model.sessions(), key=lambda s: (s.start, s.id))
+    return {
+        "hosts": [host_json(h) for h in ranked_hosts(model)],
+        "sessions": [session_json(s) for s in sessions],
+        "stats": {
+            "packets": stats.packets,
+            "bytes": stats.bytes,
+            "smtp_packets": stats.smtp_packets,
+            "skipped": dict(sorted(stats.skipped.items())),
+            "errors": stats.errors,
+            "error_samples": list(stats.error_samples),
+            "sessions": model.sessions_total,
+            "sessions_not_kept": model.sessions_evicted,
+            "hosts_not_kept": model.hosts_dropped,
+            "connections_evicted": stats.connections_evicted,
+        },
+        "warnings": list(analysis.warnings),
+    }
+
+
+def render_table(analysis: Analysis, *, lan_only: bool = False) -> str:
+    """The readable report: one line per client host, then the counters."""
+    model, stats = analysis.model, analysis.stats
+    hosts = [h for h in ranked_hosts(model) if h.lan or not lan_only]
+    header = ("HOST", "LAN", "SESS", "DEST", "REJ", "TEMP", "MSGS", "RCPT", "HELO")
+    rows = [
+        (
+            h.ip,
+            "yes" if h.lan else "no",
+            str(h.sessions),
+            str(h.destinations),
+            str(h.rejected_sessions),
+            str(h.tempfailed_sessions),
+            str(h.accepted_messages),
+            str(h.recipients),
+            _helo_summary(h),
+        )
+        for h in hosts
+    ]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
+    lines = []
+    for row in (header, *rows):
+        cells = [
+            cell.ljust(w) if i in (0, 1) else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=False))
+        ]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    if not rows:
+        lines.append("(no SMTP sessions found)")
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(stats.skipped.items()))
+    lines.append("")
+    lines.append(
+        f"{stats.packets} packets, {stats.smtp_packets} on SMTP ports, "
+        f"{model.sessions_total} SMTP sessions, {stats.errors} analysis errors"
+    )
+    if skipped:
+        lines.append(f"skipped: {skipped}")
+    if model.sessions_evicted:
+        lines.append(f"{model.sessions_evicted} older sessions summarised (not kept in full)")
+    lines.extend(f"warning: {w}" for w in analysis.warnings)
+    return "\n".join(lines) + "\n"
+
+
+def _helo_summary(host: Host) -> str:
+    names = sorted(host.helos, key=lambda n: -host.helos[n])
+    shown = ", ".join(names[:3])
+    return f"{shown} (+{len(names) - 3})" if len(names) > 3 else shown
+
+
+def csv_safe(value: object) -> str:
+    """A cell that a spreadsheet will not run as a formula."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def write_csv(analysis: Analysis, out: TextIO) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for host in ranked_hosts(analysis.model):
+        data = host_json(host)
+        data["helos"] = " ".join(host.helos)
+        writer.writerow([csv_safe(data[name]) for name in CSV_FIELDS])
+
+
+def render_csv(analysis: Analysis) -> str:
+    buffer = io.StringIO()
+    write_csv(analysis, buffer)
+    return buffer.getvalue()
