@@ -8,7 +8,8 @@ collection that grows with traffic has a bound, and what a bound cuts is counted
 Definitions (the README documents them; tests follow them):
 
 * rejected session: a 5xx reply to the greeting, HELO/EHLO, AUTH, MAIL, RCPT, DATA, BDAT or
-  the end of data;
+  the end of data; except 500 and 502 to EHLO, which mean "EHLO not supported" and make the
+  client fall back to HELO (RFC 5321, section 3.2), not a refusal;
 * tempfailed session: no such 5xx, but a 4xx reply to one of them;
 * accepted message: a 2xx reply to the end of DATA or to the last BDAT chunk;
 * recipients: RCPT commands sent.
@@ -51,6 +52,7 @@ DEFAULT_LAN = tuple(
         "fe80::/10",
     )
 )
+EHLO_NOT_SUPPORTED = frozenset({500, 502})
 OUTCOMES = ("rejected", "tempfailed", "accepted", "tls", "not-smtp", "no-mail")
 
 
@@ -432,6 +434,8 @@ class Model:
             if stats is not None:
                 stats.accepted_messages += 1
         if stage in COUNTED_STAGES and code >= 400:
+            if stage == "EHLO" and code in EHLO_NOT_SUPPORTED:
+                return
             self._judge(session, host, stats, reply)
 
     @staticmethod

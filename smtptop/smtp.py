@@ -198,9 +198,12 @@ class SmtpParser:
         direction = self._client if side == Side.CLIENT else self._server
         if direction.opaque:
             return
+        partial = direction.buf.rstrip(b"\r") if not direction.discarding else b""
         direction.buf = b""
         direction.discarding = False
         if side != Side.CLIENT:
+            if partial:
+                self._server_line(partial, ts)
             self._flush_reply(ts)
             self._pending.clear()
             direction.resync = True
@@ -209,21 +212,18 @@ class SmtpParser:
             self._bdat_left -= size
             return
         if self._mode == _DATA:
-            self._body_size += size
+            self._body_size += size + len(partial)
             self._body_tail = b""
             self._in_headers = False
             return
+        if partial and self._mode == _COMMAND:
+            self._client_line(partial, ts, truncated=True)
         self._mode = _COMMAND
-        self._pending.clear()
         direction.resync = True
 
     def close(self, ts: float) -> None:
-        """The connection is over: flush what is half-said."""
+        """The connection is over: flush what is half-said (the client's words first)."""
         client, server = self._client, self._server
-        if not server.opaque and server.buf and not server.discarding:
-            self._server_line(server.buf.rstrip(b"\r"), ts)
-        server.buf = b""
-        self._flush_reply(ts)
         if not client.opaque:
             if self._mode == _DATA:
                 self._end_body(ts, complete=False)
@@ -231,6 +231,10 @@ class SmtpParser:
                 self._client_line(client.buf.rstrip(b"\r"), ts, truncated=False)
         client.buf = b""
         self._mode = _COMMAND
+        if not server.opaque and server.buf and not server.discarding:
+            self._server_line(server.buf.rstrip(b"\r"), ts)
+        server.buf = b""
+        self._flush_reply(ts)
 
     def events(self) -> list[Event]:
         """Drain the events produced so far, oldest first (the caller owns the list)."""

@@ -155,14 +155,18 @@ class Connection:
 
     def _drain(self, stream: _Stream, side: int, ts: float) -> None:
         """Deliver buffered segments that have become contiguous."""
-        while stream.ooo:
+        ooo = stream.ooo
+        while ooo:
             assert stream.next_seq is not None
             base = stream.next_seq
-            seq = min(stream.ooo, key=lambda s: _rel(s, base))
-            offset = _rel(seq, base)
-            if offset > 0:
-                return
-            payload = stream.ooo.pop(seq)
+            payload = ooo.pop(base, None)
+            offset = 0
+            if payload is None:
+                seq = min(ooo, key=lambda s: _rel(s, base))
+                offset = _rel(seq, base)
+                if offset > 0:
+                    return
+                payload = ooo.pop(seq)
             stream.ooo_bytes -= len(payload)
             if len(payload) + offset <= 0:
                 stream.retransmitted += 1

@@ -1,0 +1,160 @@
+"""TCP reassembly: order, retransmissions, overlaps, gaps, bounds."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smtptop.decode import ACK, FIN, RST, SYN
+from smtptop.tcp import CLIENT, SERVER, Connection, Limits
+
+ISN = 0xFFFFFF00  # close to the wrap-around, so every test crosses it
+
+
+class Recorder:
+    """A sink that keeps what each side delivered, gaps written as ``<gap N>``."""
+
+    def __init__(self) -> None:
+        self.streams: dict[int, bytearray] = {CLIENT: bytearray(), SERVER: bytearray()}
+        self.gaps: list[tuple[int, int]] = []
+
+    def receive_data(self, side: int, data: bytes, ts: float) -> None:
+        self.streams[side] += data
+
+    def receive_gap(self, side: int, size: int, ts: float) -> None:
+        self.gaps.append((side, size))
+        self.streams[side] += b"<gap %d>" % size
+
+
+def segments(data: bytes, size: int, isn: int = ISN) -> list[tuple[int, bytes]]:
+    """Cut ``data`` into (seq, payload) pieces; the first byte is at isn + 1."""
+    return [((isn + 1 + i) % (1 << 32), data[i : i + size]) for i in range(0, len(data), size)]
+
+
+def connection(**limits) -> tuple[Connection, Recorder]:
+    sink = Recorder()
+    conn = Connection(sink, Limits(**limits))
+    conn.segment(CLIENT, ISN, 0, SYN, b"", 0.0)
+    conn.segment(SERVER, 5000, (ISN + 1) % (1 << 32), SYN | ACK, b"", 0.0)
+    return conn, sink
+
+
+DATA = bytes(range(256)) * 20
+
+
+def test_in_order_delivery_across_sequence_wrap() -> None:
+    conn, sink = connection()
+    for seq, payload in segments(DATA, 100):
+        conn.segment(CLIENT, seq, 5001, ACK, payload, 0.0)
+    assert bytes(sink.streams[CLIENT]) == DATA
+    assert not sink.gaps
+
+
+def test_out_of_order_duplicates_and_overlaps_first_copy_wins() -> None:
+    conn, sink = connection()
+    pieces = segments(DATA, 100)
+    rng = random.Random(7)
+    shuffled = pieces + rng.sample(pieces, 10)
+    rng.shuffle(shuffled)
+    overlapping = [((seq - 30) % (1 << 32), DATA[max(0, i * 100 - 30) : i * 100 + 60])
+                   for i, (seq, _) in enumerate(pieces) if i]  # fmt: skip
+    for seq, payload in shuffled + overlapping:
+        conn.segment(CLIENT, seq, 5001, ACK, payload, 0.0)
+    conn.finish(1.0)
+    assert bytes(sink.streams[CLIENT]) == DATA
+    assert not sink.gaps
+    assert conn.streams[CLIENT].retransmitted >= 10
+
+
+def test_conflicting_retransmission_keeps_the_first_copy() -> None:
+    conn, sink = connection()
+    conn.segment(CLIENT, (ISN + 1) % (1 << 32), 5001, ACK, b"HELO first\r\n", 0.0)
+    conn.segment(CLIENT, (ISN + 1) % (1 << 32), 5001, ACK, b"HELO other\r\nQUIT\r\n", 0.0)
+    assert bytes(sink.streams[CLIENT]) == b"HELO first\r\nQUIT\r\n"
+
+
+def test_peer_ack_past_a_hole_declares_a_gap() -> None:
+    conn, sink = connection()
+    pieces = segments(DATA, 100)
+    for seq, payload in pieces[:3] + pieces[4:6]:
+        conn.segment(CLIENT, seq, 5001, ACK, payload, 0.0)
+    assert bytes(sink.streams[CLIENT]) == DATA[:300]
+    conn.segment(SERVER, 5001, pieces[5][0], ACK, b"", 0.0)
+    assert sink.gaps == [(CLIENT, 100)]
+    assert bytes(sink.streams[CLIENT]) == DATA[:300] + b"<gap 100>" + DATA[400:600]
+    assert conn.gap_bytes == 100
+
+
+def test_buffer_bound_forces_a_gap() -> None:
+    conn, sink = connection(max_ooo_segments=5)
+    pieces = segments(DATA, 10)
+    for seq, payload in pieces[1:20]:
+        conn.segment(CLIENT, seq, 5001, ACK, payload, 0.0)
+        assert len(conn.streams[CLIENT].ooo) <= 5
+    assert sink.gaps == [(CLIENT, 10)]
+    assert bytes(sink.streams[CLIENT]).endswith(DATA[10:200])
+
+
+def test_finish_flushes_buffered_data_after_holes() -> None:
+    conn, sink = connection()
+    pieces = segments(DATA, 100)
+    conn.segment(CLIENT, *pieces[2][:1], 5001, ACK, pieces[2][1], 0.0)
+    conn.finish(1.0)
+    assert sink.gaps == [(CLIENT, 200)]
+    assert bytes(sink.streams[CLIENT]) == b"<gap 200>" + DATA[200:300]
+
+
+def test_midstream_pickup_starts_at_first_segment() -> None:
+    sink = Recorder()
+    conn = Connection(sink)
+    conn.segment(SERVER, 123456, 99, ACK, b"250 ok\r\n", 0.0)
+    conn.segment(CLIENT, 99, 123464, ACK, b"QUIT\r\n", 0.0)
+    assert not conn.handshake
+    assert bytes(sink.streams[SERVER]) == b"250 ok\r\n"
+    assert bytes(sink.streams[CLIENT]) == b"QUIT\r\n"
+
+
+def test_fin_both_ways_and_reset_close() -> None:
+    conn, _ = connection()
+    conn.segment(CLIENT, (ISN + 1) % (1 << 32), 5001, ACK | FIN, b"QUIT\r\n", 0.0)
+    assert not conn.closed
+    conn.segment(SERVER, 5001, (ISN + 8) % (1 << 32), ACK | FIN, b"221 bye\r\n", 0.0)
+    assert conn.closed
+    other, _ = connection()
+    other.segment(SERVER, 5001, 0, RST, b"", 0.0)
+    assert other.closed and other.reset
+
+
+def test_fin_waits_for_missing_data() -> None:
+    conn, sink = connection()
+    pieces = segments(b"HELO a\r\nQUIT\r\n", 8)
+    conn.segment(SERVER, 5001, 0, ACK | FIN, b"", 0.0)
+    conn.segment(CLIENT, pieces[1][0], 5002, ACK | FIN, pieces[1][1], 0.0)
+    assert not conn.closed
+    conn.segment(CLIENT, pieces[0][0], 5002, ACK, pieces[0][1], 0.0)
+    assert conn.closed
+    assert bytes(sink.streams[CLIENT]) == b"HELO a\r\nQUIT\r\n"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(min_value=8, max_value=64),
+    st.integers(min_value=0),
+    st.integers(min_value=0, max_value=(1 << 32) - 1),
+)
+def test_any_order_with_duplicates_gives_the_same_stream(size: int, seed: int, isn: int) -> None:
+    rng = random.Random(seed)
+    sink = Recorder()
+    conn = Connection(sink)
+    conn.segment(CLIENT, isn, 0, SYN, b"", 0.0)
+    data = DATA[:1500]
+    pieces = segments(data, size, isn)
+    mixed = pieces + [rng.choice(pieces) for _ in range(len(pieces) // 3)]  # within the bound
+    rng.shuffle(mixed)
+    for seq, payload in mixed:
+        conn.segment(CLIENT, seq, 0, ACK, payload, 0.0)
+    conn.finish(0.0)
+    assert bytes(sink.streams[CLIENT]) == data
+    assert not sink.gaps
