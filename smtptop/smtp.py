@@ -173,6 +173,7 @@ class SmtpParser:
         self._reply_code = 0
         self._reply_lines: list[bytes] = []
         self._replies_seen = False
+        self._orphans = 0
         self.tls = False
 
     # -- feeding -------------------------------------------------------------------------
@@ -458,6 +459,8 @@ class SmtpParser:
     def _server_data(self, data: bytes, ts: float) -> None:
         direction = self._server
         buf = direction.buf + data if direction.buf else data
+        if self.midstream and not self._replies_seen and self._pending:
+            self._orphans = max(0, _count_replies(buf) - len(self._pending))
         pos = 0
         end = len(buf)
         while pos < end and not direction.opaque:
@@ -508,7 +511,9 @@ class SmtpParser:
                 greeting = not self._pending and code in GREETING_CODES
             else:
                 greeting = not self._pending or code in GREETING_CODES
-        if not greeting:
+        if self._orphans:
+            self._orphans -= 1
+        elif not greeting:
             if self._pending:
                 request = self._pending.popleft()
             elif self._mode == _DATA and self._data_acknowledged:
@@ -540,6 +545,11 @@ class SmtpParser:
         ):
             self._auth_confirmed = code == 334
             self._auth_active = code == 334
+
+
+def _count_replies(data: bytes) -> int:
+    """Complete replies (final lines) in a chunk of server data."""
+    return sum(1 for line in data.split(b"\n")[:-1] if _reply_code(line) > 0 and line[3:4] != b"-")
 
 
 def _reply_code(line: bytes) -> int:

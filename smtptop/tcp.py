@@ -17,6 +17,7 @@ from smtptop.decode import ACK, FIN, RST, SYN
 
 CLIENT = 0
 SERVER = 1
+REORDER_ACKS = 3  # peer ACKs past a hole before it counts as lost, not merely reordered
 SEQ_MOD = 1 << 32
 HALF = 1 << 31
 
@@ -48,6 +49,7 @@ class _Stream:
         "bytes",
         "fin_seq",
         "gap_bytes",
+        "hole_acks",
         "next_seq",
         "ooo",
         "ooo_bytes",
@@ -60,6 +62,7 @@ class _Stream:
         self.ooo: dict[int, bytes] = {}
         self.ooo_bytes = 0
         self.fin_seq: int | None = None
+        self.hole_acks = 0
         self.packets = 0
         self.bytes = 0
         self.retransmitted = 0
@@ -136,6 +139,7 @@ class Connection:
             payload = payload[-offset:]
         self.sink.receive_data(side, payload, ts)
         stream.next_seq = (stream.next_seq + len(payload)) % SEQ_MOD
+        stream.hole_acks = 0
         if stream.ooo:
             self._drain(stream, side, ts)
 
@@ -189,11 +193,15 @@ class Connection:
         self._drain(stream, side, ts)
 
     def _acked(self, stream: _Stream, side: int, ack: int, ts: float) -> None:
-        """The peer acknowledged bytes of ``stream`` that we hold after a hole: it is a gap."""
+        """The peer acknowledged bytes of ``stream`` beyond a hole.
+
+        After a few such ACKs the missing bytes are not late but lost: report the gap.
+        """
         assert stream.next_seq is not None
-        while stream.ooo and _rel(ack, stream.next_seq) > 0:
-            base = stream.next_seq
-            earliest = min(stream.ooo, key=lambda s: _rel(s, base))
-            if _rel(ack, earliest) < 0:
-                return
+        base = stream.next_seq
+        earliest = min(stream.ooo, key=lambda s: _rel(s, base))
+        if _rel(ack, earliest) < 0:
+            return
+        stream.hole_acks += 1
+        if stream.hole_acks >= REORDER_ACKS:
             self._skip_to_buffered(stream, side, ts)

@@ -399,7 +399,7 @@ def test_midstream_pickup_ignores_half_lines_and_body_text() -> None:
         midstream=True,
     )
     assert commands(events) == ["QUIT"]
-    assert replies(events) == [(250, "QUIT"), (221, None)]
+    assert replies(events) == [(250, None), (221, "QUIT")]
 
 
 def test_greeting_after_pregreet_and_unsolicited_timeout() -> None:
