@@ -1,0 +1,158 @@
+"""`smtptop report` as a user runs it: outputs, broken files, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smtptop import synth
+from smtptop.capture import CaptureFile
+from smtptop.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "smtptop" / "data" / "office.pcap"
+
+
+def smtptop(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smtptop", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_table_puts_the_spambot_first() -> None:
+    out = smtptop("report", "--sample")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:4] == ["HOST", "LAN", "SESS", "DEST"]
+    assert lines[1].startswith("192.168.0.108 ")
+    assert "analysis errors" in out.stdout
+
+
+HOST_KEYS = ["ip", "lan", "sessions", "destinations", "rejected_sessions", "tempfailed_sessions"]
+HOST_KEYS += ["accepted_messages", "recipients", "helos", "servers"]
+SESSION_KEYS = ["client", "server", "start", "end", "helo", "mail_from", "rcpt_to", "replies"]
+SESSION_KEYS += ["tls", "partial", "outcome"]
+
+
+def test_json_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--json", str(SAMPLE)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"hosts", "sessions", "stats"}
+    host = report["hosts"][0]
+    assert set(host) >= set(HOST_KEYS)
+    assert set(host["servers"][0]) >= {"ip", "sessions", "rejected_sessions"}
+    assert set(report["sessions"][0]) >= set(SESSION_KEYS)
+    assert set(report["stats"]) >= {"packets", "bytes", "smtp_packets", "skipped", "errors"}
+    assert report["stats"]["packets"] == sum(1 for _ in CaptureFile(str(SAMPLE)))
+
+
+def test_csv_one_row_per_host_and_formula_guard(tmp_path: Path) -> None:
+    conv = synth.Conversation("10.1.1.1", 40000, "198.51.100.1", 25, start=1.0)
+    conv.smtp([("S", b"220 mx\r\n"), ("C", b"HELO =cmd|' /C calc'!A0\r\n"), ("S", b"250 ok\r\n")])
+    path = tmp_path / "f.pcap"
+    synth.write_pcap(path, conv.frames, synth.LINKTYPE_ETHERNET)
+    out = smtptop("report", "--csv", str(path), str(SAMPLE))
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert len(rows) == 9
+    assert {r["ip"] for r in rows} >= {"10.1.1.1", "192.168.0.108"}
+    formula = next(r for r in rows if r["ip"] == "10.1.1.1")
+    assert formula["helos"] == "'=cmd|' /C calc'!A0"
+
+
+def test_output_file_is_written_whole(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    out = smtptop("report", "--json", "-o", str(target), str(SAMPLE))
+    assert out.returncode == 0 and out.stdout == ""
+    assert json.loads(target.read_text())["hosts"]
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def broken_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    good = SAMPLE.read_bytes()
+    cases = {
+        "missing": (tmp_path / "nope.pcap", "no such file"),
+        "directory": (tmp_path, "is a directory"),
+        "empty": (tmp_path / "empty.pcap", "empty file"),
+        "text": (tmp_path / "notes.txt", "not a pcap or pcapng"),
+        "header only part": (tmp_path / "short.pcap", "inside the pcap file header"),
+        "bad gzip": (tmp_path / "bad.pcap.gz", "gzip"),
+    }
+    (tmp_path / "empty.pcap").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("hello, this is not a capture\n")
+    (tmp_path / "short.pcap").write_bytes(good[:10])
+    (tmp_path / "bad.pcap.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    return cases
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "directory", "empty", "text", "header only part", "bad gzip"]
+)
+def test_unreadable_files_give_one_line_and_status_1(case: str, tmp_path: Path) -> None:
+    path, reason = broken_files(tmp_path)[case]
+    out = smtptop("report", str(path))
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert str(path) in out.stderr and reason in out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_permission(tmp_path: Path) -> None:
+    path = tmp_path / "secret.pcap"
+    path.write_bytes(SAMPLE.read_bytes())
+    path.chmod(0)
+    out = smtptop("report", str(path))
+    assert out.returncode == 1 and "permission denied" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "mangle"),
+    [
+        ("cut mid-record", lambda b: b[: len(b) // 2]),
+        ("absurd record length", lambda b: b[:24] + b"\0" * 8 + b"\xff\xff\xff\x7f" * 2 + b[40:]),
+        ("cut pcapng", None),
+    ],
+)
+def test_truncated_file_reports_what_was_read(name: str, mangle, tmp_path: Path) -> None:
+    path = tmp_path / "cut.pcap"
+    if mangle is None:
+        conv = synth.Conversation("10.0.0.1", 1025, "198.51.100.1", 25, start=1.0)
+        conv.smtp([("S", b"220 mx\r\n"), ("C", b"HELO a.example\r\n"), ("S", b"250 ok\r\n")])
+        data = synth.pcapng_bytes(conv.frames, 1)
+        path.write_bytes(data[:-7])
+    else:
+        path.write_bytes(mangle(SAMPLE.read_bytes()))
+    out = smtptop("report", "--json", str(path))
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert f"{path}: truncated" in out.stderr
+    report = json.loads(out.stdout)
+    assert report["warnings"]
+    if name != "absurd record length":
+        assert report["sessions"]
+
+
+def test_bad_arguments_are_usage_errors() -> None:
+    assert smtptop("report").returncode == 2
+    bad = smtptop("report", "--ports", "25,x", str(SAMPLE))
+    assert bad.returncode == 2 and "port" in bad.stderr
+    bad = smtptop("report", "--lan", "not-a-net", str(SAMPLE))
+    assert bad.returncode == 2 and "CIDR" in bad.stderr
+
+
+def test_help_and_version_are_quick_to_reach() -> None:
+    assert "report" in smtptop("--help").stdout
+    assert smtptop("--version").stdout.startswith("smtptop ")
