@@ -239,9 +239,7 @@ class SmtpParser:
 
     def events(self) -> list[Event]:
         """Drain the events produced so far, oldest first (the caller owns the list)."""
-        events = self._events
-        if events:
-            self._events = []
+        events, self._events = self._events, []
         return events
 
     @property
