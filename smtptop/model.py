@@ -363,7 +363,7 @@ class Model:
         self._line(session, event.ts, "C", text)
         if event.truncated:
             self._line(session, event.ts, "*", "line cut at the length limit")
-        if verb in ("HELO", "EHLO"):
+        if verb in ("HELO", "EHLO") and event.arg.strip():
             session.helo = wire_text(event.arg.strip())
             host = self.hosts.get(session.client_ip)
             if host is not None and (

@@ -1,0 +1,1 @@
+"""Conformance of smtptop with the expected outputs of Zeek, Suricata, Arkime and nDPI."""
