@@ -42,31 +42,27 @@ def _network(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not an address or CIDR network: {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="smtptop",
-        description="Which LAN host talks SMTP to whom, and what the servers answered.",
-    )
-    parser.add_argument("--version", action="version", version=f"smtptop {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    report = commands.add_parser(
-        "report",
-        help="analyse capture files and print per-host SMTP facts",
-        description="Analyse pcap/pcapng files (optionally .gz) and print per-host SMTP facts.",
-    )
-    report.add_argument("files", nargs="*", metavar="FILE", help="capture files, read in order")
-    report.add_argument("--sample", action="store_true", help="analyse the bundled demo capture")
-    form = report.add_mutually_exclusive_group()
-    form.add_argument("--json", action="store_true", help="print JSON (see the README)")
-    form.add_argument("--csv", action="store_true", help="print CSV, one row per host")
-    report.add_argument(
+def _speed(text: str) -> float:
+    try:
+        speed = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < speed <= 1e6:
+        raise argparse.ArgumentTypeError("speed must be above 0")
+    return speed
+
+
+def _engine_options() -> argparse.ArgumentParser:
+    """Options shared by the monitor and the report."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
         "--ports",
         type=_ports,
         default=DEFAULT_PORTS,
         metavar="P,...",
         help="SMTP ports (default: 25,465,587,2525)",
     )
-    report.add_argument(
+    common.add_argument(
         "--lan",
         type=_network,
         action="append",
@@ -74,15 +70,79 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CIDR",
         help="also count this network as LAN (repeatable)",
     )
-    report.add_argument(
+    common.add_argument(
         "--show-credentials",
         action="store_true",
         help="show AUTH exchanges unmasked (off by default)",
     )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _engine_options()
+    parser = argparse.ArgumentParser(
+        prog="smtptop",
+        description="Which LAN host talks SMTP to whom, and what the servers answered.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"smtptop {__version__}")
+    parser.add_argument(
+        "-r", dest="read", action="append", default=[], metavar="FILE",
+        help="monitor a capture file (pcap/pcapng, .gz too); repeatable",
+    )  # fmt: skip
+    parser.add_argument(
+        "--speed", type=_speed, metavar="X",
+        help="replay with the captured timing at X times speed (default: as fast as possible)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--top", type=int, default=200, metavar="N", help="show the top N hosts (default 200)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="replay the bundled office capture in the monitor",
+        description="Replay the bundled capture of an office with one spambot-infected PC.",
+        parents=[common],
+    )
+    demo.add_argument(
+        "--speed", type=_speed, default=10.0, metavar="X", help="replay speed (default 10x)"
+    )
+    report = commands.add_parser(
+        "report",
+        help="analyse capture files and print per-host SMTP facts",
+        description="Analyse pcap/pcapng files (optionally .gz) and print per-host SMTP facts.",
+        parents=[common],
+    )
+    report.add_argument("files", nargs="*", metavar="FILE", help="capture files, read in order")
+    report.add_argument("--sample", action="store_true", help="analyse the bundled demo capture")
+    form = report.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print JSON (see the README)")
+    form.add_argument("--csv", action="store_true", help="print CSV, one row per host")
     report.add_argument(
         "-o", "--output", metavar="FILE", help="write the report to FILE (atomically)"
     )
     return parser
+
+
+def run_monitor(paths: list[str], args: argparse.Namespace, speed: float | None) -> int:
+    from smtptop.analyzer import EngineConfig
+    from smtptop.source import FileSource
+    from smtptop.tui.app import MonitorApp
+
+    try:
+        source = FileSource(paths, speed=speed)
+    except CaptureError as exc:
+        print(f"smtptop: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    app = MonitorApp(
+        source,
+        config=EngineConfig(ports=args.ports),
+        lan=args.lan,
+        show_credentials=args.show_credentials,
+        top=max(1, getattr(args, "top", 200)),
+    )
+    app.run()
+    return EXIT_OK
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -134,8 +194,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "report":
             return run_report(args)
-        parser.print_help()
-        return EXIT_OK
+        if args.command == "demo":
+            return run_monitor([sample_path()], args, args.speed)
+        if args.read:
+            return run_monitor(args.read, args, args.speed)
+        parser.print_usage(sys.stderr)
+        print(
+            "smtptop: give -r FILE to monitor a capture, or try 'smtptop demo' "
+            "(live capture on an interface is not available yet)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

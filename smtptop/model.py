@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from smtptop.smtp import (
 from smtptop.text import wire_text
 
 MASK = "********"
+_ENHANCED_CODE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 COUNTED_STAGES = frozenset(
     {"greeting", "HELO", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "end of data"}
 )
@@ -52,6 +54,13 @@ DEFAULT_LAN = tuple(
         "fe80::/10",
     )
 )
+CLOSE_NOTES = {
+    "closed": "connection closed",
+    "reset": "connection reset",
+    "idle timeout": "connection idle too long: smtptop stopped following it",
+    "capture ended": "the capture ended with the connection still open",
+    "port reused": "connection replaced by a new one on the same ports",
+}
 EHLO_NOT_SUPPORTED = frozenset({500, 502})
 OUTCOMES = ("rejected", "tempfailed", "accepted", "tls", "not-smtp", "no-mail")
 
@@ -254,6 +263,7 @@ class Model:
         self.sessions_total = 0
         self.sessions_evicted = 0
         self.hosts_dropped = 0
+        self.first_ts = 0.0
         self.last_ts = 0.0
         self._login_step: dict[int, int] = {}
 
@@ -271,6 +281,7 @@ class Model:
         session = Session(session_id, *client, *server, start=ts, end=ts, midstream=midstream)
         self.open[session_id] = session
         self.sessions_total += 1
+        self.first_ts = min(self.first_ts, ts) if self.first_ts else ts
         self.last_ts = max(self.last_ts, ts)
         host = self._host(session.client_ip, ts)
         if host is not None:
@@ -302,6 +313,9 @@ class Model:
         session.client_bytes = client_bytes
         session.server_bytes = server_bytes
         session.packets = packets
+        note = CLOSE_NOTES.get(reason, f"connection ended: {reason}")
+        how = "" if session.quit_sent or reason == "capture ended" else " (no QUIT sent)"
+        self._line(session, session.end, "*", note + how)
         self._login_step.pop(session_id, None)
         host = self.hosts.get(session.client_ip)
         if host is not None:
@@ -424,7 +438,7 @@ class Model:
         host = self.hosts.get(session.client_ip)
         stats = host.servers.get(session.server_ip) if host is not None else None
         if event.greeting and lines:
-            session.banner = lines[0].split(" ", 1)[0]
+            session.banner = _banner_name(lines[0])
             if stats is not None and not stats.name:
                 stats.name = session.banner
         if 200 <= code < 300 and self._ends_message(event):
@@ -502,6 +516,12 @@ class Model:
                 return None
             stats = host.servers[ip] = ServerStats(ip)
         return stats
+
+
+def _banner_name(line: str) -> str:
+    """The host a greeting names: its first word, unless that is an enhanced status code."""
+    word = line.split(" ", 1)[0]
+    return "" if _ENHANCED_CODE.fullmatch(word) else word
 
 
 def _b64_text(data: bytes) -> str:

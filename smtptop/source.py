@@ -1,0 +1,189 @@
+"""Capture sources and the thread that runs the engine on them for the monitor.
+
+A :class:`Source` yields captured frames (a file now, a live socket later).  A
+:class:`Feeder` thread runs the engine's decode → TCP → SMTP stages on them and hands the
+resulting events over in batches, through a callback the app wires to
+``loop.call_soon_threadsafe``.  The number of batches in flight is bounded by a semaphore: a
+file source waits for room (replaying a file must not lose anything), a live source cannot
+wait, so it drops the batch and counts what it dropped, for the status bar.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from smtptop.analyzer import Analyzer, EngineConfig, FlowEvent
+from smtptop.capture import CaptureError, CaptureFile, Packet
+
+BATCH_EVENTS = 1000
+BATCH_SECONDS = 0.02
+SLOT_WAIT = 0.1
+
+
+@dataclass(slots=True)
+class Progress:
+    """What the source and the engine have done so far (a snapshot, safe to share)."""
+
+    packets: int = 0
+    smtp_packets: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    errors: int = 0
+    dropped_batches: int = 0
+    dropped_events: int = 0
+    kernel_drops: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    finished: bool = False
+    problem: str = ""
+
+
+@dataclass(slots=True)
+class Batch:
+    """Engine events for the model, and where the source stands."""
+
+    events: list[tuple[int, FlowEvent]]
+    progress: Progress
+
+
+class Source:
+    """Where frames come from.  ``lossy`` sources drop batches rather than wait."""
+
+    label = ""
+    lossy = False
+
+    def frames(self, stop: threading.Event) -> Iterator[Packet]:
+        raise NotImplementedError
+
+    def position(self) -> tuple[int, int]:
+        """Bytes done and bytes in all (0, 0 when unknown)."""
+        return 0, 0
+
+    def warnings(self) -> list[str]:
+        return []
+
+
+class FileSource(Source):
+    """Capture files read in order: as fast as possible, or replayed at ``speed`` times the
+    captured pace (so the table grows as it did on the wire)."""
+
+    def __init__(self, paths: Sequence[str], *, speed: float | None = None) -> None:
+        self.paths = list(paths)
+        self.speed = speed
+        names = ", ".join(os.path.basename(p) for p in self.paths)
+        self.label = f"file {names}" + (f" at {speed:g}x" if speed else "")
+        self._captures = [CaptureFile(p) for p in self.paths]
+        self._total = sum(c.size for c in self._captures)
+        self._done_before = 0
+        self._current: CaptureFile | None = None
+
+    def position(self) -> tuple[int, int]:
+        current = self._current.position if self._current is not None else 0
+        return self._done_before + current, self._total
+
+    def warnings(self) -> list[str]:
+        return [f"{c.path}: truncated: {c.truncated}" for c in self._captures if c.truncated]
+
+    def frames(self, stop: threading.Event) -> Iterator[Packet]:
+        first: float | None = None
+        started = time.monotonic()
+        for capture in self._captures:
+            self._current = capture
+            for record in capture:
+                if stop.is_set():
+                    capture.close()
+                    return
+                if self.speed:
+                    if first is None:
+                        first = record.ts
+                    due = started + (record.ts - first) / self.speed
+                    wait = due - time.monotonic()
+                    if wait > 0 and stop.wait(wait):
+                        capture.close()
+                        return
+                yield record
+            self._done_before += capture.size
+            self._current = None
+
+
+class Feeder(threading.Thread):
+    """Runs the engine on a source in a thread and delivers batches of events."""
+
+    def __init__(
+        self,
+        source: Source,
+        deliver: Callable[[Batch], None],
+        *,
+        config: EngineConfig | None = None,
+        max_batches: int = 64,
+    ) -> None:
+        super().__init__(name="smtptop-capture", daemon=True)
+        self.source = source
+        self.deliver = deliver
+        self.analyzer = Analyzer(config)
+        self.stop_event = threading.Event()
+        self._slots = threading.Semaphore(max_batches)
+        self._dropped_batches = 0
+        self._dropped_events = 0
+        self._problem = ""
+
+    def release(self) -> None:
+        """The consumer has taken a batch: make room for another."""
+        self._slots.release()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        analyzer = self.analyzer
+        packet = analyzer.packet
+        last_flush = time.monotonic()
+        try:
+            for record in self.source.frames(self.stop_event):
+                packet(record.ts, record.linktype, record.data)
+                if len(analyzer.out) >= BATCH_EVENTS or (
+                    time.monotonic() - last_flush >= BATCH_SECONDS
+                ):
+                    self._flush()
+                    last_flush = time.monotonic()
+            if not self.stop_event.is_set():
+                analyzer.finish()
+        except CaptureError as exc:
+            self._problem = str(exc)
+        self._problem = self._problem or "; ".join(self.source.warnings())
+        self._flush(finished=True)
+
+    def progress(self, *, finished: bool = False) -> Progress:
+        stats = self.analyzer.stats
+        done, total = self.source.position()
+        return Progress(
+            packets=stats.packets,
+            smtp_packets=stats.smtp_packets,
+            bytes_done=total if finished else done,
+            bytes_total=total,
+            errors=stats.errors,
+            dropped_batches=self._dropped_batches,
+            dropped_events=self._dropped_events,
+            skipped=dict(stats.skipped),
+            finished=finished,
+            problem=self._problem,
+        )
+
+    def _flush(self, *, finished: bool = False) -> None:
+        events = self.analyzer.take()
+        if not self._take_slot(wait=finished or not self.source.lossy):
+            self._dropped_batches += 1
+            self._dropped_events += len(events)
+            return
+        self.deliver(Batch(events, self.progress(finished=finished)))
+
+    def _take_slot(self, *, wait: bool) -> bool:
+        if not wait:
+            return self._slots.acquire(blocking=False)
+        while not self._slots.acquire(timeout=SLOT_WAIT):
+            if self.stop_event.is_set():
+                return False
+        return True
