@@ -206,6 +206,12 @@ class Host:
         return float(sum(1 for t in self.session_starts if now - t <= 60.0))
 
 
+def rank(host: Host) -> tuple[int, int, int, str]:
+    """The default order of hosts: most distinct servers, then most rejections, then most
+    sessions; the address breaks ties."""
+    return (-host.destinations, -host.rejected_sessions, -host.sessions, host.ip)
+
+
 def endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from smtptop.analyzer import DEFAULT_PORTS, Analyzer, EngineConfig, Stats, apply
 from smtptop.capture import CaptureFile
-from smtptop.model import Host, Model, Session
+from smtptop.model import Host, Model, Session, rank
 
 APPLY_EVERY = 2048
 CSV_FIELDS = (
@@ -75,10 +75,7 @@ def analyze_paths(paths: Sequence[str], *, ports: Iterable[int] = DEFAULT_PORTS)
 
 def ranked_hosts(model: Model) -> list[Host]:
     """Hosts with the most distinct destinations first, then the most rejections."""
-    return sorted(
-        model.hosts.values(),
-        key=lambda h: (-h.destinations, -h.rejected_sessions, -h.sessions, h.ip),
-    )
+    return sorted(model.hosts.values(), key=rank)
 
 
 def session_json(session: Session) -> dict[str, Any]:

@@ -257,7 +257,7 @@ class MonitorApp(App[None]):
             hosts = [
                 h for h in hosts if needle in h.ip or any(needle in n.lower() for n in h.helos)
             ]
-        ordered = sorted(hosts, key=rows.sort_key(self.sort_column, now), reverse=True)
+        ordered = sorted(hosts, key=rows.sort_key(self.sort_column, now))
         if self.sort_reverse:
             ordered.reverse()
         return ordered[: self.top]

@@ -6,13 +6,14 @@ Every cell is a Rich ``Text`` built from strings that the model already made ine
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.text import Text
 
-from smtptop.model import Host, ServerStats, Session, SmtpReply, TranscriptLine
+from smtptop.model import Host, ServerStats, Session, SmtpReply, TranscriptLine, rank
 
 MANY_DESTINATIONS = 5  # ntopng's "SMTP server contacts" alert fires above this
 MANY_REJECTIONS = 3
@@ -87,13 +88,13 @@ def host_cells(host: Host, now: float) -> tuple[Text, ...]:
 
 
 def sort_key(column: str, now: float) -> Callable[[Host], tuple[object, ...]]:
-    """Largest first for numbers; ties broken by destinations, rejections, address."""
-    getter = next(c.value for c in HOST_COLUMNS if c.key == column)
-
-    def key(host: Host) -> tuple[object, ...]:
-        return (getter(host, now), host.destinations, host.rejected_sessions, host.ip)
-
-    return key
+    """Largest numbers first, text in order; ties in the default order (see ``rank``)."""
+    getter = next(c for c in HOST_COLUMNS if c.key == column)
+    if column == "host":
+        return lambda host: (ipaddress.ip_address(host.ip).packed, *rank(host))
+    if getter.numeric:
+        return lambda host: (-getter.value(host, now), *rank(host))  # type: ignore[operator]
+    return lambda host: (str(getter.value(host, now)), *rank(host))
 
 
 def server_cells(stats: ServerStats) -> tuple[Text, ...]:

@@ -1,0 +1,263 @@
+"""The monitor driven with Textual's Pilot: table, sorting, drill-down, filter, pause, quit,
+hostile text."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from smtptop import synth
+from smtptop.analyzer import Analyzer
+from smtptop.capture import CaptureFile
+from smtptop.report import analyze, ranked_hosts
+from smtptop.source import Batch, Feeder, FileSource, Source
+from smtptop.tui.app import HelpScreen, HostScreen, MonitorApp, TranscriptScreen
+from smtptop.tui.tables import KeyedTable
+
+SAMPLE = str(Path(__file__).resolve().parent.parent / "smtptop" / "data" / "office.pcap")
+SIZE = (150, 45)
+
+
+async def settle(app: MonitorApp, pilot, limit: float = 20.0) -> None:
+    """Wait (bounded) until the source is read and the view redrawn."""
+    deadline = time.monotonic() + limit
+    while not app.progress.finished:
+        assert time.monotonic() < deadline, "the capture did not finish loading"
+        await pilot.pause(0.05)
+    app.update_view()
+    await pilot.pause()
+
+
+def hosts_table(app: MonitorApp) -> KeyedTable:
+    return app.query_one("#hosts", KeyedTable)
+
+
+def status(app: MonitorApp) -> str:
+    return str(app.query_one("#status").render())
+
+
+async def test_table_fills_in_report_order() -> None:
+    app = MonitorApp(FileSource([SAMPLE]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        expected = [h.ip for h in ranked_hosts(analyze([SAMPLE]).model)]
+        assert hosts_table(app).keys == expected
+        assert hosts_table(app).keys[0] == "192.168.0.108"
+        text = status(app)
+        assert "85 sessions" in text and "drops 0" in text and "end of capture" in text
+
+
+async def test_sorting_keeps_the_cursor_on_its_host() -> None:
+    app = MonitorApp(FileSource([SAMPLE]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        table = hosts_table(app)
+        table.move_cursor(row=table.keys.index("192.168.0.30"))
+        await pilot.press("less_than_sign")  # sort by sessions
+        await pilot.pause()
+        assert app.sort_column == "sessions"
+        sessions = {h.ip: h.sessions for h in app.model.hosts.values()}
+        assert [sessions[k] for k in table.keys] == sorted(sessions.values(), reverse=True)
+        assert table.cursor_key() == "192.168.0.30"
+        await pilot.press("r")
+        await pilot.pause()
+        assert [sessions[k] for k in table.keys] == sorted(sessions.values())
+        assert table.cursor_key() == "192.168.0.30"
+        await pilot.press("greater_than_sign", "greater_than_sign")
+        assert app.sort_column == "rejected"
+        assert "Rej▲" in str(table.columns["rejected"].label)  # type: ignore[index]
+
+
+async def test_drill_down_to_a_rejected_transcript_and_back() -> None:
+    app = MonitorApp(FileSource([SAMPLE]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, HostScreen) and screen.ip == "192.168.0.108"
+        host = app.model.hosts["192.168.0.108"]
+        assert len(screen.query_one("#servers", KeyedTable).keys) == host.destinations
+        sessions = screen.query_one("#sessions", KeyedTable)
+        assert len(sessions.keys) == host.sessions
+        spamhaus = next(
+            s for s in app.model.sessions()
+            if s.client_ip == "192.168.0.108" and s.decisive and "zen.spamhaus" in s.decisive.text
+        )  # fmt: skip
+        sessions.move_cursor(row=sessions.keys.index(str(spamhaus.id)))
+        await pilot.press("enter")
+        await pilot.pause()
+        transcript = app.screen
+        assert isinstance(transcript, TranscriptScreen)
+        lines = [str(line.text) for line in transcript.query_one("#transcript").lines]
+        assert any("S: 554" in line for line in lines)
+        assert any("C: RCPT TO:" in line for line in lines)
+        await pilot.press("escape", "escape")
+        assert not isinstance(app.screen, HostScreen | TranscriptScreen)
+
+
+async def test_filter_pause_help_and_quit() -> None:
+    app = MonitorApp(FileSource([SAMPLE]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("slash", "0", ".", "3", "0")
+        await pilot.pause()
+        assert hosts_table(app).keys == ["192.168.0.30"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(hosts_table(app).keys) == len(app.model.hosts)
+        await pilot.press("p")
+        assert app.paused and "PAUSED" in status(app)
+        await pilot.press("p")
+        assert not app.paused
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        feeder = app.feeder
+        assert feeder is not None
+        await pilot.press("q")
+    feeder.join(timeout=2)
+    assert not feeder.is_alive()
+
+
+async def test_pause_freezes_the_view_while_capture_goes_on(tmp_path: Path) -> None:
+    frames = []
+    for i in range(6):
+        conv = synth.Conversation(f"10.0.0.{i + 1}", 40000, "198.51.100.7", 25, start=i * 0.5)
+        conv.smtp([("S", b"220 mx\r\n"), ("C", b"QUIT\r\n"), ("S", b"221 bye\r\n")])
+        frames += conv.frames
+    path = tmp_path / "paced.pcap"
+    synth.write_pcap(path, sorted(frames, key=lambda f: f.ts), synth.LINKTYPE_ETHERNET)
+    app = MonitorApp(FileSource([str(path)], speed=1.0), refresh_seconds=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("p")
+        shown = list(hosts_table(app).keys)
+        await settle(app, pilot)
+        assert len(app.model.hosts) == 6
+        assert hosts_table(app).keys == shown
+        await pilot.press("p")
+        await pilot.pause(0.3)
+        assert len(hosts_table(app).keys) == 6
+
+
+async def test_quitting_stops_a_slow_replay_at_once() -> None:
+    app = MonitorApp(FileSource([SAMPLE], speed=0.001))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        feeder = app.feeder
+        assert feeder is not None and feeder.is_alive()
+        started = time.monotonic()
+        await pilot.press("q")
+    feeder.join(timeout=2)
+    assert not feeder.is_alive() and time.monotonic() - started < 2
+
+
+class _FloodSource(Source):
+    """A live-like source: it cannot wait, so a full queue means dropped batches."""
+
+    label = "flood"
+    lossy = True
+    rounds = 5
+
+    def frames(self, stop: threading.Event):
+        for _ in range(self.rounds):
+            yield from CaptureFile(SAMPLE)
+
+
+def test_lossy_source_counts_what_it_drops() -> None:
+    """With a consumer that never keeps up, every event is either delivered or counted."""
+    analyzer = Analyzer()
+    produced = 0
+    for record in _FloodSource().frames(threading.Event()):
+        analyzer.packet(record.ts, record.linktype, record.data)
+        produced += len(analyzer.take())
+    delivered: list[Batch] = []
+    feeder = Feeder(_FloodSource(), delivered.append, max_batches=2)
+    feeder.start()
+    deadline = time.monotonic() + 30
+    while feeder.progress().packets < analyzer.stats.packets:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    feeder.stop()  # the last batch waits for room that never comes
+    feeder.join(timeout=5)
+    assert not feeder.is_alive()
+    final = feeder.progress()
+    assert len(delivered) == 2
+    assert final.dropped_batches > 0
+    kept = sum(len(b.events) for b in delivered)
+    assert kept + final.dropped_events >= produced  # finish() adds the closing events
+    assert kept < produced
+
+
+async def test_drops_are_shown_in_the_status_bar() -> None:
+    app = MonitorApp(FileSource([SAMPLE]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.progress.dropped_events = 1234
+        app.update_view()
+        assert "drops 1234" in status(app)
+
+
+HOSTILE = [
+    b"[/]",
+    b"[@click=app.quit]x[/]",
+    b"\x1b]2;PWNED\x07",
+    b"\x1b[31mred\x1b[0m",
+    b"\xc2\x9b2J",  # C1 CSI
+    b"\xe2\x80\xaeevil",  # right-to-left override
+    b"[$accent]var[/] [b]bold",
+]
+
+
+@pytest.fixture
+def hostile_capture(tmp_path: Path) -> str:
+    frames = []
+    for i, payload in enumerate(HOSTILE):
+        conv = synth.Conversation("192.168.5.5", 41000 + i, f"198.51.100.{i + 1}", 25, start=i)
+        conv.smtp(
+            [
+                ("S", b"220 " + payload + b" ESMTP\r\n"),
+                ("C", b"EHLO " + payload + b"\r\n"),
+                ("S", b"250 ok\r\n"),
+                ("C", b"MAIL FROM:<" + payload + b"@x.example>\r\n"),
+                ("S", b"550 5.7.1 " + payload + b" blocked\r\n"),
+            ]
+        )
+        frames += conv.frames
+    path = tmp_path / "hostile.pcap"
+    synth.write_pcap(path, frames, synth.LINKTYPE_ETHERNET)
+    return str(path)
+
+
+async def test_hostile_wire_text_is_shown_literally(hostile_capture: str) -> None:
+    app = MonitorApp(FileSource([hostile_capture]))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await settle(app, pilot)
+        screens = []
+        await pilot.press("enter")
+        await pilot.pause()
+        screens.append(app.screen)
+        for row in range(len(HOSTILE)):
+            sessions = app.screen.query_one("#sessions", KeyedTable)
+            sessions.move_cursor(row=row)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, TranscriptScreen)
+            rendered = "".join(
+                segment.text
+                for strip in app.screen._compositor.render_strips()
+                for segment in strip
+            )
+            assert "\x1b" not in rendered and "\u202e" not in rendered and "\x9b" not in rendered
+            await pilot.press("escape")
+            await pilot.pause()
+        assert app.is_running
+        helos = set(app.model.hosts["192.168.5.5"].helos)
+        assert "[@click=app.quit]x[/]" in helos and "[/]" in helos
+        assert "\\x1b]2;PWNED\\x07" in helos
+        svg = app.export_screenshot()
+        assert "[@click=app.quit]x[/]" in svg.replace("&#160;", " ")
