@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from smtptop import sample, synth
-from smtptop.analyzer import Analyzer, apply
+from smtptop.analyzer import Analyzer, EngineConfig, apply
 from smtptop.model import Model
 from smtptop.report import analyze, to_json
 
@@ -251,3 +251,37 @@ def test_engine_core_is_pure() -> None:
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert out.stdout.strip() == "[]"
+
+
+def _run_engine(frames, config: EngineConfig) -> Model:
+    analyzer, model = Analyzer(config), Model()
+    for frame in frames:
+        analyzer.packet(frame.ts, synth.LINKTYPE_ETHERNET, frame.data)
+    analyzer.finish()
+    apply(model, analyzer.take())
+    return model
+
+
+def test_idle_connections_are_closed_and_counted() -> None:
+    quiet = synth.Conversation("192.168.1.7", 50000, "198.51.100.9", 25, start=0.0)
+    quiet.smtp([("S", b"220 mx\r\n"), ("C", b"HELO a.example\r\n")])
+    later = synth.Conversation("192.168.1.8", 50001, "198.51.100.9", 25, start=1000.0)
+    later.smtp([("S", b"220 mx\r\n"), ("C", b"QUIT\r\n"), ("S", b"221 bye\r\n")])
+    later.close()
+    model = _run_engine(quiet.frames + later.frames, EngineConfig(idle_timeout=300.0))
+    reasons = {s.client_ip: s.close_reason for s in model.sessions()}
+    assert reasons == {"192.168.1.7": "idle timeout", "192.168.1.8": "closed"}
+
+
+def test_open_connections_are_bounded() -> None:
+    frames = []
+    for i in range(10):
+        conv = synth.Conversation(f"192.168.1.{i + 1}", 50000, "198.51.100.9", 25, start=i)
+        conv.smtp([("S", b"220 mx\r\n"), ("C", b"HELO a.example\r\n")])
+        frames += conv.frames
+    frames.sort(key=lambda f: f.ts)
+    model = _run_engine(frames, EngineConfig(max_connections=4))
+    reasons = sorted(s.close_reason for s in model.sessions())
+    assert reasons.count("evicted: too many open connections") == 6
+    assert reasons.count("capture ended") == 4
+    assert all(s.helo == "a.example" for s in model.sessions())
