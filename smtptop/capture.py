@@ -250,3 +250,30 @@ class _ChunkReader:
     def peek(self, size: int) -> bytes:
         self._fill(size)
         return self._buf[self._pos : self._pos + size]
+
+
+class PcapWriter:
+    """Append frames to a classic pcap file, flushed on demand, so that an interrupted
+    capture still leaves a readable file (evidence for the ISP or a delisting request)."""
+
+    def __init__(self, path: str, linktype: int, snaplen: int = 262144) -> None:
+        self.path = path
+        try:
+            self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise CaptureError(f"{path}: cannot write ({exc.strerror})") from None
+        self._file.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
+        self._record = struct.Struct("<IIII")
+        self.records = 0
+
+    def write(self, ts: float, data: bytes) -> None:
+        seconds = int(ts)
+        micros = min(999999, round((ts - seconds) * 1e6))
+        self._file.write(self._record.pack(seconds, micros, len(data), len(data)) + data)
+        self.records += 1
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

@@ -80,10 +80,12 @@ def _engine_options() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _engine_options()
+    live = _live_options()
     parser = argparse.ArgumentParser(
         prog="smtptop",
-        description="Which LAN host talks SMTP to whom, and what the servers answered.",
-        parents=[common],
+        description="Which LAN host talks SMTP to whom, and what the servers answered. "
+        "With no -r or -i, captures on the interface that carries the default route.",
+        parents=[common, live],
     )
     parser.add_argument("--version", action="version", version=f"smtptop {__version__}")
     parser.add_argument(
@@ -107,12 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--speed", type=_speed, default=10.0, metavar="X", help="replay speed (default 10x)"
     )
+    commands.add_parser(
+        "interfaces",
+        help="list the network interfaces (* marks the default-route one)",
+        description="List network interfaces with their addresses.",
+    )
     report = commands.add_parser(
         "report",
-        help="analyse capture files and print per-host SMTP facts",
-        description="Analyse pcap/pcapng files (optionally .gz) and print per-host SMTP facts.",
-        parents=[common],
+        help="analyse capture files (or capture for a while) and print per-host SMTP facts",
+        description="Analyse pcap/pcapng files (optionally .gz), or capture on an interface "
+        "for --duration seconds, and print per-host SMTP facts.",
+        parents=[common, live],
     )
+    report.add_argument(
+        "--duration", type=_speed, default=60.0, metavar="SECONDS",
+        help="with -i: capture for this long (default 60; Ctrl-C stops early)",
+    )  # fmt: skip
     report.add_argument("files", nargs="*", metavar="FILE", help="capture files, read in order")
     report.add_argument("--sample", action="store_true", help="analyse the bundled demo capture")
     form = report.add_mutually_exclusive_group()
@@ -124,20 +136,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_monitor(paths: list[str], args: argparse.Namespace, speed: float | None) -> int:
+def _live_options() -> argparse.ArgumentParser:
+    """Options of a live capture, for the monitor and the headless report."""
+    live = argparse.ArgumentParser(add_help=False)
+    live.add_argument(
+        "-i", dest="interface", metavar="IFACE",
+        help="capture on this interface (the monitor's default: the default-route interface)",
+    )  # fmt: skip
+    live.add_argument(
+        "--no-promisc", dest="promisc", action="store_false",
+        help="do not put the interface in promiscuous mode",
+    )  # fmt: skip
+    live.add_argument(
+        "-f", dest="expression", metavar="EXPR",
+        help="kernel filter in tcpdump syntax instead of the built-in one (needs libpcap)",
+    )  # fmt: skip
+    live.add_argument(
+        "-w", dest="write", metavar="FILE",
+        help="also write the captured packets to a pcap file (raw: AUTH secrets included)",
+    )  # fmt: skip
+    live.add_argument(
+        "--user", metavar="USER",
+        help="after opening the socket, run as USER (default: $SUDO_USER, else nobody)",
+    )  # fmt: skip
+    return live
+
+
+def open_live(args: argparse.Namespace, iface: str):  # -> (LiveSource, lan networks)
+    """Open the capture socket, then drop root before any packet is parsed."""
+    from smtptop.live import LiveSource, drop_privileges, interface_networks
+
+    source = LiveSource(
+        iface,
+        ports=args.ports,
+        promisc=args.promisc,
+        expression=args.expression,
+        write=args.write,
+    )
+    try:
+        drop_privileges(args.user, owned_files=[args.write] if args.write else [])
+    except BaseException:
+        source.close()
+        raise
+    return source, [*args.lan, *interface_networks(iface)]
+
+
+def run_monitor(args: argparse.Namespace, paths: list[str], speed: float | None) -> int:
     from smtptop.analyzer import EngineConfig
-    from smtptop.source import FileSource
+    from smtptop.live import CaptureSetupError, default_interface
+    from smtptop.source import FileSource, Source
     from smtptop.tui.app import MonitorApp
 
+    lan = list(args.lan)
+    source: Source
     try:
-        source = FileSource(paths, speed=speed)
-    except CaptureError as exc:
+        if paths:
+            source = FileSource(paths, speed=speed)
+        else:
+            iface = args.interface or default_interface()
+            if iface is None:
+                print("smtptop: no default route: name an interface with -i", file=sys.stderr)
+                return EXIT_USAGE
+            source, lan = open_live(args, iface)
+    except (CaptureError, CaptureSetupError) as exc:
         print(f"smtptop: {exc}", file=sys.stderr)
         return EXIT_INPUT
     app = MonitorApp(
         source,
         config=EngineConfig(ports=args.ports),
-        lan=args.lan,
+        lan=lan,
         show_credentials=args.show_credentials,
         top=max(1, getattr(args, "top", 200)),
     )
@@ -145,18 +212,42 @@ def run_monitor(paths: list[str], args: argparse.Namespace, speed: float | None)
     return EXIT_OK
 
 
+def run_interfaces() -> int:
+    from smtptop.live import list_interfaces
+
+    for interface in list_interfaces():
+        mark = "*" if interface.default else " "
+        print(f"{mark} {interface.name:16} {' '.join(interface.addresses)}".rstrip())
+    print("(* carries the default route: plain 'smtptop' captures there)")
+    return EXIT_OK
+
+
 def run_report(args: argparse.Namespace) -> int:
-    from smtptop.report import analyze, render_csv, render_table, to_json
+    from smtptop.live import CaptureSetupError
+    from smtptop.report import analyze, analyze_live, render_csv, render_table, to_json
 
     paths = list(args.files) + ([sample_path()] if args.sample else [])
-    if not paths:
-        print("smtptop report: give capture files, or --sample", file=sys.stderr)
+    if not paths and not args.interface:
+        print("smtptop report: give capture files, --sample, or -i IFACE", file=sys.stderr)
+        return EXIT_USAGE
+    if paths and args.interface:
+        print("smtptop report: files or an interface, not both", file=sys.stderr)
         return EXIT_USAGE
     try:
-        analysis = analyze(
-            paths, ports=args.ports, lan=args.lan, show_credentials=args.show_credentials
-        )
-    except CaptureError as exc:
+        if args.interface:
+            source, lan = open_live(args, args.interface)
+            analysis = analyze_live(
+                source,
+                duration=args.duration,
+                ports=args.ports,
+                lan=lan,
+                show_credentials=args.show_credentials,
+            )
+        else:
+            analysis = analyze(
+                paths, ports=args.ports, lan=args.lan, show_credentials=args.show_credentials
+            )
+    except (CaptureError, CaptureSetupError) as exc:
         print(f"smtptop: {exc}", file=sys.stderr)
         return EXIT_INPUT
     if args.json:
@@ -172,7 +263,7 @@ def run_report(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     for warning in analysis.warnings:
         print(f"smtptop: warning: {warning}", file=sys.stderr)
-    return EXIT_INPUT if analysis.warnings else EXIT_OK
+    return EXIT_INPUT if analysis.warnings and not args.interface else EXIT_OK
 
 
 def _write_atomically(path: str, text: str) -> None:
@@ -195,16 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             return run_report(args)
         if args.command == "demo":
-            return run_monitor([sample_path()], args, args.speed)
-        if args.read:
-            return run_monitor(args.read, args, args.speed)
-        parser.print_usage(sys.stderr)
-        print(
-            "smtptop: give -r FILE to monitor a capture, or try 'smtptop demo' "
-            "(live capture on an interface is not available yet)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+            return run_monitor(args, [sample_path()], args.speed)
+        if args.command == "interfaces":
+            return run_interfaces()
+        return run_monitor(args, args.read, args.speed)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

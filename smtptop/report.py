@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -15,6 +17,7 @@ from typing import Any, TextIO
 from smtptop.analyzer import DEFAULT_PORTS, Analyzer, EngineConfig, Stats, apply
 from smtptop.capture import CaptureFile
 from smtptop.model import Host, Model, Session, rank
+from smtptop.source import Source
 
 APPLY_EVERY = 2048
 CSV_FIELDS = (
@@ -63,6 +66,40 @@ def analyze(
         apply(model, analyzer.take())
         if capture.truncated:
             analysis.warnings.append(f"{capture.path}: truncated: {capture.truncated}")
+    analyzer.finish()
+    apply(model, analyzer.take())
+    return analysis
+
+
+def analyze_live(
+    source: Source,
+    *,
+    duration: float,
+    ports: Iterable[int] = DEFAULT_PORTS,
+    lan: Iterable[str] = (),
+    show_credentials: bool = False,
+) -> Analysis:
+    """Capture from a live source for ``duration`` seconds (or until Ctrl-C) and analyse."""
+    analyzer = Analyzer(EngineConfig(ports=frozenset(ports)))
+    model = Model(lan=lan, show_credentials=show_credentials)
+    analysis = Analysis(model, analyzer.stats)
+    stop = threading.Event()
+    deadline = time.monotonic() + duration
+    try:
+        for record in source.frames(stop):
+            if record is not None:
+                analyzer.packet(record.ts, record.linktype, record.data)
+            if len(analyzer.out) >= APPLY_EVERY:
+                apply(model, analyzer.take())
+            if time.monotonic() >= deadline:
+                stop.set()
+    except KeyboardInterrupt:
+        analysis.warnings.append("interrupted: the report covers the capture until then")
+    finally:
+        drops = source.kernel_drops()
+        source.close()
+    if drops:
+        analysis.warnings.append(f"the kernel dropped {drops} packets: the counts are low")
     analyzer.finish()
     apply(model, analyzer.take())
     return analysis

@@ -55,7 +55,9 @@ class Source:
     label = ""
     lossy = False
 
-    def frames(self, stop: threading.Event) -> Iterator[Packet]:
+    def frames(self, stop: threading.Event) -> Iterator[Packet | None]:
+        """Captured frames until the source ends or ``stop`` is set; None now and then
+        while nothing arrives, so that the caller can hand over what it holds."""
         raise NotImplementedError
 
     def position(self) -> tuple[int, int]:
@@ -64,6 +66,13 @@ class Source:
 
     def warnings(self) -> list[str]:
         return []
+
+    def kernel_drops(self) -> int:
+        """Packets the kernel dropped before we could read them (live sources)."""
+        return 0
+
+    def close(self) -> None:
+        """Release what the source holds (sockets, files)."""
 
 
 class FileSource(Source):
@@ -143,7 +152,8 @@ class Feeder(threading.Thread):
         last_flush = time.monotonic()
         try:
             for record in self.source.frames(self.stop_event):
-                packet(record.ts, record.linktype, record.data)
+                if record is not None:
+                    packet(record.ts, record.linktype, record.data)
                 if len(analyzer.out) >= BATCH_EVENTS or (
                     time.monotonic() - last_flush >= BATCH_SECONDS
                 ):
@@ -153,6 +163,8 @@ class Feeder(threading.Thread):
                 analyzer.finish()
         except CaptureError as exc:
             self._problem = str(exc)
+        finally:
+            self.source.close()
         self._problem = self._problem or "; ".join(self.source.warnings())
         self._flush(finished=True)
 
@@ -167,6 +179,7 @@ class Feeder(threading.Thread):
             errors=stats.errors,
             dropped_batches=self._dropped_batches,
             dropped_events=self._dropped_events,
+            kernel_drops=self.source.kernel_drops(),
             skipped=dict(stats.skipped),
             finished=finished,
             problem=self._problem,
