@@ -163,8 +163,8 @@ def _live_options() -> argparse.ArgumentParser:
 
 
 def open_live(args: argparse.Namespace, iface: str):  # -> (LiveSource, lan networks)
-    """Open the capture socket, then drop root before any packet is parsed."""
-    from smtptop.live import LiveSource, drop_privileges, interface_networks
+    """Open the capture socket (as root, if we are root)."""
+    from smtptop.live import LiveSource, interface_networks
 
     source = LiveSource(
         iface,
@@ -173,12 +173,20 @@ def open_live(args: argparse.Namespace, iface: str):  # -> (LiveSource, lan netw
         expression=args.expression,
         write=args.write,
     )
+    return source, [*args.lan, *interface_networks(iface)]
+
+
+def give_up_root(args: argparse.Namespace, source: object) -> None:
+    """Drop root once the socket is open, before any packet is parsed."""
+    from smtptop.live import LiveSource, drop_privileges
+
+    if not isinstance(source, LiveSource):
+        return
     try:
         drop_privileges(args.user, owned_files=[args.write] if args.write else [])
     except BaseException:
         source.close()
         raise
-    return source, [*args.lan, *interface_networks(iface)]
 
 
 def run_monitor(args: argparse.Namespace, paths: list[str], speed: float | None) -> int:
@@ -208,6 +216,11 @@ def run_monitor(args: argparse.Namespace, paths: list[str], speed: float | None)
         show_credentials=args.show_credentials,
         top=max(1, getattr(args, "top", 200)),
     )
+    try:
+        give_up_root(args, source)
+    except CaptureSetupError as exc:
+        print(f"smtptop: {exc}", file=sys.stderr)
+        return EXIT_INPUT
     app.run()
     return EXIT_OK
 
@@ -236,6 +249,7 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         if args.interface:
             source, lan = open_live(args, args.interface)
+            give_up_root(args, source)
             analysis = analyze_live(
                 source,
                 duration=args.duration,

@@ -289,4 +289,17 @@ def drop_privileges(user: str | None, *, owned_files: Iterable[str] = ()) -> str
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
     os.environ.update(HOME=entry.pw_dir, USER=name, LOGNAME=name)
+    unreadable = [p for p in _own_files() if not os.access(p, os.R_OK | os.X_OK)]
+    if unreadable:
+        raise CaptureSetupError(
+            f"running as {name}, Python cannot read {unreadable[0]}: choose a user who can "
+            "with --user, or install smtptop where every user can read it"
+        )
     return name
+
+
+def _own_files() -> list[str]:
+    """Where the rest of smtptop and its libraries will be imported from."""
+    import textual
+
+    return [os.path.dirname(os.__file__), os.path.dirname(textual.__file__)]
