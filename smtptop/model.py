@@ -22,7 +22,7 @@ import binascii
 import ipaddress
 import re
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from smtptop.smtp import (
@@ -77,6 +77,9 @@ class ModelLimits:
     max_addresses: int = 1000
     max_replies: int = 200
     max_helos: int = 32
+    max_sender_domains: int = 64
+    max_refusals: int = 64
+    max_identities: int = 65536
 
 
 @dataclass(slots=True)
@@ -126,6 +129,11 @@ class Session:
     auth_mechanism: str = ""
     auth_user: str = ""
     quit_sent: bool = False
+    greeting_seen: bool = False
+    pregreet: bool = False  # commands sent before the server's greeting
+    pipelined: bool = False
+    pipelining_offered: bool = False
+    outstanding: int = 0
     closed: bool = False
     close_reason: str = ""
     client_bytes: int = 0
@@ -191,7 +199,11 @@ class Host:
     recipients: int = 0
     tls_sessions: int = 0
     open_sessions: int = 0
+    max_parallel: int = 0
     helos: dict[str, int] = field(default_factory=dict)
+    sender_domains: dict[str, int] = field(default_factory=dict)
+    refusals: dict[tuple[int, str], int] = field(default_factory=dict)
+    refusals_dropped: int = 0
     servers: dict[str, ServerStats] = field(default_factory=dict)
     servers_dropped: int = 0
     session_starts: deque[float] = field(default_factory=lambda: deque(maxlen=256))
@@ -204,6 +216,30 @@ class Host:
     def sessions_per_minute(self, now: float) -> float:
         """Sessions opened in the last minute before ``now``."""
         return float(sum(1 for t in self.session_starts if now - t <= 60.0))
+
+
+NAME_SOURCES = ("dhcp-fqdn", "dhcp", "nbns", "dns-ptr", "mdns", "llmnr")
+
+
+@dataclass(slots=True)
+class Identity:
+    """Who an address is, from DHCP, NetBIOS, mDNS, LLMNR, DNS PTR and ARP, and what it
+    asked DNS (spambots look up MX records in bursts)."""
+
+    ip: str
+    mac: str = ""
+    names: dict[str, str] = field(default_factory=dict)  # source -> name
+    lookups: int = 0
+    nxdomain: int = 0
+    mx_times: deque[float] = field(default_factory=lambda: deque(maxlen=512))
+
+    @property
+    def name(self) -> str:
+        """The most trustworthy name: what the host itself announced first."""
+        return next((self.names[s] for s in NAME_SOURCES if s in self.names), "")
+
+    def mx_lookups(self, now: float, window: float) -> int:
+        return sum(1 for t in self.mx_times if now - t <= window)
 
 
 def rank(host: Host) -> tuple[int, int, int, str]:
@@ -271,6 +307,10 @@ class Model:
         self.hosts_dropped = 0
         self.first_ts = 0.0
         self.last_ts = 0.0
+        self.on_session_closed: list[Callable[[Session], None]] = []
+        self.identities: dict[str, Identity] = {}
+        self.names_by_mac: dict[str, str] = {}
+        self.identities_dropped = 0
         self._login_step: dict[int, int] = {}
 
     # -- session lifecycle ---------------------------------------------------------------
@@ -293,6 +333,7 @@ class Model:
         if host is not None:
             host.sessions += 1
             host.open_sessions += 1
+            host.max_parallel = max(host.max_parallel, host.open_sessions)
             host.session_starts.append(ts)
             stats = self._server(host, session.server_ip)
             if stats is not None:
@@ -326,6 +367,8 @@ class Model:
         host = self.hosts.get(session.client_ip)
         if host is not None:
             host.open_sessions -= 1
+        for hook in self.on_session_closed:
+            hook(session)
         self.finished[session_id] = session
         while len(self.finished) > self.limits.max_sessions:
             self.finished.popitem(last=False)
@@ -354,6 +397,7 @@ class Model:
         elif isinstance(event, AuthResponse):
             self._auth_response(session, event)
         elif isinstance(event, MessageEnd):
+            session.outstanding += 1
             for header in event.headers:
                 self._line(session, event.ts, "H", wire_text(header))
             cut = "" if event.complete else " (end not seen)"
@@ -378,6 +422,9 @@ class Model:
     def _command(self, session: Session, event: Command) -> None:
         verb = event.verb
         text = wire_text(event.line)
+        if session.outstanding > 0 and verb not in ("DATA", "BDAT"):
+            session.pipelined = True
+        session.outstanding += 1
         if verb == "AUTH":
             text = self._auth_command(session, event, text)
         self._line(session, event.ts, "C", text)
@@ -391,8 +438,20 @@ class Model:
             ):
                 host.helos[session.helo] = host.helos.get(session.helo, 0) + 1
         elif verb == "MAIL":
+            sender = mailbox(wire_text(event.arg))
             if len(session.mail_from) < self.limits.max_addresses:
-                session.mail_from.append(mailbox(wire_text(event.arg)))
+                session.mail_from.append(sender)
+            host = self.hosts.get(session.client_ip)
+            domain = sender.rpartition("@")[2].lower()
+            if (
+                host is not None
+                and domain
+                and (
+                    domain in host.sender_domains
+                    or len(host.sender_domains) < self.limits.max_sender_domains
+                )
+            ):
+                host.sender_domains[domain] = host.sender_domains.get(domain, 0) + 1
         elif verb == "RCPT":
             session.recipients += 1
             if len(session.rcpt_to) < self.limits.max_addresses:
@@ -419,6 +478,7 @@ class Model:
         return f"AUTH {session.auth_mechanism} {MASK}"
 
     def _auth_response(self, session: Session, event: AuthResponse) -> None:
+        session.outstanding += 1
         step = self._login_step.get(session.id)
         if step is not None:
             if step == 0:
@@ -443,6 +503,15 @@ class Model:
             session.replies_dropped += 1
         host = self.hosts.get(session.client_ip)
         stats = host.servers.get(session.server_ip) if host is not None else None
+        if event.greeting:
+            session.greeting_seen = True
+            session.pregreet = session.outstanding > 0  # the client spoke first
+        elif event.request is not None and session.outstanding > 0:
+            session.outstanding -= 1
+        if stage == "EHLO" and code == 250:
+            session.pipelining_offered = any(line.upper() == "PIPELINING" for line in lines)
+        if code >= 400 and host is not None:
+            self._refusal(host, code, reply.text)
         if event.greeting and lines:
             session.banner = _banner_name(lines[0])
             if stats is not None and not stats.name:
@@ -491,6 +560,51 @@ class Model:
                 if counter is not None:
                     counter.tempfailed_sessions += 1
 
+    # -- identity ------------------------------------------------------------------------
+
+    def sighting(self, ip: str | None, mac: str | None, name: str | None, source: str) -> None:
+        """Evidence that an address has a name or a MAC (a DHCP request, an ARP reply...)."""
+        if ip is None:
+            if (
+                mac
+                and name
+                and (
+                    mac in self.names_by_mac or len(self.names_by_mac) < self.limits.max_identities
+                )
+            ):
+                self.names_by_mac[mac] = name
+            return
+        identity = self._identity(ip)
+        if identity is None:
+            return
+        if mac:
+            identity.mac = mac
+            early = self.names_by_mac.get(mac)
+            if early and "dhcp" not in identity.names:
+                identity.names["dhcp"] = early
+        if name:
+            identity.names[source] = name
+
+    def dns_lookup(self, ts: float, client: str, qtype: int, rcode: int | None) -> None:
+        identity = self._identity(client)
+        if identity is None:
+            return
+        if rcode is None:
+            identity.lookups += 1
+            if qtype == 15:
+                identity.mx_times.append(ts)
+        elif rcode == 3:
+            identity.nxdomain += 1
+
+    def _identity(self, ip: str) -> Identity | None:
+        identity = self.identities.get(ip)
+        if identity is None:
+            if len(self.identities) >= self.limits.max_identities:
+                self.identities_dropped += 1
+                return None
+            identity = self.identities[ip] = Identity(ip)
+        return identity
+
     # -- bounded storage -----------------------------------------------------------------
 
     def _line(self, session: Session, ts: float, kind: str, text: str) -> None:
@@ -503,6 +617,15 @@ class Model:
             return
         session.transcript.append(TranscriptLine(ts, kind, text))
         session.transcript_bytes += len(text)
+
+    def _refusal(self, host: Host, code: int, text: str) -> None:
+        """Keep each distinct refusal text once, with a count: detection names blocklists
+        from them even after the sessions themselves are no longer kept."""
+        key = (code, text)
+        if key in host.refusals or len(host.refusals) < self.limits.max_refusals:
+            host.refusals[key] = host.refusals.get(key, 0) + 1
+        else:
+            host.refusals_dropped += 1
 
     def _host(self, ip: str, ts: float) -> Host | None:
         host = self.hosts.get(ip)
