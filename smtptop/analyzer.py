@@ -1,7 +1,8 @@
 """The engine: frames in, per-connection SMTP events out.  Pure: no I/O, no threads.
 
 :class:`Analyzer` runs decode → TCP reassembly → SMTP parsing for every frame and collects
-``(session id, event)`` pairs: :class:`FlowOpened`, the parser's events, :class:`FlowClosed`.
+``(session id, event)`` pairs: :class:`FlowOpened`, the parser's events, :class:`FlowClosed`,
+and (with session id 0) who-is-who events from the DHCP, NetBIOS, DNS and ARP it skips.
 :func:`apply` folds such a batch into a :class:`~smtptop.model.Model`.  The report runs both
 in one loop; the TUI runs the analyzer in its capture thread and applies batches in the UI.
 
@@ -18,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from smtptop import decode as dec
+from smtptop import identity
 from smtptop.model import Model
 from smtptop.smtp import Event, SmtpParser
 from smtptop.smtp import Limits as SmtpLimits
@@ -56,7 +58,7 @@ class FlowClosed:
     packets: int
 
 
-FlowEvent = FlowOpened | FlowClosed | Event
+FlowEvent = FlowOpened | FlowClosed | Event | identity.Sighting | identity.DnsLookup
 
 
 @dataclass(slots=True)
@@ -115,6 +117,8 @@ class Analyzer:
             seg = dec.decode(linktype, frame, self.ports)
             if type(seg) is str:
                 stats.skipped[seg] = stats.skipped.get(seg, 0) + 1
+                if seg == dec.SKIP_NON_TCP or seg == dec.SKIP_NON_IP:
+                    self.out.extend([(0, e) for e in identity.observe(linktype, frame, ts)])
                 return
             stats.smtp_packets += 1
             self._segment(seg, ts)  # type: ignore[arg-type]
@@ -237,6 +241,10 @@ def apply(model: Model, batch: Iterable[tuple[int, FlowEvent]]) -> None:
             model.open_session(
                 session_id, event.client, event.server, event.ts, midstream=event.midstream
             )
+        elif isinstance(event, identity.Sighting):
+            model.sighting(event.ip, event.mac, event.name, event.source)
+        elif isinstance(event, identity.DnsLookup):
+            model.dns_lookup(event.ts, event.client, event.qtype, event.rcode)
         elif isinstance(event, FlowClosed):
             model.close_session(
                 session_id,
