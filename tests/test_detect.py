@@ -1,0 +1,301 @@
+"""Verdicts on scenario captures: the spambot is named with its reasons; normal life is not."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from smtptop import sample, synth
+from smtptop.analyzer import Analyzer, apply
+from smtptop.capture import CaptureFile
+from smtptop.detect import DetectConfig, Detector, helo_anomalies
+from smtptop.model import Model
+from smtptop.report import analyze, ranked_hosts, to_json
+
+CONFORMANCE = Path(__file__).resolve().parent.parent / ".." / "shared" / "corpus"
+SMARTHOST = "198.51.100.25"
+SPAMHAUS = (
+    b"554 5.7.1 Service unavailable; Client host [203.0.113.77] blocked using zen.spamhaus.org\r\n"
+)
+
+
+class Office:
+    """Builds a capture of an office LAN, session by session, in time order."""
+
+    def __init__(self, seed: int = 1) -> None:
+        self.rng = random.Random(seed)
+        self.frames: list[synth.Frame] = []
+        self.clock = 1_800_000_000.0
+        self.port = 40000
+
+    def session(self, client: str, server: str, script, *, port: int = 25, gap: float = 20.0):
+        self.clock += gap
+        self.port += 1
+        conv = synth.Conversation(client, self.port, server, port, start=self.clock,
+                                  seed=self.port)  # fmt: skip
+        conv.smtp(script)
+        conv.close()
+        self.frames += conv.frames
+
+    def normal_mail(self, client: str, name: str, server: str = SMARTHOST, port: int = 587):
+        self.session(
+            client,
+            server,
+            [
+                ("S", b"220 smtp.isp-mail.example ESMTP Postfix\r\n"),
+                ("C", f"EHLO {name}\r\n".encode()),
+                ("S", b"250-smtp.isp-mail.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n"),
+                ("C", b"MAIL FROM:<staff@studio-example.com>\r\n"),
+                ("S", b"250 2.1.0 Ok\r\n"),
+                ("C", b"RCPT TO:<client@example.org>\r\n"),
+                ("S", b"250 2.1.5 Ok\r\n"),
+                ("C", b"DATA\r\n"),
+                ("S", b"354 go ahead\r\n"),
+                ("C", b"Subject: invoice\r\n\r\nPlease find it attached.\r\n.\r\n"),
+                ("S", b"250 2.0.0 Ok: queued\r\n"),
+                ("C", b"QUIT\r\n"),
+                ("S", b"221 2.0.0 Bye\r\n"),
+            ],
+            port=port,
+        )
+
+    def spam(self, client: str, server: str, helo: str, sender: str, reply: bytes | None):
+        """A spambot session: HELO, forged sender, several recipients, no QUIT."""
+        script = [
+            ("S", f"220 mx.{server.replace('.', '-')}.example ESMTP\r\n".encode()),
+            ("C", f"HELO {helo}\r\n".encode()),
+            ("S", b"250 hello\r\n"),
+            ("C", f"MAIL FROM:<{sender}>\r\n".encode()),
+            ("S", b"250 ok\r\n"),
+        ]
+        for n in range(3):
+            script += [("C", f"RCPT TO:<user{n}@{server}.example>\r\n".encode())]
+            script += [("S", reply or b"250 ok\r\n")]
+        self.session(client, server, script, gap=self.rng.uniform(2, 8))
+
+    def write(self, tmp_path: Path, name: str = "office.pcap") -> str:
+        path = tmp_path / name
+        synth.write_pcap(path, sorted(self.frames, key=lambda f: f.ts), synth.LINKTYPE_ETHERNET)
+        return str(path)
+
+
+def office_day(office: Office) -> None:
+    for _ in range(3):
+        for i, name in enumerate(("reception-pc", "accounts-pc", "design-ws1", "boss-laptop")):
+            office.normal_mail(f"192.168.0.{10 + i}", f"{name}.studio.lan")
+
+
+def bot_burst(office: Office, count: int, *, start: int = 0) -> None:
+    helos = ["VKDVZAHG", "192.168.0.108", "outlook.com", "[203.0.113.77]", "qwrtzplk"]
+    for i in range(start, start + count):
+        reply = SPAMHAUS if i % 3 == 0 else (b"450 4.7.1 greylisted\r\n" if i % 5 == 0 else None)
+        sender = (
+            f"promo{i}@" + ("dhl.com", "paypal.com", "bank-secure.top", "wetransfer.com")[i % 4]
+        )
+        office.spam("192.168.0.108", f"203.0.113.{10 + i}", helos[i % len(helos)], sender, reply)
+
+
+def verdicts_of(path: str, **config) -> dict[str, dict]:
+    report = to_json(analyze([path], detect=DetectConfig(**config)))
+    return {h["ip"]: h for h in report["hosts"]}
+
+
+def test_office_alone_is_all_normal(tmp_path: Path) -> None:
+    office = Office()
+    office_day(office)
+    hosts = verdicts_of(office.write(tmp_path))
+    assert {h["verdict"] for h in hosts.values()} == {"normal"}
+    assert all(h["score"] == 0 for h in hosts.values())
+
+
+def test_office_with_a_bot_names_the_bot_and_only_the_bot(tmp_path: Path) -> None:
+    office = Office()
+    office_day(office)
+    bot_burst(office, 30)
+    path = office.write(tmp_path)
+    hosts = verdicts_of(path)
+    bot = hosts["192.168.0.108"]
+    assert bot["verdict"] == "spambot"
+    signals = {r["signal"] for r in bot["reasons"]}
+    assert {"direct-to-mx", "many-destinations", "blocklist", "helo", "sender-domains"} <= signals
+    blocklist = next(r for r in bot["reasons"] if r["signal"] == "blocklist")
+    assert "Spamhaus" in blocklist["evidence"]
+    helo = next(r for r in bot["reasons"] if r["signal"] == "helo")["evidence"]
+    for kind in ("bare IP address", "no dot", "a big company's domain", "random-looking"):
+        assert kind in helo
+    assert bot["score"] == sum(r["points"] for r in bot["reasons"])
+    assert all(h["verdict"] == "normal" for ip, h in hosts.items() if ip != "192.168.0.108")
+    analysis = analyze([path])
+    assert ranked_hosts(analysis.model, analysis.verdicts())[0].ip == "192.168.0.108"
+
+
+def test_a_bot_that_also_uses_the_smarthost_is_still_found(tmp_path: Path) -> None:
+    office = Office()
+    office_day(office)
+    for _ in range(3):
+        office.normal_mail("192.168.0.108", "wxpanna.studio.lan")
+    bot_burst(office, 12)
+    hosts = verdicts_of(office.write(tmp_path))
+    assert hosts["192.168.0.108"]["verdict"] == "spambot"
+    assert hosts["192.168.0.10"]["verdict"] == "normal"
+
+
+def internal_mail_server(office: Office, *, inbound: bool) -> None:
+    """An office mail server: delivers to many MX hosts with a proper name, is polite."""
+    for i in range(25):
+        server = f"198.18.{i % 12}.25"
+        office.session(
+            "192.168.0.5",
+            server,
+            [
+                ("S", b"220 mx.example.net ESMTP\r\n"),
+                ("C", b"EHLO mail.studio-example.com\r\n"),
+                ("S", b"250-mx.example.net\r\n250 PIPELINING\r\n"),
+                ("C", b"MAIL FROM:<news@studio-example.com>\r\n"),
+                ("S", b"250 ok\r\n"),
+                ("C", b"RCPT TO:<someone@example.net>\r\n"),
+                ("S", b"250 ok\r\n"),
+                ("C", b"DATA\r\n"),
+                ("S", b"354 go\r\n"),
+                ("C", b"Subject: newsletter\r\n\r\nhi\r\n.\r\n"),
+                ("S", b"250 ok\r\n"),
+                ("C", b"QUIT\r\n"),
+                ("S", b"221 bye\r\n"),
+            ],
+            gap=5.0,
+        )
+    if inbound:
+        office.session(
+            "198.18.40.7",
+            "192.168.0.5",
+            [("S", b"220 mail.studio-example.com ESMTP\r\n"), ("C", b"EHLO mx.example.net\r\n"),
+             ("S", b"250 ok\r\n"), ("C", b"QUIT\r\n"), ("S", b"221 bye\r\n")],
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["named", "seen receiving mail"])
+def test_a_legitimate_mail_server_is_not_a_spambot(how: str, tmp_path: Path) -> None:
+    office = Office()
+    office_day(office)
+    internal_mail_server(office, inbound=how != "named")
+    config = {"mail_servers": ("192.168.0.5",)} if how == "named" else {}
+    hosts = verdicts_of(office.write(tmp_path), **config)
+    assert hosts["192.168.0.5"]["verdict"] == "normal"
+
+
+def test_a_bulk_sender_through_the_smarthost_is_normal(tmp_path: Path) -> None:
+    office = Office()
+    office_day(office)
+    many = [("C", f"RCPT TO:<customer{i}@example.org>\r\n".encode()) for i in range(200)]
+    script = [
+        ("S", b"220 smtp.isp-mail.example ESMTP\r\n"),
+        ("C", b"EHLO marketing-pc.studio.lan\r\n"),
+        ("S", b"250-smtp.isp-mail.example\r\n250 PIPELINING\r\n"),
+        ("C", b"MAIL FROM:<news@studio-example.com>\r\n"),
+        ("S", b"250 ok\r\n"),
+        *many,
+        ("S", b"250 ok\r\n" * 200),
+        ("C", b"DATA\r\n"),
+        ("S", b"354 go\r\n"),
+        ("C", b"Subject: November news\r\n\r\nhello\r\n.\r\n"),
+        ("S", b"250 ok\r\n"),
+        ("C", b"QUIT\r\n"),
+        ("S", b"221 bye\r\n"),
+    ]
+    for _ in range(5):
+        office.session("192.168.0.40", SMARTHOST, script, port=587)
+    hosts = verdicts_of(office.write(tmp_path))
+    assert hosts["192.168.0.40"]["verdict"] == "normal"
+    assert hosts["192.168.0.40"]["recipients"] == 1000
+
+
+def test_a_capture_begun_mid_burst(tmp_path: Path) -> None:
+    office = Office()
+    office_day(office)
+    bot_burst(office, 20)
+    start = min(f.ts for f in office.frames if b"HELO VKDVZAHG" in f.data) + 60
+    office.frames = [f for f in office.frames if f.ts >= start]
+    hosts = verdicts_of(office.write(tmp_path))
+    assert hosts["192.168.0.108"]["verdict"] == "spambot"
+
+
+def test_smarthost_named_by_greeting_or_address(tmp_path: Path) -> None:
+    office = Office()
+    office_day(office)
+    path = office.write(tmp_path)
+    for named in ("smtp.isp-mail.example", SMARTHOST):
+        analysis = analyze([path], detect=DetectConfig(smarthosts=(named,)))
+        assert analysis.detector is not None
+        assert analysis.detector.smarthosts() == {SMARTHOST}
+    analysis = analyze([path])
+    assert analysis.detector is not None and analysis.detector.proposed_smarthost() == SMARTHOST
+
+
+def test_sample_bot_is_marked_within_its_first_ten_sessions() -> None:
+    """The bundled office: the infected PC is the first row, a spambot by its 10th session,
+    named and with its MAC; nobody else is flagged."""
+    truth = [s for s in sample.scenario().sessions if s.client == sample.INFECTED]
+    tenth_end = sorted(s.start for s in truth)[9] + 30
+    analyzer, model = Analyzer(), Model()
+    detector = Detector(model)
+    for record in CaptureFile(str(Path(sample.__file__).parent / "data" / "office.pcap")):
+        if record.ts > tenth_end:
+            break
+        analyzer.packet(record.ts, record.linktype, record.data)
+        apply(model, analyzer.take())
+    verdicts = detector.evaluate()
+    bot = verdicts[sample.INFECTED]
+    assert model.hosts[sample.INFECTED].sessions <= 12
+    assert bot.verdict == "spambot"
+    assert {"blocklist", "helo"} <= {r.signal for r in bot.reasons}
+    assert all(v.verdict == "normal" for ip, v in verdicts.items() if ip != sample.INFECTED)
+    identity = model.identities[sample.INFECTED]
+    assert identity.name == sample.INFECTED_NAME
+    assert identity.mac == sample.INFECTED_MAC.hex(":")
+
+
+def test_report_carries_verdicts_names_and_mac() -> None:
+    report = to_json(analyze([str(Path(sample.__file__).parent / "data" / "office.pcap")]))
+    first = report["hosts"][0]
+    assert first["ip"] == sample.INFECTED and first["verdict"] == "spambot"
+    assert first["names"]["dhcp-fqdn"] == sample.INFECTED_NAME
+    assert first["mac"] == sample.INFECTED_MAC.hex(":")
+    assert "vendor" in first and "dialect" in first
+    assert all(h["verdict"] == "normal" for h in report["hosts"][1:])
+
+
+@pytest.mark.parametrize(
+    ("helo", "kinds"),
+    [
+        ("localhost.localdomain", ["localhost"]),
+        ("192.168.0.108", ["bare IP address"]),
+        ("[192.168.0.108]", []),
+        ("[203.0.113.77]", ["address literal that is not the host's"]),
+        ("ylmf-pc", ["no dot", "random-looking"]),  # Cutwail's
+        ("mail.yahoo.com", ["a big company's domain"]),
+        ("173-66-46-112.wash.fios.verizon.net", ["an ISP's dynamic-address name"]),
+        ("xkcdvwqrt.example.com", ["random-looking"]),
+        ("reception-pc.studio.lan", []),
+        ("mail.studio-example.com", []),
+    ],
+)
+def test_helo_anomalies(helo: str, kinds: list[str]) -> None:
+    assert helo_anomalies(helo, "192.168.0.108") == kinds
+
+
+@pytest.mark.skipif(not (CONFORMANCE / "INDEX.md").is_file(), reason="no corpus at ../shared")
+def test_corpus_ordinary_sessions_yield_no_spambot() -> None:
+    """The public captures' ordinary mail sessions are no spambots; the malware-traffic
+    capture (smtp-errors: spam to Yahoo with HELO [0.0.0.0], a forged DHL sender) and the
+    forged-DHL session of smtp-data-rejected may be."""
+    spam = {"172.16.2.159", "10.7.29.101"}
+    flagged = {}
+    for path in sorted(CONFORMANCE.rglob("*.pcap*")):
+        if path.suffix == ".out":
+            continue
+        for host in to_json(analyze([str(path)]))["hosts"]:
+            if host["verdict"] == "spambot" and host["ip"] not in spam:
+                flagged[host["ip"]] = str(path)
+    assert flagged == {}
