@@ -75,7 +75,36 @@ def _engine_options() -> argparse.ArgumentParser:
         action="store_true",
         help="show AUTH exchanges unmasked (off by default)",
     )
+    common.add_argument(
+        "--smarthost", action="append", default=[], metavar="HOST",
+        help="the office's mail relay, by address or greeting name (repeatable; "
+        "default: the server most LAN hosts use)",
+    )  # fmt: skip
+    common.add_argument(
+        "--mail-server", action="append", default=[], metavar="IP",
+        help="a LAN host that is a mail server itself: not judged on volume (repeatable)",
+    )  # fmt: skip
     return common
+
+
+def _detect_config(args: argparse.Namespace):  # -> DetectConfig
+    from smtptop.detect import DetectConfig
+
+    return DetectConfig(
+        smarthosts=tuple(h.lower() for h in args.smarthost),
+        mail_servers=tuple(args.mail_server),
+    )
+
+
+def _add_alert_options(parser: argparse.ArgumentParser) -> None:
+    """What the monitor does when a host first turns spambot (it always notifies)."""
+    parser.add_argument(
+        "--bell", action="store_true", help="ring the terminal bell when a host turns spambot"
+    )
+    parser.add_argument(
+        "--alert-exec", metavar="CMD",
+        help="run CMD (with a shell) when a host turns spambot, the host's JSON on its stdin",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--top", type=int, default=200, metavar="N", help="show the top N hosts (default 200)"
     )
+    _add_alert_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
@@ -106,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replay the bundled capture of an office with one spambot-infected PC.",
         parents=[common],
     )
+    _add_alert_options(demo)
     demo.add_argument(
         "--speed", type=_speed, default=10.0, metavar="X", help="replay speed (default 10x)"
     )
@@ -215,6 +246,9 @@ def run_monitor(args: argparse.Namespace, paths: list[str], speed: float | None)
         lan=lan,
         show_credentials=args.show_credentials,
         top=max(1, getattr(args, "top", 200)),
+        detect=_detect_config(args),
+        bell=args.bell,
+        alert_exec=args.alert_exec,
     )
     try:
         give_up_root(args, source)
@@ -256,10 +290,15 @@ def run_report(args: argparse.Namespace) -> int:
                 ports=args.ports,
                 lan=lan,
                 show_credentials=args.show_credentials,
+                detect=_detect_config(args),
             )
         else:
             analysis = analyze(
-                paths, ports=args.ports, lan=args.lan, show_credentials=args.show_credentials
+                paths,
+                ports=args.ports,
+                lan=args.lan,
+                show_credentials=args.show_credentials,
+                detect=_detect_config(args),
             )
     except (CaptureError, CaptureSetupError) as exc:
         print(f"smtptop: {exc}", file=sys.stderr)

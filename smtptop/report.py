@@ -16,13 +16,20 @@ from typing import Any, TextIO
 
 from smtptop.analyzer import DEFAULT_PORTS, Analyzer, EngineConfig, Stats, apply
 from smtptop.capture import CaptureFile
-from smtptop.model import Host, Model, Session, rank
+from smtptop.detect import VERDICT_ORDER, DetectConfig, Detector, Verdict
+from smtptop.model import Host, Identity, Model, Session, rank
 from smtptop.source import Source
+from smtptop.vendor import vendor
 
 APPLY_EVERY = 2048
 CSV_FIELDS = (
     "ip",
     "lan",
+    "verdict",
+    "score",
+    "mac",
+    "vendor",
+    "dialect",
     "sessions",
     "destinations",
     "rejected_sessions",
@@ -35,11 +42,21 @@ CSV_FIELDS = (
 
 @dataclass(slots=True)
 class Analysis:
-    """The result of analysing some files: the model, the engine's counters, file notes."""
+    """The result of analysing some files: the model, the engine's counters, file notes,
+    and the detector that judges the hosts."""
 
     model: Model
     stats: Stats
     warnings: list[str] = field(default_factory=list)
+    detector: Detector | None = None
+
+    def __post_init__(self) -> None:
+        if self.detector is None:
+            self.detector = Detector(self.model)
+
+    def verdicts(self) -> dict[str, Verdict]:
+        assert self.detector is not None
+        return self.detector.evaluate()
 
 
 def analyze(
@@ -48,13 +65,14 @@ def analyze(
     ports: Iterable[int] = DEFAULT_PORTS,
     lan: Iterable[str] = (),
     show_credentials: bool = False,
+    detect: DetectConfig | None = None,
     progress: Callable[[CaptureFile], None] | None = None,
 ) -> Analysis:
     """Analyse capture files in order.  Raises CaptureError if a file cannot be opened."""
     captures = [CaptureFile(path) for path in paths]
     analyzer = Analyzer(EngineConfig(ports=frozenset(ports)))
     model = Model(lan=lan, show_credentials=show_credentials)
-    analysis = Analysis(model, analyzer.stats)
+    analysis = Analysis(model, analyzer.stats, detector=Detector(model, detect))
     packet = analyzer.packet
     for capture in captures:
         for count, record in enumerate(capture, 1):
@@ -78,11 +96,12 @@ def analyze_live(
     ports: Iterable[int] = DEFAULT_PORTS,
     lan: Iterable[str] = (),
     show_credentials: bool = False,
+    detect: DetectConfig | None = None,
 ) -> Analysis:
     """Capture from a live source for ``duration`` seconds (or until Ctrl-C) and analyse."""
     analyzer = Analyzer(EngineConfig(ports=frozenset(ports)))
     model = Model(lan=lan, show_credentials=show_credentials)
-    analysis = Analysis(model, analyzer.stats)
+    analysis = Analysis(model, analyzer.stats, detector=Detector(model, detect))
     stop = threading.Event()
     deadline = time.monotonic() + duration
     try:
@@ -110,9 +129,17 @@ def analyze_paths(paths: Sequence[str], *, ports: Iterable[int] = DEFAULT_PORTS)
     return to_json(analyze(paths, ports=ports))
 
 
-def ranked_hosts(model: Model) -> list[Host]:
-    """Hosts with the most distinct destinations first, then the most rejections."""
-    return sorted(model.hosts.values(), key=rank)
+def ranked_hosts(model: Model, verdicts: dict[str, Verdict] | None = None) -> list[Host]:
+    """Spambots first, then suspicious hosts; within each, the most distinct destinations,
+    then the most rejections."""
+    judged = verdicts or {}
+
+    def key(host: Host) -> tuple[object, ...]:
+        verdict = judged.get(host.ip)
+        order = VERDICT_ORDER[verdict.verdict] if verdict else VERDICT_ORDER[""]
+        return (order, -(verdict.score if verdict else 0), *rank(host))
+
+    return sorted(model.hosts.values(), key=key if judged else rank)
 
 
 def session_json(session: Session) -> dict[str, Any]:
@@ -146,7 +173,10 @@ def session_json(session: Session) -> dict[str, Any]:
     }
 
 
-def host_json(host: Host) -> dict[str, Any]:
+def host_json(
+    host: Host, verdict: Verdict | None = None, identity: Identity | None = None
+) -> dict[str, Any]:
+    mac = identity.mac if identity else ""
     return {
         "ip": host.ip,
         "lan": host.lan,
@@ -168,14 +198,28 @@ def host_json(host: Host) -> dict[str, Any]:
         ],
         "first_seen": host.first_seen,
         "last_seen": host.last_seen,
+        "verdict": verdict.verdict if verdict else "",
+        "score": verdict.score if verdict else 0,
+        "reasons": [
+            {"signal": r.signal, "evidence": r.evidence, "points": r.points}
+            for r in (verdict.reasons if verdict else ())
+        ],
+        "names": dict(identity.names) if identity else {},
+        "mac": mac,
+        "vendor": vendor(mac) if mac else "",
+        "dialect": verdict.dialect if verdict else "",
     }
 
 
 def to_json(analysis: Analysis) -> dict[str, Any]:
     model, stats = analysis.model, analysis.stats
     sessions = sorted(model.sessions(), key=lambda s: (s.start, s.id))
+    verdicts = analysis.verdicts()
     return {
-        "hosts": [host_json(h) for h in ranked_hosts(model)],
+        "hosts": [
+            host_json(h, verdicts.get(h.ip), model.identities.get(h.ip))
+            for h in ranked_hosts(model, verdicts)
+        ],
         "sessions": [session_json(s) for s in sessions],
         "stats": {
             "packets": stats.packets,
@@ -196,32 +240,43 @@ def to_json(analysis: Analysis) -> dict[str, Any]:
 def render_table(analysis: Analysis, *, lan_only: bool = False) -> str:
     """The readable report: one line per client host, then the counters."""
     model, stats = analysis.model, analysis.stats
-    hosts = [h for h in ranked_hosts(model) if h.lan or not lan_only]
-    header = ("HOST", "LAN", "SESS", "DEST", "REJ", "TEMP", "MSGS", "RCPT", "HELO")
-    rows = [
-        (
-            h.ip,
-            "yes" if h.lan else "no",
-            str(h.sessions),
-            str(h.destinations),
-            str(h.rejected_sessions),
-            str(h.tempfailed_sessions),
-            str(h.accepted_messages),
-            str(h.recipients),
-            _helo_summary(h),
+    verdicts = analysis.verdicts()
+    hosts = [h for h in ranked_hosts(model, verdicts) if h.lan or not lan_only]
+    header = ("HOST", "NAME", "VERDICT", "SESS", "DEST", "REJ", "TEMP", "MSGS", "RCPT", "HELO")
+    rows = []
+    for h in hosts:
+        verdict = verdicts.get(h.ip)
+        identity = model.identities.get(h.ip)
+        rows.append(
+            (
+                h.ip,
+                identity.name if identity else "",
+                f"{verdict.verdict} {verdict.score}" if verdict and verdict.verdict else "-",
+                str(h.sessions),
+                str(h.destinations),
+                str(h.rejected_sessions),
+                str(h.tempfailed_sessions),
+                str(h.accepted_messages),
+                str(h.recipients),
+                _helo_summary(h),
+            )
         )
-        for h in hosts
-    ]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
     lines = []
     for row in (header, *rows):
         cells = [
-            cell.ljust(w) if i in (0, 1) else cell.rjust(w)
+            cell.ljust(w) if i < 3 else cell.rjust(w)
             for i, (cell, w) in enumerate(zip(row, widths, strict=False))
         ]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     if not rows:
         lines.append("(no SMTP sessions found)")
+    for h in hosts:
+        verdict = verdicts.get(h.ip)
+        if verdict and verdict.verdict in ("spambot", "suspicious"):
+            lines.append("")
+            lines.append(f"{h.ip} is {verdict.verdict} (score {verdict.score}):")
+            lines.extend(f"  +{r.points:<3d}{r.signal:<18}{r.evidence}" for r in verdict.reasons)
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(stats.skipped.items()))
     lines.append("")
     lines.append(
@@ -250,11 +305,17 @@ def csv_safe(value: object) -> str:
 
 def write_csv(analysis: Analysis, out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
-    for host in ranked_hosts(analysis.model):
-        data = host_json(host)
+    writer.writerow([*CSV_FIELDS, "names", "reasons"])
+    verdicts = analysis.verdicts()
+    model = analysis.model
+    for host in ranked_hosts(model, verdicts):
+        data = host_json(host, verdicts.get(host.ip), model.identities.get(host.ip))
         data["helos"] = " ".join(host.helos)
-        writer.writerow([csv_safe(data[name]) for name in CSV_FIELDS])
+        names = " ".join(sorted(set(data["names"].values())))
+        reasons = "; ".join(f"{r['signal']}: {r['evidence']}" for r in data["reasons"])
+        writer.writerow(
+            [csv_safe(data[name]) for name in CSV_FIELDS] + [csv_safe(names), csv_safe(reasons)]
+        )
 
 
 def render_csv(analysis: Analysis) -> str:

@@ -35,8 +35,9 @@ def test_table_puts_the_spambot_first() -> None:
     out = smtptop("report", "--sample")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split()[:4] == ["HOST", "LAN", "SESS", "DEST"]
-    assert lines[1].startswith("192.168.0.108 ")
+    assert lines[0].split()[:5] == ["HOST", "NAME", "VERDICT", "SESS", "DEST"]
+    assert lines[1].split()[:3] == ["192.168.0.108", "wxpanna.studio.lan", "spambot"]
+    assert "192.168.0.108 is spambot" in out.stdout
     assert "analysis errors" in out.stdout
 
 

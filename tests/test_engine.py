@@ -12,7 +12,7 @@ import pytest
 from smtptop import sample, synth
 from smtptop.analyzer import Analyzer, EngineConfig, apply
 from smtptop.model import Model
-from smtptop.report import analyze, to_json
+from smtptop.report import Analysis, analyze, to_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -212,14 +212,13 @@ def test_one_engine_for_batches_and_whole_files(tmp_path: Path) -> None:
     from smtptop.capture import CaptureFile
 
     analyzer, model = Analyzer(), Model()
+    analysis = Analysis(model, analyzer.stats)
     for record in CaptureFile(str(path)):
         analyzer.packet(record.ts, record.linktype, record.data)
         apply(model, analyzer.take())
     analyzer.finish()
     apply(model, analyzer.take())
-    from smtptop.report import Analysis
-
-    assert to_json(Analysis(model, analyzer.stats)) == whole
+    assert to_json(analysis) == whole
 
 
 PURE = ["smtptop.decode", "smtptop.tcp", "smtptop.smtp", "smtptop.model", "smtptop.analyzer"]

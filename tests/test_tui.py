@@ -3,6 +3,7 @@ hostile text."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -43,7 +44,8 @@ async def test_table_fills_in_report_order() -> None:
     app = MonitorApp(FileSource([SAMPLE]))
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        expected = [h.ip for h in ranked_hosts(analyze([SAMPLE]).model)]
+        analysis = analyze([SAMPLE])
+        expected = [h.ip for h in ranked_hosts(analysis.model, analysis.verdicts())]
         assert hosts_table(app).keys == expected
         assert hosts_table(app).keys[0] == "192.168.0.108"
         text = status(app)
@@ -56,7 +58,8 @@ async def test_sorting_keeps_the_cursor_on_its_host() -> None:
         await settle(app, pilot)
         table = hosts_table(app)
         table.move_cursor(row=table.keys.index("192.168.0.30"))
-        await pilot.press("less_than_sign")  # sort by sessions
+        assert app.sort_column == "verdict"
+        await pilot.press("greater_than_sign")  # sort by sessions
         await pilot.pause()
         assert app.sort_column == "sessions"
         sessions = {h.ip: h.sessions for h in app.model.hosts.values()}
@@ -261,3 +264,41 @@ async def test_hostile_wire_text_is_shown_literally(hostile_capture: str) -> Non
         assert "\\x1b]2;PWNED\\x07" in helos
         svg = app.export_screenshot()
         assert "[@click=app.quit]x[/]" in svg.replace("&#160;", " ")
+
+
+async def test_spambot_alert_notifies_rings_and_runs_the_command(tmp_path: Path) -> None:
+    target = tmp_path / "alert.json"
+    app = MonitorApp(FileSource([SAMPLE]), bell=True, alert_exec=f"cat > {target}")
+    rings = []
+    app.bell = lambda: rings.append(1)  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await settle(app, pilot)
+        deadline = time.monotonic() + 10
+        while not target.exists() or not target.read_text():
+            assert time.monotonic() < deadline
+            await pilot.pause(0.05)
+        messages = [n.message for n in app._notifications]
+        assert any("192.168.0.108" in m and "spambot" in m for m in messages)
+        assert rings == [1]
+        assert "1 spambot" in status(app)
+        app.update_view()
+        assert rings == [1]  # once per host
+    alert = json.loads(target.read_text())
+    assert alert["ip"] == "192.168.0.108" and alert["verdict"] == "spambot"
+    assert alert["names"]["dhcp-fqdn"] == "wxpanna.studio.lan"
+    assert {r["signal"] for r in alert["reasons"]} >= {"blocklist", "helo"}
+
+
+async def test_drill_down_shows_the_verdict_and_who_the_host_is() -> None:
+    app = MonitorApp(FileSource([SAMPLE]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        first = hosts_table(app).keys[0]
+        assert first == "192.168.0.108"
+        await pilot.press("enter")
+        await pilot.pause()
+        panel = str(app.screen.query_one("#reasons").render())
+        assert "spambot" in panel and "blocklist" in panel and "Spamhaus" in panel
+        assert "wxpanna.studio.lan" in panel and "d4:be:d9:5e:10:8c" in panel
+        title = str(app.screen.query_one("#title").render())
+        assert "wxpanna.studio.lan" in title

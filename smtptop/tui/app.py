@@ -9,6 +9,9 @@ touching only the cells that changed and keeping the cursor on its host when row
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import threading
 from collections.abc import Iterable
 from typing import ClassVar
 
@@ -19,7 +22,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, RichLog, Static
 
 from smtptop.analyzer import EngineConfig, apply
-from smtptop.model import Host, Model
+from smtptop.detect import DetectConfig, Detector, Verdict
+from smtptop.model import Model
 from smtptop.source import Batch, Feeder, Progress, Source
 from smtptop.tui import rows
 from smtptop.tui.tables import KeyedTable
@@ -40,9 +44,14 @@ smtptop shows every host that talks SMTP, busiest talkers to the most servers fi
   ?          this help
   q          quit
 
-Colours: a red host talks to more than 5 servers or has 3 or more rejected sessions;
-yellow ones had a rejection or a temporary failure. In transcripts, C: is the client,
-S: the server (2xx green, 4xx yellow, 5xx red), -- a note from smtptop.
+The Verdict column says spambot, suspicious or normal with a score; Enter on a host shows
+every reason behind it. The first time a host turns spambot, smtptop says so (with --bell
+it rings; with --alert-exec it runs your command with the host's JSON on stdin).
+
+Colours: a red host is a spambot, talks to more than 5 servers or has 3 or more rejected
+sessions; yellow ones are suspicious or had a rejection or a temporary failure. In
+transcripts, C: is the client, S: the server (2xx green, 4xx yellow, 5xx red), -- a note
+from smtptop.
 """
 
 
@@ -107,6 +116,7 @@ class HostScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
+        yield Static(id="reasons")
         yield KeyedTable(id="servers", cursor_type="row")
         yield KeyedTable(id="sessions", cursor_type="row")
         yield Footer()
@@ -129,13 +139,17 @@ class HostScreen(Screen[None]):
         host = app.model.hosts.get(self.ip)
         if host is None:
             return
+        name = app.name_of(host.ip)
         title = Text.assemble(
             (host.ip, rows.LEVEL_STYLE[rows.host_level(host)] or "bold"),
+            f" {name}" if name else "",
             f"  {host.sessions} sessions to {host.destinations} servers, ",
             (f"{host.rejected_sessions} rejected", "bold red" if host.rejected_sessions else ""),
             f", {host.tempfailed_sessions} tempfailed, {host.accepted_messages} messages accepted",
         )
         self.query_one("#title", Static).update(title)
+        verdict = app.verdicts.get(host.ip)
+        self.query_one("#reasons", Static).update(rows.reasons_text(verdict, app.facts(host.ip)))
         servers = sorted(host.servers.values(), key=lambda s: (-s.rejected_sessions, -s.sessions))
         self.query_one("#servers", KeyedTable).show([(s.ip, rows.server_cells(s)) for s in servers])
         sessions = [s for s in app.model.sessions() if s.client_ip == self.ip]
@@ -158,6 +172,7 @@ class MonitorApp(App[None]):
     #filter { dock: bottom; display: none; }
     #filter.shown { display: block; }
     #title { height: auto; padding: 0 1; background: $panel; }
+    #reasons { height: auto; max-height: 14; padding: 0 1; }
     #servers { height: 1fr; max-height: 12; }
     #sessions { height: 2fr; }
     #help { width: 84; height: auto; border: round $accent; padding: 1 2; background: $surface; }
@@ -184,11 +199,20 @@ class MonitorApp(App[None]):
         top: int = TOP_HOSTS,
         refresh_seconds: float = REFRESH_SECONDS,
         max_batches: int = 64,
+        detect: DetectConfig | None = None,
+        bell: bool = False,
+        alert_exec: str | None = None,
     ) -> None:
         super().__init__()
         self.source = source
         self.config = config or EngineConfig()
         self.model = Model(lan=lan, show_credentials=show_credentials)
+        self.detector = Detector(self.model, detect)
+        self.verdicts: dict[str, Verdict] = {}
+        self.ring_bell = bell
+        self.alert_exec = alert_exec
+        self.alerts_failed = 0
+        self._flagged: set[str] = set()
         self.top = top
         self.refresh_seconds = refresh_seconds
         self.max_batches = max_batches
@@ -240,7 +264,12 @@ class MonitorApp(App[None]):
     # -- views ---------------------------------------------------------------------------
 
     def update_view(self) -> None:
-        """Redraw what is on screen (unless paused): only changed cells."""
+        """Judge the hosts, alert on new spambots, redraw (unless paused) changed cells."""
+        self.verdicts = self.detector.evaluate()
+        for ip, verdict in self.verdicts.items():
+            if verdict.verdict == "spambot" and ip not in self._flagged:
+                self._flagged.add(ip)
+                self._alert(verdict)
         if not self.paused:
             screen = self.screen
             if isinstance(screen, HostScreen | TranscriptScreen):
@@ -248,25 +277,88 @@ class MonitorApp(App[None]):
             self._update_hosts()
         self._update_status()
 
-    def visible_hosts(self) -> list[Host]:
+    def name_of(self, ip: str) -> str:
+        identity = self.model.identities.get(ip)
+        return identity.name if identity is not None else ""
+
+    def facts(self, ip: str) -> list[tuple[str, str]]:
+        """Who a host is, for the drill-down."""
+        from smtptop.vendor import vendor
+
+        identity = self.model.identities.get(ip)
+        host = self.model.hosts.get(ip)
+        verdict = self.verdicts.get(ip)
+        names = ", ".join(f"{n} ({s})" for s, n in identity.names.items()) if identity else ""
+        mac = identity.mac if identity else ""
+        made_by = vendor(mac) if mac else ""
+        return [
+            ("names", names),
+            ("MAC", f"{mac} {made_by}".strip()),
+            ("client software", verdict.dialect if verdict else ""),
+            ("HELO names", ", ".join(host.helos) if host else ""),
+        ]
+
+    def visible_rows(self) -> list[rows.HostRow]:
         """The hosts the table shows, in order: filtered, sorted, the top N."""
         now = self.model.last_ts
-        hosts: Iterable[Host] = self.model.hosts.values()
+        table = [
+            rows.HostRow(host, self.verdicts.get(ip), self.name_of(ip), now)
+            for ip, host in self.model.hosts.items()
+        ]
         needle = self.filter_text.lower()
         if needle:
-            hosts = [
-                h for h in hosts if needle in h.ip or any(needle in n.lower() for n in h.helos)
+            table = [
+                r
+                for r in table
+                if needle in r.host.ip
+                or needle in r.name.lower()
+                or any(needle in n.lower() for n in r.host.helos)
             ]
-        ordered = sorted(hosts, key=rows.sort_key(self.sort_column, now))
+        table.sort(key=rows.sort_key(self.sort_column))
         if self.sort_reverse:
-            ordered.reverse()
-        return ordered[: self.top]
+            table.reverse()
+        return table[: self.top]
 
     def _update_hosts(self) -> None:
-        now = self.model.last_ts
-        hosts = self.visible_hosts()
-        self._shown_hosts = len(hosts)
-        self.query_one("#hosts", KeyedTable).show([(h.ip, rows.host_cells(h, now)) for h in hosts])
+        shown = self.visible_rows()
+        self._shown_hosts = len(shown)
+        self.query_one("#hosts", KeyedTable).show([(r.host.ip, rows.host_cells(r)) for r in shown])
+
+    def _alert(self, verdict: Verdict) -> None:
+        """A host just turned spambot: say so, ring if asked, run the alert command."""
+        name = self.name_of(verdict.ip)
+        who = f"{verdict.ip} ({name})" if name else verdict.ip
+        why = "; ".join(r.evidence for r in verdict.reasons if r.points)[:300]
+        self.notify(
+            f"{who} looks like a spambot (score {verdict.score}): {why}",
+            title="spambot",
+            severity="error",
+            timeout=15,
+            markup=False,
+        )
+        if self.ring_bell:
+            self.bell()
+        if self.alert_exec:
+            from smtptop.report import host_json
+
+            host = self.model.hosts[verdict.ip]
+            document = host_json(host, verdict, self.model.identities.get(verdict.ip))
+            threading.Thread(
+                target=self._run_alert, args=(json.dumps(document),), daemon=True
+            ).start()
+
+    def _run_alert(self, document: str) -> None:
+        assert self.alert_exec is not None
+        try:
+            done = subprocess.run(
+                self.alert_exec, shell=True, input=document, text=True, timeout=60,
+                capture_output=True, check=False,
+            )  # fmt: skip
+            failed = done.returncode != 0
+        except (OSError, subprocess.TimeoutExpired):
+            failed = True
+        if failed:
+            self.alerts_failed += 1
 
     def _update_status(self) -> None:
         progress, model = self.progress, self.model
@@ -284,6 +376,11 @@ class MonitorApp(App[None]):
         status.append(f"  span {span // 3600:d}:{span // 60 % 60:02d}:{span % 60:02d}")
         if progress.errors:
             status.append(f"  {progress.errors} analysis errors", style="bold red")
+        spambots = sum(1 for v in self.verdicts.values() if v.verdict == "spambot")
+        if spambots:
+            status.append(f"  {spambots} spambot{'s' if spambots > 1 else ''}", style="bold red")
+        if self.alerts_failed:
+            status.append(f"  {self.alerts_failed} alert commands failed", style="bold red")
         if not progress.finished and progress.bytes_total:
             share = 100 * progress.bytes_done // progress.bytes_total
             status.append(f"  reading {share}%", style="cyan")

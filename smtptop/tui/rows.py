@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
+from smtptop.detect import VERDICT_ORDER, Verdict
 from smtptop.model import Host, ServerStats, Session, SmtpReply, TranscriptLine, rank
 
 MANY_DESTINATIONS = 5  # ntopng's "SMTP server contacts" alert fires above this
@@ -20,11 +21,29 @@ MANY_REJECTIONS = 3
 
 
 @dataclass(frozen=True, slots=True)
+class HostRow:
+    """Everything one row of the host table is made from."""
+
+    host: Host
+    verdict: Verdict | None
+    name: str
+    now: float
+
+    @property
+    def score(self) -> int:
+        return self.verdict.score if self.verdict else 0
+
+    @property
+    def order(self) -> int:
+        return VERDICT_ORDER[self.verdict.verdict] if self.verdict else VERDICT_ORDER[""]
+
+
+@dataclass(frozen=True, slots=True)
 class Column:
     key: str
     label: str
     width: int
-    value: Callable[[Host, float], object]
+    value: Callable[[HostRow], object]
     numeric: bool = True
 
 
@@ -35,44 +54,57 @@ def _helo(host: Host) -> str:
     return names[0] + (f" (+{len(names) - 1})" if len(names) > 1 else "")
 
 
+def _verdict(row: HostRow) -> str:
+    if row.verdict is None or not row.verdict.verdict:
+        return ""
+    return f"{row.verdict.verdict} {row.verdict.score}"
+
+
 HOST_COLUMNS = (
-    Column("host", "Host", 17, lambda h, now: h.ip, numeric=False),
-    Column("sessions", "Sess", 6, lambda h, now: h.sessions),
-    Column("destinations", "Dest", 6, lambda h, now: h.destinations),
-    Column("rejected", "Rej", 6, lambda h, now: h.rejected_sessions),
-    Column("tempfailed", "Temp", 6, lambda h, now: h.tempfailed_sessions),
-    Column("accepted", "Msgs", 6, lambda h, now: h.accepted_messages),
-    Column("recipients", "Rcpt", 6, lambda h, now: h.recipients),
-    Column("rate", "S/min", 6, lambda h, now: h.sessions_per_minute(now)),
-    Column("last", "Last seen", 9, lambda h, now: h.last_seen),
-    Column("helo", "HELO", 30, lambda h, now: _helo(h), numeric=False),
+    Column("host", "Host", 16, lambda r: r.host.ip, numeric=False),
+    Column("name", "Name", 20, lambda r: r.name, numeric=False),
+    Column("verdict", "Verdict", 14, _verdict, numeric=False),
+    Column("sessions", "Sess", 5, lambda r: r.host.sessions),
+    Column("destinations", "Dest", 5, lambda r: r.host.destinations),
+    Column("rejected", "Rej", 5, lambda r: r.host.rejected_sessions),
+    Column("tempfailed", "Temp", 5, lambda r: r.host.tempfailed_sessions),
+    Column("accepted", "Msgs", 5, lambda r: r.host.accepted_messages),
+    Column("recipients", "Rcpt", 5, lambda r: r.host.recipients),
+    Column("rate", "S/min", 5, lambda r: r.host.sessions_per_minute(r.now)),
+    Column("last", "Last seen", 9, lambda r: r.host.last_seen),
+    Column("helo", "HELO", 28, lambda r: _helo(r.host), numeric=False),
 )
 SORTABLE = tuple(c.key for c in HOST_COLUMNS)
-DEFAULT_SORT = "destinations"
+DEFAULT_SORT = "verdict"
 
 
-def host_level(host: Host) -> str:
+def host_level(host: Host, verdict: Verdict | None = None) -> str:
     """How abnormal a host looks: "alert", "warn" or ""."""
-    if host.destinations > MANY_DESTINATIONS or host.rejected_sessions >= MANY_REJECTIONS:
+    judged = verdict.verdict if verdict else ""
+    if judged == "spambot" or host.destinations > MANY_DESTINATIONS:
         return "alert"
-    if host.rejected_sessions or host.tempfailed_sessions:
+    if host.rejected_sessions >= MANY_REJECTIONS:
+        return "alert"
+    if judged == "suspicious" or host.rejected_sessions or host.tempfailed_sessions:
         return "warn"
     return ""
 
 
 LEVEL_STYLE = {"alert": "bold red", "warn": "yellow", "": ""}
+VERDICT_STYLE = {"spambot": "bold white on red", "suspicious": "bold yellow", "normal": "green"}
 
 
 def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else ""
 
 
-def host_cells(host: Host, now: float) -> tuple[Text, ...]:
+def host_cells(row: HostRow) -> tuple[Text, ...]:
     """The row of one host, styled by how abnormal it looks."""
-    style = LEVEL_STYLE[host_level(host)]
+    host = row.host
+    style = LEVEL_STYLE[host_level(host, row.verdict)]
     cells = []
     for column in HOST_COLUMNS:
-        value = column.value(host, now)
+        value = column.value(row)
         if column.key == "last":
             text = clock(float(value))  # type: ignore[arg-type]
         elif column.key == "rate":
@@ -83,18 +115,40 @@ def host_cells(host: Host, now: float) -> tuple[Text, ...]:
         cell_style = style if column.key in ("host", "destinations", "rejected") else ""
         if column.key == "tempfailed" and host.tempfailed_sessions:
             cell_style = "yellow"
+        elif column.key == "verdict" and row.verdict:
+            cell_style = VERDICT_STYLE.get(row.verdict.verdict, "")
         cells.append(Text(text, style=cell_style, justify=justify, no_wrap=True))  # type: ignore[arg-type]
     return tuple(cells)
 
 
-def sort_key(column: str, now: float) -> Callable[[Host], tuple[object, ...]]:
-    """Largest numbers first, text in order; ties in the default order (see ``rank``)."""
+def sort_key(column: str) -> Callable[[HostRow], tuple[object, ...]]:
+    """Largest numbers first, text in order, spambots first; ties in the default order."""
     getter = next(c for c in HOST_COLUMNS if c.key == column)
     if column == "host":
-        return lambda host: (ipaddress.ip_address(host.ip).packed, *rank(host))
+        return lambda r: (ipaddress.ip_address(r.host.ip).packed, *rank(r.host))
+    if column == "verdict":
+        return lambda r: (r.order, -r.score, *rank(r.host))
     if getter.numeric:
-        return lambda host: (-getter.value(host, now), *rank(host))  # type: ignore[operator]
-    return lambda host: (str(getter.value(host, now)), *rank(host))
+        return lambda r: (-getter.value(r), *rank(r.host))  # type: ignore[operator]
+    return lambda r: (str(getter.value(r)), *rank(r.host))
+
+
+def reasons_text(verdict: Verdict | None, facts: list[tuple[str, str]]) -> Text:
+    """The drill-down's panel: the verdict, every reason with its points, who the host is."""
+    text = Text()
+    if verdict is not None and verdict.verdict:
+        text.append(f" {verdict.verdict} ", style=VERDICT_STYLE.get(verdict.verdict, "bold"))
+        text.append(f"  score {verdict.score}\n")
+        for reason in verdict.reasons:
+            text.append(f"  +{reason.points:<3d}", style="bold")
+            text.append(f"{reason.signal:<18}", style="cyan")
+            text.append(reason.evidence + "\n")
+    for label, value in facts:
+        if value:
+            text.append(f"  {label}: ", style="dim")
+            text.append(value + "\n")
+    text.rstrip()
+    return text
 
 
 def server_cells(stats: ServerStats) -> tuple[Text, ...]:
