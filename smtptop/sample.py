@@ -21,6 +21,7 @@ import functools
 import quopri
 import random
 import string
+import struct
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -51,7 +52,8 @@ PUBLIC_IP = "203.0.113.77"  # the office's address as the MX servers see it (NAT
 SMARTHOST = "198.51.100.25"
 SMARTHOST_NAME = "smtp.isp-mail.example"
 INFECTED = "192.168.0.108"
-INFECTED_NAME = "wxpanna.studio.lan"  # its DHCP name; it never says so over SMTP
+LAN_DOMAIN = "studio.lan"
+INFECTED_NAME = f"wxpanna.{LAN_DOMAIN}"  # its DHCP name; it never says so over SMTP
 INFECTED_MAC = bytes.fromhex("d4bed95e108c")
 HTTPS_SERVERS = ("192.0.2.80", "198.51.100.143")
 SMTP_PORTS = (25, 465, 587)
@@ -517,7 +519,10 @@ def _office_session(rng: random.Random, pc: _Workstation, start: float, typo: bo
     elif rng.random() < 0.3:
         to.append(rng.choice(tuple(c for c in _CORRESPONDENTS if c != to[0])))
     dialog.server(f"220 {SMARTHOST_NAME} ESMTP Postfix", delay=0.004)
-    session.helo_verb, session.helo = "EHLO", f"{pc.name}.studio.lan"
+    # Outlook greets with the bare computer name, Thunderbird with an address literal.
+    outlook = pc.agent == "outlook"
+    session.helo_verb = "EHLO"
+    session.helo = pc.name.upper() if outlook else f"[{pc.address}]"
     dialog.client(f"EHLO {session.helo}")
     dialog.server("\r\n".join(_SMARTHOST_EHLO))
     message = _office_mail(rng, pc, start, to)
@@ -539,7 +544,11 @@ def _office_session(rng: random.Random, pc: _Workstation, start: float, typo: bo
         dialog.server("235 2.7.0 Authentication successful", delay=0.03)
         session.auth = True
     session.mail_from.append(sender)
-    mail_from = f"MAIL FROM:<{sender}> SIZE={len(message)}"
+    if outlook:  # a space after the colon, no parameters
+        mail_from, rcpt_to = f"MAIL FROM: <{sender}>", "RCPT TO: <{}>"
+    else:
+        mail_from = f"MAIL FROM:<{sender}> BODY=8BITMIME SIZE={len(message)}"
+        rcpt_to = "RCPT TO:<{}>"
     codes = [550 if (name, address) == _TYPO else 250 for name, address in to]
     rcpt_replies = [
         "250 2.1.5 Ok"
@@ -550,13 +559,13 @@ def _office_session(rng: random.Random, pc: _Workstation, start: float, typo: bo
     ]
     session.rcpts.extend((address, code) for (_, address), code in zip(to, codes, strict=True))
     if pc.agent == "thunderbird":  # pipelines MAIL and RCPTs, then DATA on its own
-        dialog.client(mail_from, *(f"RCPT TO:<{address}>" for _, address in to))
+        dialog.client(mail_from, *(rcpt_to.format(address) for _, address in to))
         dialog.server("250 2.1.0 Ok", *rcpt_replies)
     else:
         dialog.client(mail_from)
         dialog.server("250 2.1.0 Ok")
         for (_, address), reply in zip(to, rcpt_replies, strict=True):
-            dialog.client(f"RCPT TO:<{address}>")
+            dialog.client(rcpt_to.format(address))
             dialog.server(reply)
     dialog.client("DATA")
     dialog.server("354 End data with <CR><LF>.<CR><LF>")
@@ -915,7 +924,61 @@ def _background(rng: random.Random, sessions: list[Session], looked_up: list[_Mx
             frames.append(Frame(round(ts + 0.0004, 6), reply))
     frames += _https_flow(rng, _WORKSTATIONS[0], HTTPS_SERVERS[0], START + 41.3)
     frames += _https_flow(rng, _WORKSTATIONS[3], HTTPS_SERVERS[1], START + 402.7)
+    hosts = [(pc.address, pc.name, pc.mac) for pc in _WORKSTATIONS]
+    hosts.append((INFECTED, INFECTED_NAME.split(".", 1)[0], INFECTED_MAC))
+    for address, name, mac in hosts:
+        ts = round(START + rng.uniform(0.5, 4.0), 6)
+        frames += _dhcp_renewal(rng, address, name, mac, ts)
+        frames.append(Frame(round(ts + 0.2, 6), _nbns_registration(rng, address, name, mac)))
     return sorted(frames, key=lambda f: f.ts)
+
+
+def _dhcp_renewal(rng: random.Random, address: str, name: str, mac: bytes, ts: float):
+    """A Windows-style DHCP REQUEST (host name, FQDN) and the gateway's ACK: who is who."""
+    xid = rng.getrandbits(32)
+    packed = bytes(int(part) for part in address.split("."))
+    fqdn = f"{name}.{LAN_DOMAIN}".encode()
+
+    def bootp(op: int, kind: int, yiaddr: bytes, options: bytes) -> bytes:
+        return (
+            struct.pack("!BBBBIHH", op, 1, 6, 0, xid, 0, 0)
+            + bytes(4) + yiaddr + bytes(8) + mac + bytes(10) + bytes(192)
+            + b"\x63\x82\x53\x63" + bytes([53, 1, kind]) + options + b"\xff"
+        )  # fmt: skip
+
+    request = bootp(
+        1,
+        3,
+        bytes(4),
+        bytes([61, 7, 1]) + mac
+        + bytes([50, 4]) + packed
+        + bytes([12, len(name)]) + name.encode()
+        + bytes([81, 3 + len(fqdn), 0, 0, 0]) + fqdn,
+    )  # fmt: skip
+    ack = bootp(
+        2, 5, packed, bytes([54, 4]) + bytes([192, 168, 0, 1]) + bytes([51, 4, 0, 1, 81, 128])
+    )
+    ask = udp_packet("0.0.0.0", "255.255.255.255", 68, 67, request, ttl=128)
+    tell = udp_packet(GATEWAY, "255.255.255.255", 67, 68, ack)
+    return [
+        Frame(ts, link_frame(LINKTYPE_ETHERNET, ask, src_mac=mac, dst_mac=b"\xff" * 6)),
+        Frame(
+            round(ts + 0.0012, 6),
+            link_frame(LINKTYPE_ETHERNET, tell, src_mac=GATEWAY_MAC, dst_mac=b"\xff" * 6),
+        ),
+    ]
+
+
+def _nbns_registration(rng: random.Random, address: str, name: str, mac: bytes) -> bytes:
+    """A NetBIOS name registration broadcast, as Windows sends when it joins the LAN."""
+    padded = name.upper().encode()[:15].ljust(15) + b"\x00"
+    encoded = b"".join(bytes([0x41 + (b >> 4), 0x41 + (b & 0x0F)]) for b in padded)
+    question = b"\x20" + encoded + b"\x00" + b"\x00\x20\x00\x01"
+    record = b"\xc0\x0c\x00\x20\x00\x01" + (300000).to_bytes(4, "big") + b"\x00\x06\x00\x00"
+    record += bytes(int(part) for part in address.split("."))
+    header = struct.pack("!HHHHHH", rng.getrandbits(16), 0x2910, 1, 0, 0, 1)
+    packet = udp_packet(address, "192.168.0.255", 137, 137, header + question + record, ttl=128)
+    return link_frame(LINKTYPE_ETHERNET, packet, src_mac=mac, dst_mac=b"\xff" * 6)
 
 
 def _assign_ports(rng: random.Random, sessions: list[Session]) -> None:
