@@ -284,7 +284,8 @@ class Detector:
             for hit in self._classify(code, text):
                 seen = lists.get(hit.name)
                 lists[hit.name] = (hit, count + (seen[1] if seen else 0))
-        for index, (name, (hit, count)) in enumerate(sorted(lists.items())):
+        ordered = sorted(lists.items(), key=lambda item: (-item[1][1], item[0]))
+        for index, (name, (hit, count)) in enumerate(ordered):
             kind = "refused" if hit.permanent else "deferred"
             reasons.append(
                 Reason(
