@@ -29,6 +29,7 @@ from smtptop.tui import rows
 from smtptop.tui.tables import KeyedTable
 
 REFRESH_SECONDS = 1.0
+HOST_TABLE_ACTIONS = frozenset({"sort", "reverse", "filter", "clear_filter"})
 TOP_HOSTS = 200
 
 HELP = """\
@@ -71,6 +72,7 @@ class TranscriptScreen(Screen[None]):
         super().__init__()
         self.session_id = session_id
         self._written = 0
+        self.ready = False  # set once mounted: the refresh timer may fire before that
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -78,6 +80,7 @@ class TranscriptScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.ready = True
         self.update_view()
 
     def update_view(self) -> None:
@@ -113,6 +116,7 @@ class HostScreen(Screen[None]):
     def __init__(self, ip: str) -> None:
         super().__init__()
         self.ip = ip
+        self.ready = False  # set once mounted: the refresh timer may fire before that
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -127,10 +131,11 @@ class HostScreen(Screen[None]):
                              ("Temp", 5), ("Msgs", 5)):  # fmt: skip
             servers.add_column(label, width=width)
         sessions = self.query_one("#sessions", KeyedTable)
-        for label, width in (("Start", 8), ("Server", 32), ("HELO", 18), ("MAIL FROM", 24),
-                             ("Rcpt", 4), ("", 2), ("Outcome", 72)):  # fmt: skip
+        for label, width in (("Start", 8), ("Server", 28), ("HELO", 16), ("MAIL FROM", 22),
+                             ("Rcpt", 4), ("", 2), ("Outcome", 64)):  # fmt: skip
             sessions.add_column(label, width=width)
         sessions.focus()
+        self.ready = True
         self.update_view()
 
     def update_view(self) -> None:
@@ -175,7 +180,7 @@ class MonitorApp(App[None]):
     #reasons { height: auto; max-height: 14; padding: 0 1; }
     #servers { height: 1fr; max-height: 12; }
     #sessions { height: 2fr; }
-    #help { width: 84; height: auto; border: round $accent; padding: 1 2; background: $surface; }
+    #help { width: 98; height: auto; border: round $accent; padding: 1 2; background: $surface; }
     HelpScreen { align: center middle; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -236,6 +241,7 @@ class MonitorApp(App[None]):
         for column in rows.HOST_COLUMNS:
             table.add_column(column.label, width=column.width, key=column.key)
         table.focus()
+        self._mark_sorted()
         loop = asyncio.get_running_loop()
         queue = self._queue
 
@@ -265,6 +271,8 @@ class MonitorApp(App[None]):
 
     def update_view(self) -> None:
         """Judge the hosts, alert on new spambots, redraw (unless paused) changed cells."""
+        if not self.is_running:  # the timer can still fire while the app shuts down
+            return
         self.verdicts = self.detector.evaluate()
         for ip, verdict in self.verdicts.items():
             if verdict.verdict == "spambot" and ip not in self._flagged:
@@ -272,7 +280,7 @@ class MonitorApp(App[None]):
                 self._alert(verdict)
         if not self.paused:
             screen = self.screen
-            if isinstance(screen, HostScreen | TranscriptScreen):
+            if isinstance(screen, HostScreen | TranscriptScreen) and screen.ready:
                 screen.update_view()
             self._update_hosts()
         self._update_status()
@@ -393,6 +401,10 @@ class MonitorApp(App[None]):
         self.query_one("#status", Static).update(status)
 
     # -- actions -------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool:
+        """Sorting and filtering act on the host table: only where it is on screen."""
+        return not (action in HOST_TABLE_ACTIONS and len(self.screen_stack) > 1)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "hosts" and event.row_key.value is not None:

@@ -62,7 +62,7 @@ def _verdict(row: HostRow) -> str:
 
 HOST_COLUMNS = (
     Column("host", "Host", 16, lambda r: r.host.ip, numeric=False),
-    Column("name", "Name", 20, lambda r: r.name, numeric=False),
+    Column("name", "Name", 18, lambda r: r.name, numeric=False),
     Column("verdict", "Verdict", 14, _verdict, numeric=False),
     Column("sessions", "Sess", 5, lambda r: r.host.sessions),
     Column("destinations", "Dest", 5, lambda r: r.host.destinations),
@@ -72,7 +72,7 @@ HOST_COLUMNS = (
     Column("recipients", "Rcpt", 5, lambda r: r.host.recipients),
     Column("rate", "S/min", 5, lambda r: r.host.sessions_per_minute(r.now)),
     Column("last", "Last seen", 9, lambda r: r.host.last_seen),
-    Column("helo", "HELO", 28, lambda r: _helo(r.host), numeric=False),
+    Column("helo", "HELO", 22, lambda r: _helo(r.host), numeric=False),
 )
 SORTABLE = tuple(c.key for c in HOST_COLUMNS)
 DEFAULT_SORT = "verdict"
@@ -181,8 +181,12 @@ def reply_summary(reply: SmtpReply | None) -> str:
 
 
 def session_outcome(session: Session) -> Text:
-    """Outcome word, then the reply that decided it (or the last reply)."""
-    reply = session.decisive or (session.replies[-1] if session.replies else None)
+    """Outcome word, then the reply that decided it: the refusal, the acceptance of the
+    last message, or else the last reply."""
+    accepted = [r for r in session.replies if r.stage in ("end of data", "BDAT") and r.code < 300]
+    reply = session.decisive or (accepted[-1] if accepted else None)
+    if reply is None and session.replies:
+        reply = session.replies[-1]
     word = session.outcome if session.closed else f"{session.outcome}…"
     text = Text(word, style=OUTCOME_STYLE.get(session.outcome, ""))
     summary = reply_summary(reply)

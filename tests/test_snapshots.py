@@ -1,0 +1,121 @@
+"""Snapshots of the monitor's screens on the bundled sample, to catch layout regressions.
+
+The baselines are SVGs in tests/__snapshots__/test_snapshots/.  After an intended change to a
+screen, look at the report of the failing run (snapshot_report.html), then accept it with
+``pytest tests/test_snapshots.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+pytest.importorskip("pytest_textual_snapshot", reason="pip install pytest-textual-snapshot")
+
+from textual.pilot import Pilot
+
+from smtptop.cli import sample_path
+from smtptop.source import FileSource
+from smtptop.tui.app import HelpScreen, HostScreen, MonitorApp, TranscriptScreen
+from smtptop.tui.tables import KeyedTable
+
+SIZE = (140, 40)
+SPAMBOT = "192.168.0.108"
+LOAD_SECONDS = 60.0
+
+SnapCompare = Callable[..., bool]
+
+
+@pytest.fixture(autouse=True)
+def utc() -> Iterator[None]:
+    """Capture times in UTC, so the snapshots are the same on every machine."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if saved is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+def monitor() -> MonitorApp:
+    # No periodic redraw: the views are drawn explicitly once the file is read, and a timer
+    # tick could land mid-screenshot.
+    return MonitorApp(FileSource([sample_path()]), refresh_seconds=3600)
+
+
+async def loaded(pilot: Pilot[None]) -> None:
+    """Until the whole sample is in the model and drawn (bounded, so a hang fails)."""
+    app = pilot.app
+    assert isinstance(app, MonitorApp)
+    deadline = time.monotonic() + LOAD_SECONDS
+    while not app.progress.finished:
+        assert time.monotonic() < deadline, f"sample not loaded within {LOAD_SECONDS:g} s"
+        await pilot.pause(0.05)
+    app.update_view()
+    await pilot.pause()
+
+
+async def spambot(pilot: Pilot[None]) -> None:
+    """The spambot's drill-down."""
+    await loaded(pilot)
+    hosts = pilot.app.query_one("#hosts", KeyedTable)
+    assert hosts.keys[0] == SPAMBOT
+    hosts.move_cursor(row=0)
+    await pilot.press("enter")
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, HostScreen)
+
+
+async def spamhaus_rejection(pilot: Pilot[None]) -> None:
+    """The transcript of the spambot's first session that zen.spamhaus.org refused."""
+    await spambot(pilot)
+    app = pilot.app
+    assert isinstance(app, MonitorApp)
+    sessions = app.screen.query_one("#sessions", KeyedTable)
+    rows = [
+        row
+        for row, key in enumerate(sessions.keys)
+        if (session := app.model.session(int(key))) is not None
+        and session.outcome == "rejected"
+        and session.decisive is not None
+        and session.decisive.code == 554
+        and "spamhaus" in session.decisive.text
+    ]
+    assert rows, f"{SPAMBOT} has no session rejected with 554 by Spamhaus"
+    sessions.move_cursor(row=rows[0])
+    await pilot.press("enter")
+    await pilot.pause()
+    assert isinstance(app.screen, TranscriptScreen)
+
+
+async def help_screen(pilot: Pilot[None]) -> None:
+    await loaded(pilot)
+    await pilot.press("question_mark")
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, HelpScreen)
+
+
+def test_hosts(snap_compare: SnapCompare) -> None:
+    """Every host of the sample; the spambot on top."""
+    assert snap_compare(monitor(), terminal_size=SIZE, run_before=loaded)
+
+
+def test_drilldown(snap_compare: SnapCompare) -> None:
+    """The spambot's servers and sessions."""
+    assert snap_compare(monitor(), terminal_size=SIZE, run_before=spambot)
+
+
+def test_transcript(snap_compare: SnapCompare) -> None:
+    """A session refused because the office's address is on a Spamhaus blocklist."""
+    assert snap_compare(monitor(), terminal_size=SIZE, run_before=spamhaus_rejection)
+
+
+def test_help(snap_compare: SnapCompare) -> None:
+    """The help over the host table."""
+    assert snap_compare(monitor(), terminal_size=SIZE, run_before=help_screen)
