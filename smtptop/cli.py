@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import json
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -282,6 +283,8 @@ def run_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         if args.interface:
+            # a service manager stops with SIGTERM: report what was captured, as for Ctrl-C
+            signal.signal(signal.SIGTERM, _interrupt)
             source, lan = open_live(args, args.interface)
             give_up_root(args, source)
             analysis = analyze_live(
@@ -317,6 +320,10 @@ def run_report(args: argparse.Namespace) -> int:
     for warning in analysis.warnings:
         print(f"smtptop: warning: {warning}", file=sys.stderr)
     return EXIT_INPUT if analysis.warnings and not args.interface else EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _write_atomically(path: str, text: str) -> None:

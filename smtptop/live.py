@@ -183,7 +183,12 @@ class LiveSource(Source):
     @staticmethod
     def _open(iface: str, promisc: bool):  # -> scapy L2ListenSocket
         logging.getLogger("scapy.runtime").setLevel(logging.ERROR)  # no chatter on the screen
-        from scapy.arch.linux import L2ListenSocket
+        try:
+            from scapy.arch.linux import L2ListenSocket
+        except PermissionError as exc:  # scapy keeps a cache under $HOME
+            raise CaptureSetupError(
+                f"scapy cannot read {exc.filename}: run with a HOME this user can read"
+            ) from None
 
         try:
             return L2ListenSocket(iface=iface, promisc=promisc, nofilter=1)
