@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from smtptop import decode as dec
@@ -56,6 +56,7 @@ class FlowClosed:
     client_bytes: int
     server_bytes: int
     packets: int
+    conflicts: int = 0
 
 
 FlowEvent = FlowOpened | FlowClosed | Event | identity.Sighting | identity.DnsLookup
@@ -73,6 +74,7 @@ class Stats:
     error_samples: list[str] = field(default_factory=list)
     connections_evicted: int = 0
     idle_closed: int = 0
+    tcp_conflicts: int = 0
 
 
 class _Flow:
@@ -89,8 +91,13 @@ class _Flow:
 class Analyzer:
     """Decode, reassemble and parse frames; collect events for the model."""
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self.config = config or EngineConfig()
+        self.on_error = on_error  # told of every failure (the CLI appends them to a log)
         self.ports = frozenset(self.config.ports)
         self.stats = Stats()
         self.flows: OrderedDict[tuple[bytes, int, bytes, int], _Flow] = OrderedDict()
@@ -124,8 +131,15 @@ class Analyzer:
             self._segment(seg, ts)  # type: ignore[arg-type]
         except Exception as exc:  # one bad packet must not stop the capture
             stats.errors += 1
+            where = exc.__traceback__
+            while where is not None and where.tb_next is not None:
+                where = where.tb_next
+            line = f"{where.tb_frame.f_code.co_filename}:{where.tb_lineno}" if where else "?"
+            message = f"packet {stats.packets} at {ts:.6f}: {type(exc).__name__}: {exc} ({line})"
             if len(stats.error_samples) < MAX_ERROR_SAMPLES:
-                stats.error_samples.append(f"packet {stats.packets}: {type(exc).__name__}: {exc}")
+                stats.error_samples.append(message)
+            if self.on_error is not None:
+                self.on_error(message)
 
     def _segment(self, seg: dec.Segment, ts: float) -> None:
         src, dst, sport, dport, seq, ack, flags, payload = seg
@@ -181,11 +195,19 @@ class Analyzer:
         flow.parser.close(ts)
         events = flow.parser.events()
         client, server = conn.streams
+        self.stats.tcp_conflicts += conn.conflicts
         self.out.extend([(flow.id, e) for e in events])
         self.out.append(
             (
                 flow.id,
-                FlowClosed(ts, reason, client.bytes, server.bytes, client.packets + server.packets),
+                FlowClosed(
+                    ts,
+                    reason,
+                    client.bytes,
+                    server.bytes,
+                    client.packets + server.packets,
+                    conn.conflicts,
+                ),
             )
         )
 
@@ -253,6 +275,7 @@ def apply(model: Model, batch: Iterable[tuple[int, FlowEvent]]) -> None:
                 client_bytes=event.client_bytes,
                 server_bytes=event.server_bytes,
                 packets=event.packets,
+                conflicts=event.conflicts,
             )
         else:
             model.apply(session_id, event)

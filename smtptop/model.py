@@ -124,6 +124,7 @@ class Session:
     decisive: SmtpReply | None = None
     tls: bool = False
     gaps: int = 0
+    conflicts: int = 0
     non_smtp: bool = False
     violations: int = 0
     auth_mechanism: str = ""
@@ -350,6 +351,7 @@ class Model:
         client_bytes: int,
         server_bytes: int,
         packets: int,
+        conflicts: int = 0,
     ) -> None:
         session = self.open.pop(session_id, None)
         if session is None:
@@ -360,6 +362,15 @@ class Model:
         session.client_bytes = client_bytes
         session.server_bytes = server_bytes
         session.packets = packets
+        session.conflicts = conflicts
+        if conflicts:
+            self._line(
+                session,
+                session.end,
+                "*",
+                f"{conflicts} retransmitted segments said something else than the first copy,"
+                " which was kept",
+            )
         note = CLOSE_NOTES.get(reason, f"connection ended: {reason}")
         how = "" if session.quit_sent or reason == "capture ended" else " (no QUIT sent)"
         self._line(session, session.end, "*", note + how)

@@ -67,10 +67,11 @@ def analyze(
     show_credentials: bool = False,
     detect: DetectConfig | None = None,
     progress: Callable[[CaptureFile], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> Analysis:
     """Analyse capture files in order.  Raises CaptureError if a file cannot be opened."""
     captures = [CaptureFile(path) for path in paths]
-    analyzer = Analyzer(EngineConfig(ports=frozenset(ports)))
+    analyzer = Analyzer(EngineConfig(ports=frozenset(ports)), on_error)
     model = Model(lan=lan, show_credentials=show_credentials)
     analysis = Analysis(model, analyzer.stats, detector=Detector(model, detect))
     packet = analyzer.packet
@@ -97,9 +98,10 @@ def analyze_live(
     lan: Iterable[str] = (),
     show_credentials: bool = False,
     detect: DetectConfig | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> Analysis:
     """Capture from a live source for ``duration`` seconds (or until Ctrl-C) and analyse."""
-    analyzer = Analyzer(EngineConfig(ports=frozenset(ports)))
+    analyzer = Analyzer(EngineConfig(ports=frozenset(ports)), on_error)
     model = Model(lan=lan, show_credentials=show_credentials)
     analysis = Analysis(model, analyzer.stats, detector=Detector(model, detect))
     stop = threading.Event()
@@ -232,6 +234,7 @@ def to_json(analysis: Analysis) -> dict[str, Any]:
             "sessions_not_kept": model.sessions_evicted,
             "hosts_not_kept": model.hosts_dropped,
             "connections_evicted": stats.connections_evicted,
+            "tcp_conflicts": stats.tcp_conflicts,
         },
         "warnings": list(analysis.warnings),
     }
@@ -283,6 +286,11 @@ def render_table(analysis: Analysis, *, lan_only: bool = False) -> str:
         f"{stats.packets} packets, {stats.smtp_packets} on SMTP ports, "
         f"{model.sessions_total} SMTP sessions, {stats.errors} analysis errors"
     )
+    if stats.tcp_conflicts:
+        lines.append(
+            f"{stats.tcp_conflicts} retransmissions contradicted the data already seen "
+            "(the first copy was kept)"
+        )
     if skipped:
         lines.append(f"skipped: {skipped}")
     if model.sessions_evicted:

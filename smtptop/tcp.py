@@ -47,9 +47,12 @@ def _rel(seq: int, base: int) -> int:
 class _Stream:
     __slots__ = (
         "bytes",
+        "conflicts",
         "fin_seq",
         "gap_bytes",
         "hole_acks",
+        "last",
+        "last_seq",
         "next_seq",
         "ooo",
         "ooo_bytes",
@@ -63,6 +66,9 @@ class _Stream:
         self.ooo_bytes = 0
         self.fin_seq: int | None = None
         self.hole_acks = 0
+        self.conflicts = 0  # retransmissions whose bytes differ from the copy already taken
+        self.last = b""  # the last segment delivered, to spot such conflicts
+        self.last_seq = 0
         self.packets = 0
         self.bytes = 0
         self.retransmitted = 0
@@ -95,6 +101,10 @@ class Connection:
     @property
     def gap_bytes(self) -> int:
         return self.streams[CLIENT].gap_bytes + self.streams[SERVER].gap_bytes
+
+    @property
+    def conflicts(self) -> int:
+        return self.streams[CLIENT].conflicts + self.streams[SERVER].conflicts
 
     def segment(self, side: int, seq: int, ack: int, flags: int, payload: bytes, ts: float) -> None:
         """Take one captured segment sent by ``side``."""
@@ -132,27 +142,47 @@ class Connection:
         if offset > 0:
             self._buffer(stream, side, seq, payload, ts)
             return
+        if offset:
+            self._check_overlap(stream, seq, payload[: min(len(payload), -offset)])
         if len(payload) + offset <= 0:
             stream.retransmitted += 1
             return
         if offset:
             payload = payload[-offset:]
-        self.sink.receive_data(side, payload, ts)
-        stream.next_seq = (stream.next_seq + len(payload)) % SEQ_MOD
+        self._deliver(stream, side, payload, ts)
         stream.hole_acks = 0
         if stream.ooo:
             self._drain(stream, side, ts)
+
+    def _deliver(self, stream: _Stream, side: int, payload: bytes, ts: float) -> None:
+        assert stream.next_seq is not None
+        self.sink.receive_data(side, payload, ts)
+        stream.last, stream.last_seq = payload, stream.next_seq
+        stream.next_seq = (stream.next_seq + len(payload)) % SEQ_MOD
+
+    @staticmethod
+    def _check_overlap(stream: _Stream, seq: int, old_part: bytes) -> None:
+        """Count a retransmission that says something else than what was taken (the first
+        copy wins, but an evasion attempt should not go unnoticed)."""
+        start = _rel(seq, stream.last_seq)
+        end = start + len(old_part)
+        if start >= 0 and end <= len(stream.last) and stream.last[start:end] != old_part:
+            stream.conflicts += 1
 
     def _buffer(self, stream: _Stream, side: int, seq: int, payload: bytes, ts: float) -> None:
         known = stream.ooo.get(seq)
         if known is None:
             stream.ooo[seq] = payload
             stream.ooo_bytes += len(payload)
-        elif len(payload) > len(known):
-            stream.ooo[seq] = known + payload[len(known) :]
-            stream.ooo_bytes += len(payload) - len(known)
         else:
-            stream.retransmitted += 1
+            shared = min(len(known), len(payload))
+            if known[:shared] != payload[:shared]:
+                stream.conflicts += 1
+            if len(payload) > len(known):
+                stream.ooo[seq] = known + payload[len(known) :]
+                stream.ooo_bytes += len(payload) - len(known)
+            else:
+                stream.retransmitted += 1
         limits = self.limits
         if stream.ooo_bytes > limits.max_ooo_bytes or len(stream.ooo) > limits.max_ooo_segments:
             self._skip_to_buffered(stream, side, ts)
@@ -177,8 +207,7 @@ class Connection:
                 continue
             if offset:
                 payload = payload[-offset:]
-            self.sink.receive_data(side, payload, ts)
-            stream.next_seq = (base + len(payload)) % SEQ_MOD
+            self._deliver(stream, side, payload, ts)
 
     def _skip_to_buffered(self, stream: _Stream, side: int, ts: float) -> None:
         """Give up on the hole before the earliest buffered segment: report a gap."""

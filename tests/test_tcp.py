@@ -66,6 +66,7 @@ def test_out_of_order_duplicates_and_overlaps_first_copy_wins() -> None:
     assert bytes(sink.streams[CLIENT]) == DATA
     assert not sink.gaps
     assert conn.streams[CLIENT].retransmitted >= 10
+    assert conn.conflicts == 0
 
 
 def test_conflicting_retransmission_keeps_the_first_copy() -> None:
@@ -73,6 +74,19 @@ def test_conflicting_retransmission_keeps_the_first_copy() -> None:
     conn.segment(CLIENT, (ISN + 1) % (1 << 32), 5001, ACK, b"HELO first\r\n", 0.0)
     conn.segment(CLIENT, (ISN + 1) % (1 << 32), 5001, ACK, b"HELO other\r\nQUIT\r\n", 0.0)
     assert bytes(sink.streams[CLIENT]) == b"HELO first\r\nQUIT\r\n"
+    assert conn.conflicts == 1
+    conn.segment(CLIENT, (ISN + 1) % (1 << 32), 5001, ACK, b"HELO first\r\n", 0.0)
+    assert conn.conflicts == 1  # an honest retransmission is no conflict
+
+
+def test_conflicting_copies_of_a_buffered_segment_are_counted() -> None:
+    conn, sink = connection()
+    later = (ISN + 1 + 6) % (1 << 32)
+    conn.segment(CLIENT, later, 5001, ACK, b"MAIL FROM:<a@b>\r\n", 0.0)
+    conn.segment(CLIENT, later, 5001, ACK, b"MAIL FROM:<x@y>\r\n", 0.0)
+    conn.segment(CLIENT, (ISN + 1) % (1 << 32), 5001, ACK, b"HELO a", 0.0)
+    assert bytes(sink.streams[CLIENT]) == b"HELO aMAIL FROM:<a@b>\r\n"
+    assert conn.conflicts == 1
 
 
 def test_peer_ack_past_a_hole_declares_a_gap() -> None:
