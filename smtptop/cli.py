@@ -77,6 +77,11 @@ def _engine_options() -> argparse.ArgumentParser:
         help="show AUTH exchanges unmasked (off by default)",
     )
     common.add_argument(
+        "--error-log", metavar="FILE",
+        help="where analysis failures are logged (default: "
+        "~/.local/state/smtptop/errors.log, made on the first one)",
+    )  # fmt: skip
+    common.add_argument(
         "--smarthost", action="append", default=[], metavar="HOST",
         help="the office's mail relay, by address or greeting name (repeatable; "
         "default: the server most LAN hosts use)",
@@ -86,6 +91,12 @@ def _engine_options() -> argparse.ArgumentParser:
         help="a LAN host that is a mail server itself: not judged on volume (repeatable)",
     )  # fmt: skip
     return common
+
+
+def _error_log(args: argparse.Namespace):  # -> ErrorLog
+    from smtptop.errorlog import ErrorLog, default_path
+
+    return ErrorLog(args.error_log or default_path())
 
 
 def _detect_config(args: argparse.Namespace):  # -> DetectConfig
@@ -250,6 +261,7 @@ def run_monitor(args: argparse.Namespace, paths: list[str], speed: float | None)
         detect=_detect_config(args),
         bell=args.bell,
         alert_exec=args.alert_exec,
+        error_log=_error_log(args),
     )
     try:
         give_up_root(args, source)
@@ -281,6 +293,7 @@ def run_report(args: argparse.Namespace) -> int:
     if paths and args.interface:
         print("smtptop report: files or an interface, not both", file=sys.stderr)
         return EXIT_USAGE
+    errors = _error_log(args)
     try:
         if args.interface:
             # a service manager stops with SIGTERM: report what was captured, as for Ctrl-C
@@ -294,6 +307,7 @@ def run_report(args: argparse.Namespace) -> int:
                 lan=lan,
                 show_credentials=args.show_credentials,
                 detect=_detect_config(args),
+                on_error=errors,
             )
         else:
             analysis = analyze(
@@ -302,6 +316,7 @@ def run_report(args: argparse.Namespace) -> int:
                 lan=args.lan,
                 show_credentials=args.show_credentials,
                 detect=_detect_config(args),
+                on_error=errors,
             )
     except (CaptureError, CaptureSetupError) as exc:
         print(f"smtptop: {exc}", file=sys.stderr)
@@ -319,6 +334,12 @@ def run_report(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     for warning in analysis.warnings:
         print(f"smtptop: warning: {warning}", file=sys.stderr)
+    if analysis.stats.errors:
+        print(
+            f"smtptop: {analysis.stats.errors} packets could not be analysed; "
+            f"details in {errors.path}",
+            file=sys.stderr,
+        )
     return EXIT_INPUT if analysis.warnings and not args.interface else EXIT_OK
 
 

@@ -128,11 +128,12 @@ class Feeder(threading.Thread):
         *,
         config: EngineConfig | None = None,
         max_batches: int = 64,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(name="smtptop-capture", daemon=True)
         self.source = source
         self.deliver = deliver
-        self.analyzer = Analyzer(config)
+        self.analyzer = Analyzer(config, on_error)
         self.stop_event = threading.Event()
         self._slots = threading.Semaphore(max_batches)
         self._dropped_batches = 0

@@ -157,3 +157,31 @@ def test_bad_arguments_are_usage_errors() -> None:
 def test_help_and_version_are_quick_to_reach() -> None:
     assert "report" in smtptop("--help").stdout
     assert smtptop("--version").stdout.startswith("smtptop ")
+
+
+def test_analysis_errors_are_counted_logged_and_the_run_goes_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import smtptop.analyzer
+
+    real = smtptop.analyzer.dec.decode
+    calls = {"n": 0}
+
+    def flaky(linktype, frame, ports):
+        calls["n"] += 1
+        if calls["n"] in (5, 9):
+            raise RuntimeError("boom")
+        return real(linktype, frame, ports)
+
+    monkeypatch.setattr(smtptop.analyzer.dec, "decode", flaky)
+    log = tmp_path / "state" / "errors.log"
+    assert main(["report", "--json", "--error-log", str(log), str(SAMPLE)]) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert report["stats"]["errors"] == 2
+    assert report["stats"]["packets"] == sum(1 for _ in CaptureFile(str(SAMPLE)))
+    assert report["hosts"][0]["ip"] == "192.168.0.108"
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2
+    assert "packet 5 " in lines[0] and "RuntimeError: boom" in lines[0]
+    assert f"details in {log}" in out.err

@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Footer, Input, RichLog, Static
 
 from smtptop.analyzer import EngineConfig, apply
 from smtptop.detect import DetectConfig, Detector, Verdict
+from smtptop.errorlog import ErrorLog
 from smtptop.model import Model
 from smtptop.source import Batch, Feeder, Progress, Source
 from smtptop.tui import rows
@@ -207,6 +208,7 @@ class MonitorApp(App[None]):
         detect: DetectConfig | None = None,
         bell: bool = False,
         alert_exec: str | None = None,
+        error_log: ErrorLog | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -217,6 +219,7 @@ class MonitorApp(App[None]):
         self.ring_bell = bell
         self.alert_exec = alert_exec
         self.alerts_failed = 0
+        self.error_log = error_log
         self._flagged: set[str] = set()
         self.top = top
         self.refresh_seconds = refresh_seconds
@@ -383,7 +386,8 @@ class MonitorApp(App[None]):
         span = int(model.last_ts - model.first_ts) if model.first_ts else 0
         status.append(f"  span {span // 3600:d}:{span // 60 % 60:02d}:{span % 60:02d}")
         if progress.errors:
-            status.append(f"  {progress.errors} analysis errors", style="bold red")
+            where = f" (see {self.error_log.path})" if self.error_log else ""
+            status.append(f"  {progress.errors} analysis errors{where}", style="bold red")
         spambots = sum(1 for v in self.verdicts.values() if v.verdict == "spambot")
         if spambots:
             status.append(f"  {spambots} spambot{'s' if spambots > 1 else ''}", style="bold red")
