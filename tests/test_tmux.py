@@ -177,3 +177,37 @@ def test_monitor_in_tmux(terminal: Terminal, tmp_path: Path) -> None:
         time.sleep(0.1)
     exit_status = status.read_text().strip()
     assert exit_status == "0", f"exit status {exit_status}:\n{terminal.screen(history=True)}"
+
+
+def test_wire_text_cannot_drive_the_terminal(terminal: Terminal, tmp_path: Path) -> None:
+    """A HELO, a sender and a reply full of markup and escape sequences show as text: the
+    pane title stays, nothing is clicked, the app keeps running."""
+    from smtptop import synth
+
+    hostile = b"\x1b]2;PWNED\x07[@click=app.quit]x[/]\x1b[31mRED\x9b2J\xe2\x80\xae"
+    conv = synth.Conversation("192.168.9.9", 41000, "198.51.100.9", 25, start=1.0)
+    conv.smtp(
+        [
+            ("S", b"220 " + hostile + b" ESMTP\r\n"),
+            ("C", b"EHLO " + hostile + b"\r\n"),
+            ("S", b"250 ok\r\n"),
+            ("C", b"MAIL FROM:<" + hostile + b"@x.example>\r\n"),
+            ("S", b"550 5.7.1 " + hostile + b"\r\n"),
+        ]
+    )
+    capture = tmp_path / "hostile.pcap"
+    synth.write_pcap(capture, conv.frames, synth.LINKTYPE_ETHERNET)
+    script = 'TZ=UTC PYTHONPATH="$1" "$2" -m smtptop -r "$3"'
+    terminal.start(["sh", "-c", script, "sh", str(ROOT), sys.executable, str(capture)], 160, 45)
+    title = terminal.pane("pane_title")
+    terminal.wait("host table", lambda s: "192.168.9.9" in s and "end of capture" in s)
+    terminal.keys("Enter")
+    terminal.wait("drill-down", lambda s: "1 sessions to 1 servers" in s)
+    terminal.keys("Enter")
+    screen = terminal.wait("transcript", lambda s: "S: 550" in s)
+    assert "\\x1b]2;PWNED\\x07[@click=app.quit]x[/]\\x1b[31mRED" in screen, screen
+    assert "\\x9b2J\\u202e" in screen, screen
+    assert terminal.pane("pane_title") == title != "PWNED"
+    assert terminal.pane("pane_dead") != "1"
+    colours = terminal.tmux("capture-pane", "-p", "-e", "-t", terminal.name)
+    assert "RED" in colours and "\x1b[31mRED" not in colours
