@@ -179,7 +179,11 @@ class CaptureFile:
                 return
             body = body[:-4]  # trailing copy of the block length
             if block_type == 1 and len(body) >= 8:
-                interfaces.append(_interface(order, body))
+                try:
+                    interfaces.append(_interface(order, body))
+                except ValueError as exc:
+                    self.truncated = f"{exc} after {self.records} records"
+                    return
             elif block_type in (6, 2) and len(body) >= 20:
                 iface, hi, lo, caplen = struct.unpack_from(order + "IIII", body, 0)
                 if block_type == 2:
@@ -206,6 +210,8 @@ def _interface(order: str, body: bytes) -> tuple[int, float, float]:
         value = body[pos + 4 : pos + 4 + length]
         if code == 0:
             break
+        if len(value) < length:
+            raise ValueError("interface block with an option cut short")
         if code == 9 and length >= 1:
             res = value[0]
             unit = 2.0 ** -(res & 0x7F) if res & 0x80 else 10.0**-res

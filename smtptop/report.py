@@ -22,6 +22,7 @@ from smtptop.source import Source
 from smtptop.vendor import vendor
 
 APPLY_EVERY = 2048
+MAX_WAITING_EVENTS = 8192  # events held before the model takes them (a flood of blank lines)
 CSV_FIELDS = (
     "ip",
     "lan",
@@ -78,7 +79,7 @@ def analyze(
     for capture in captures:
         for count, record in enumerate(capture, 1):
             packet(record.ts, record.linktype, record.data)
-            if count % APPLY_EVERY == 0:
+            if count % APPLY_EVERY == 0 or len(analyzer.out) >= MAX_WAITING_EVENTS:
                 apply(model, analyzer.take())
                 if progress is not None:
                     progress(capture)

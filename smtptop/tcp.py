@@ -170,22 +170,41 @@ class Connection:
             stream.conflicts += 1
 
     def _buffer(self, stream: _Stream, side: int, seq: int, payload: bytes, ts: float) -> None:
-        known = stream.ooo.get(seq)
+        ooo = stream.ooo
+        if ooo:
+            payload = self._first_copies(stream, seq, payload)
+        known = ooo.get(seq)
         if known is None:
-            stream.ooo[seq] = payload
+            ooo[seq] = payload
             stream.ooo_bytes += len(payload)
+        elif len(payload) > len(known):
+            ooo[seq] = payload
+            stream.ooo_bytes += len(payload) - len(known)
         else:
-            shared = min(len(known), len(payload))
-            if known[:shared] != payload[:shared]:
-                stream.conflicts += 1
-            if len(payload) > len(known):
-                stream.ooo[seq] = known + payload[len(known) :]
-                stream.ooo_bytes += len(payload) - len(known)
-            else:
-                stream.retransmitted += 1
+            stream.retransmitted += 1
         limits = self.limits
-        if stream.ooo_bytes > limits.max_ooo_bytes or len(stream.ooo) > limits.max_ooo_segments:
+        while ooo and (
+            stream.ooo_bytes > limits.max_ooo_bytes or len(ooo) > limits.max_ooo_segments
+        ):
             self._skip_to_buffered(stream, side, ts)
+
+    @staticmethod
+    def _first_copies(stream: _Stream, seq: int, payload: bytes) -> bytes:
+        """Where a new out-of-order segment overlaps buffered ones, keep the bytes that
+        arrived first, and count each contradiction."""
+        data: bytearray | None = None
+        for other_seq, other in stream.ooo.items():
+            start = _rel(other_seq, seq)
+            low, high = max(0, start), min(len(payload), start + len(other))
+            if low >= high:
+                continue
+            old = other[low - start : high - start]
+            if payload[low:high] != old:
+                stream.conflicts += 1
+                if data is None:
+                    data = bytearray(payload)
+                data[low:high] = old
+        return payload if data is None else bytes(data)
 
     def _drain(self, stream: _Stream, side: int, ts: float) -> None:
         """Deliver buffered segments that have become contiguous."""
