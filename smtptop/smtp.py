@@ -405,12 +405,14 @@ class SmtpParser:
         end = len(buf)
         limits = self.limits
         while self._in_headers:
-            nl = buf.find(b"\n", pos)
+            nl = buf.find(b"\n", pos, pos + limits.max_line + 1)
             if nl < 0:
                 if end - pos <= limits.max_line:
                     return pos
+                # A header line over the limit ends header keeping, whether or not its end
+                # came in the same segment: what is kept must not depend on segmentation.
                 self._in_headers = False
-                self._body_tail = b""
+                self._body_tail = b"\n"
                 break
             line = buf[pos:nl].rstrip(b"\r")
             if line == b".":
