@@ -173,21 +173,27 @@ class Lab:
         assert IP is not None
         for process in self.processes:
             stop(process, signal.SIGTERM)
-        for ns in self.made:
-            pids = subprocess.run(
-                [IP, "netns", "pids", ns],
-                capture_output=True,
-                text=True,
-                timeout=STEP_TIMEOUT,
-                check=False,
-            )
-            for pid in pids.stdout.split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-            subprocess.run(
-                [IP, "netns", "del", ns], capture_output=True, timeout=STEP_TIMEOUT, check=False
-            )
-        self.made.clear()
+        remove_namespaces(self.made)
+
+
+def remove_namespaces(made: list[str]) -> None:
+    """Kill whatever still runs in our namespaces and delete them (the list is emptied)."""
+    assert IP is not None
+    for ns in made:
+        pids = subprocess.run(
+            [IP, "netns", "pids", ns],
+            capture_output=True,
+            text=True,
+            timeout=STEP_TIMEOUT,
+            check=False,
+        )
+        for pid in pids.stdout.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(
+            [IP, "netns", "del", ns], capture_output=True, timeout=STEP_TIMEOUT, check=False
+        )
+    made.clear()
 
 
 def stop(process: subprocess.Popen[bytes], sig: int) -> None:

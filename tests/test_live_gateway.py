@@ -55,6 +55,7 @@ from test_live_capture import (
     announced_name,
     expected_facts,
     outcome,
+    remove_namespaces,
     reported_facts,
     run,
     stop,
@@ -238,21 +239,7 @@ class Gateway:
         if TMUX is not None:
             self.tmux("kill-server", check=False)
         self.tmux_socket.unlink(missing_ok=True)
-        for ns in self.made:
-            pids = subprocess.run(
-                [IP, "netns", "pids", ns],
-                capture_output=True,
-                text=True,
-                timeout=STEP_TIMEOUT,
-                check=False,
-            )
-            for pid in pids.stdout.split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-            subprocess.run(
-                [IP, "netns", "del", ns], capture_output=True, timeout=STEP_TIMEOUT, check=False
-            )
-        self.made.clear()
+        remove_namespaces(self.made)
 
 
 @pytest.fixture(scope="module")
