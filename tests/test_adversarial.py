@@ -23,12 +23,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from fuzz_engine import AUTH_BDAT, DIALOGUE, PREGREET, REFUSED, TOKENS
 
 import smtptop.report as report_module
 from smtptop import synth
 from smtptop.analyzer import Analyzer, EngineConfig, apply
 from smtptop.model import Model, ModelLimits, Session
 from smtptop.report import Analysis, to_json
+from smtptop.smtp import Limits as SmtpLimits
+from smtptop.smtp import SmtpParser
 from smtptop.tcp import Limits as TcpLimits
 
 ETH = synth.LINKTYPE_ETHERNET
@@ -38,6 +41,7 @@ START = 1_800_000_000.0
 MB = 1 << 20
 BATCH_EVENTS = 1000  # as the live capture thread: apply once this many events are waiting
 EVICTED = "evicted: too many open connections"
+DIALOGUES = (DIALOGUE, AUTH_BDAT, PREGREET, REFUSED)  # the fuzz harness's seeds
 
 
 class Run:
@@ -305,6 +309,40 @@ def test_headers_do_not_depend_on_segmentation() -> None:
         run.finish()
         shown.append([line.text for line in only_session(run).transcript if line.kind == "H"])
     assert shown[0] == shown[1]
+
+
+def parsed(steps: list[tuple[int, bytes]], cuts: list[list[int]], limits: SmtpLimits) -> list:
+    """The parser's events for a dialogue, each step's bytes fed in pieces cut at ``cuts``."""
+    parser = SmtpParser(limits=limits)
+    for (side, data), points in zip(steps, cuts, strict=True):
+        for start, end in zip([0, *points], [*points, len(data)], strict=True):
+            parser.receive_data(side, data[start:end], 0.0)
+    parser.close(0.0)
+    return parser.events()
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [SmtpLimits(), SmtpLimits(16, 3, 20, 2, 2)],
+    ids=["default limits", "tiny limits"],
+)
+def test_segmentation_does_not_change_what_is_parsed(limits: SmtpLimits) -> None:
+    """The attacker chooses the segment boundaries: mutated dialogues give the same events
+    in one piece as cut anywhere (TLS records are left out: they are recognised only at the
+    start of a segment, by design)."""
+    rng = random.Random(5)
+    tokens = [t for t in TOKENS if not t.startswith(b"\x16")]
+    for _ in range(300):
+        steps = [(0 if s[0] == "C" else 1, s[1]) for s in rng.choice(DIALOGUES)]
+        for _ in range(rng.randint(1, 6)):
+            index = rng.randrange(len(steps))
+            side, data = steps[index]
+            at = rng.randrange(len(data) + 1)
+            insert = b"".join(rng.choice(tokens) for _ in range(rng.randint(1, 3)))
+            steps[index] = (side, data[:at] + insert * rng.choice((1, 5, 300)) + data[at:])
+        cuts = [sorted(rng.sample(range(1, len(d)), min(len(d) - 1, 8))) for _, d in steps]
+        whole = parsed(steps, [[] for _ in steps], limits)
+        assert parsed(steps, cuts, limits) == whole, steps
 
 
 def test_a_hundred_thousand_pipelined_commands_without_replies() -> None:
