@@ -28,6 +28,8 @@ IPV6_EXTENSIONS = (0, 43, 60, 135, 139, 140)
 IPV6_FRAGMENT = 44
 IPV6_AH = 51
 PROTO_TCP = 6
+LINK_TRUNCATED = -1
+LINK_UNSUPPORTED = -2
 
 SKIP_LINKTYPE = "unsupported link type"
 SKIP_NON_IP = "not IP"
@@ -55,42 +57,51 @@ ACK = 0x10
 
 def decode(linktype: int, frame: bytes, ports: frozenset[int] | set[int]) -> Segment | str:
     """Decode a frame to a TCP segment on one of ``ports``; otherwise return a skip reason."""
-    if linktype == LINKTYPE_ETHERNET:
-        offset, ethertype = _ether(frame, 12)
-    elif linktype == LINKTYPE_LINUX_SLL:
-        offset, ethertype = _ether(frame, 14)
-    elif linktype == LINKTYPE_LINUX_SLL2:
-        if len(frame) < 20:
-            return SKIP_TRUNCATED
-        offset, ethertype = _ether_at(frame, 20, _U16.unpack_from(frame, 0)[0])
-    elif linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, *DLT_RAW_ALIASES):
-        if not frame:
-            return SKIP_TRUNCATED
-        offset, ethertype = 0, ETH_IPV6 if frame[0] >> 4 == 6 else ETH_IPV4
-    elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
-        if len(frame) < 4:
-            return SKIP_TRUNCATED
-        family = (_U32BE if linktype == LINKTYPE_LOOP else _U32).unpack_from(frame, 0)[0]
-        if linktype == LINKTYPE_NULL and family > 0xFFFF:
-            family = _U32BE.unpack_from(frame, 0)[0]  # written on a big-endian machine
-        if family in NULL_IPV4:
-            offset, ethertype = 4, ETH_IPV4
-        elif family in NULL_IPV6:
-            offset, ethertype = 4, ETH_IPV6
-        else:
-            return SKIP_NON_IP
-    else:
-        return SKIP_LINKTYPE
+    offset, ethertype = link(linktype, frame)
     if ethertype == ETH_IPV4:
         return _ipv4(frame, offset, ports)
     if ethertype == ETH_IPV6:
         return _ipv6(frame, offset, ports)
-    return SKIP_TRUNCATED if ethertype < 0 else SKIP_NON_IP
+    if ethertype == LINK_UNSUPPORTED:
+        return SKIP_LINKTYPE
+    return SKIP_TRUNCATED if ethertype == LINK_TRUNCATED else SKIP_NON_IP
+
+
+def link(linktype: int, frame: bytes) -> tuple[int, int]:
+    """The network-layer offset of a frame and its ethertype, past any VLAN tags.
+
+    The ethertype is ``LINK_TRUNCATED`` or ``LINK_UNSUPPORTED`` when it cannot be read; a
+    loopback header's non-IP family gives 0.  Shared with :mod:`smtptop.identity`.
+    """
+    if linktype == LINKTYPE_ETHERNET:
+        return _ether(frame, 12)
+    if linktype == LINKTYPE_LINUX_SLL:
+        return _ether(frame, 14)
+    if linktype == LINKTYPE_LINUX_SLL2:
+        if len(frame) < 20:
+            return 0, LINK_TRUNCATED
+        return _ether_at(frame, 20, _U16.unpack_from(frame, 0)[0])
+    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, *DLT_RAW_ALIASES):
+        if not frame:
+            return 0, LINK_TRUNCATED
+        return 0, ETH_IPV6 if frame[0] >> 4 == 6 else ETH_IPV4
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        if len(frame) < 4:
+            return 0, LINK_TRUNCATED
+        family = (_U32BE if linktype == LINKTYPE_LOOP else _U32).unpack_from(frame, 0)[0]
+        if linktype == LINKTYPE_NULL and family > 0xFFFF:
+            family = _U32BE.unpack_from(frame, 0)[0]  # written on a big-endian machine
+        if family in NULL_IPV4:
+            return 4, ETH_IPV4
+        if family in NULL_IPV6:
+            return 4, ETH_IPV6
+        return 0, 0
+    return 0, LINK_UNSUPPORTED
 
 
 def _ether(frame: bytes, type_offset: int) -> tuple[int, int]:
     if len(frame) < type_offset + 2:
-        return 0, -1
+        return 0, LINK_TRUNCATED
     return _ether_at(frame, type_offset + 2, _U16.unpack_from(frame, type_offset)[0])
 
 
@@ -98,7 +109,7 @@ def _ether_at(frame: bytes, offset: int, ethertype: int) -> tuple[int, int]:
     """Skip any stack of 802.1Q / 802.1ad tags; return the payload offset and its type."""
     while ethertype in VLAN_TYPES:
         if len(frame) < offset + 4:
-            return 0, -1
+            return 0, LINK_TRUNCATED
         ethertype = _U16.unpack_from(frame, offset + 2)[0]
         offset += 4
     return offset, ethertype

@@ -18,22 +18,11 @@ from dataclasses import dataclass
 from struct import Struct
 
 from smtptop.decode import (
-    DLT_RAW_ALIASES,
     ETH_IPV4,
     ETH_IPV6,
     IPV6_AH,
     IPV6_EXTENSIONS,
-    LINKTYPE_ETHERNET,
-    LINKTYPE_IPV4,
-    LINKTYPE_IPV6,
-    LINKTYPE_LINUX_SLL,
-    LINKTYPE_LINUX_SLL2,
-    LINKTYPE_LOOP,
-    LINKTYPE_NULL,
-    LINKTYPE_RAW,
-    NULL_IPV4,
-    NULL_IPV6,
-    VLAN_TYPES,
+    link,
 )
 from smtptop.text import wire_text
 
@@ -58,8 +47,6 @@ MAX_JUMPS = 16  # compression pointers followed within one name
 MAX_NAME = 255  # octets of a name in wire form (RFC 1035)
 
 _U16 = Struct("!H")
-_U32LE = Struct("<I")
-_U32BE = Struct("!I")
 _IPV4 = Struct("!BBHHHBBH4s4s")
 _IPV6 = Struct("!IHBB16s16s")
 _UDP = Struct("!HHH")
@@ -112,7 +99,7 @@ Event = Sighting | DnsLookup
 
 def observe(linktype: int, frame: bytes, ts: float) -> list[Event]:
     """Never raises on any input; returns [] for frames it does not understand."""
-    offset, ethertype = _link(linktype, frame)
+    offset, ethertype = link(linktype, frame)
     if ethertype == ETH_ARP:
         return _arp(frame, offset, ts)
     datagram = _udp(frame, offset, ethertype)
@@ -131,43 +118,6 @@ def observe(linktype: int, frame: bytes, ts: float) -> list[Event]:
     if PORT_DNS in ports:
         return _dns(payload, ts, src, dst)
     return []
-
-
-def _link(linktype: int, frame: bytes) -> tuple[int, int]:
-    """Return the network-layer offset and its ethertype (-1: not understood)."""
-    if linktype == LINKTYPE_ETHERNET:
-        return _ether(frame, 12)
-    if linktype == LINKTYPE_LINUX_SLL:
-        return _ether(frame, 14)
-    if linktype == LINKTYPE_LINUX_SLL2:
-        return _ether(frame, 0, 20)
-    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, *DLT_RAW_ALIASES):
-        if not frame:
-            return 0, -1
-        return 0, ETH_IPV6 if frame[0] >> 4 == 6 else ETH_IPV4
-    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP) and len(frame) >= 4:
-        family = (_U32BE if linktype == LINKTYPE_LOOP else _U32LE).unpack_from(frame, 0)[0]
-        if linktype == LINKTYPE_NULL and family > 0xFFFF:
-            family = _U32BE.unpack_from(frame, 0)[0]  # written on a big-endian machine
-        if family in NULL_IPV4:
-            return 4, ETH_IPV4
-        if family in NULL_IPV6:
-            return 4, ETH_IPV6
-    return 0, -1
-
-
-def _ether(frame: bytes, type_offset: int, payload: int | None = None) -> tuple[int, int]:
-    """Read the ethertype at ``type_offset``, then skip any stack of 802.1Q/802.1ad tags."""
-    offset = type_offset + 2 if payload is None else payload
-    if len(frame) < max(offset, type_offset + 2):
-        return 0, -1
-    ethertype = _U16.unpack_from(frame, type_offset)[0]
-    while ethertype in VLAN_TYPES:
-        if len(frame) < offset + 4:
-            return 0, -1
-        ethertype = _U16.unpack_from(frame, offset + 2)[0]
-        offset += 4
-    return offset, ethertype
 
 
 def _udp(frame: bytes, offset: int, ethertype: int) -> tuple[bytes, bytes, int, int, bytes] | None:
