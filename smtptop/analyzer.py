@@ -14,9 +14,9 @@ while handling one packet is caught here, counted and sampled, and the capture g
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from smtptop import decode as dec
 from smtptop import identity
@@ -26,8 +26,13 @@ from smtptop.smtp import Limits as SmtpLimits
 from smtptop.tcp import CLIENT, SERVER, Connection
 from smtptop.tcp import Limits as TcpLimits
 
+if TYPE_CHECKING:
+    from smtptop.capture import Frame
+
 DEFAULT_PORTS = frozenset({25, 465, 587, 2525})
 MAX_ERROR_SAMPLES = 20
+SYN = dec.SYN
+SYN_OR_ACK = dec.SYN | dec.ACK
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +83,14 @@ class Stats:
 
 
 class _Flow:
-    __slots__ = ("closed", "conn", "id", "last_ts", "parser")
+    __slots__ = ("closed", "conn", "id", "key", "last_ts", "parser", "reverse")
 
-    def __init__(self, flow_id: int, conn: Connection, parser: SmtpParser, ts: float) -> None:
+    def __init__(
+        self, flow_id: int, key: bytes, conn: Connection, parser: SmtpParser, ts: float
+    ) -> None:
         self.id = flow_id
+        self.key = key  # the wire key of the client's direction
+        self.reverse = _reverse(key)  # and of the server's
         self.conn = conn
         self.parser = parser
         self.last_ts = ts
@@ -100,7 +109,10 @@ class Analyzer:
         self.on_error = on_error  # told of every failure (the CLI appends them to a log)
         self.ports = frozenset(self.config.ports)
         self.stats = Stats()
-        self.flows: OrderedDict[tuple[bytes, int, bytes, int], _Flow] = OrderedDict()
+        # Connections by the wire key of their client's direction, and both directions'
+        # wire keys to (connection, sending side): one dict lookup per packet.
+        self.flows: dict[bytes, _Flow] = {}
+        self._by_wire: dict[bytes, tuple[_Flow, int]] = {}
         self.out: list[tuple[int, FlowEvent]] = []
         self.last_ts = 0.0
         self._next_id = 1
@@ -113,80 +125,140 @@ class Analyzer:
 
     def packet(self, ts: float, linktype: int, frame: bytes) -> None:
         """Process one captured frame."""
-        stats = self.stats
-        stats.packets += 1
-        stats.bytes += len(frame)
-        if ts > self.last_ts:
-            self.last_ts = ts
-            if ts >= self._next_sweep:
-                self._sweep(ts)
-        try:
-            seg = dec.decode(linktype, frame, self.ports)
-            if type(seg) is str:
-                stats.skipped[seg] = stats.skipped.get(seg, 0) + 1
-                if seg == dec.SKIP_NON_TCP or seg == dec.SKIP_NON_IP:
-                    self.out.extend([(0, e) for e in identity.observe(linktype, frame, ts)])
-                return
-            stats.smtp_packets += 1
-            self._segment(seg, ts)  # type: ignore[arg-type]
-        except Exception as exc:  # one bad packet must not stop the capture
-            stats.errors += 1
-            where = exc.__traceback__
-            while where is not None and where.tb_next is not None:
-                where = where.tb_next
-            line = f"{where.tb_frame.f_code.co_filename}:{where.tb_lineno}" if where else "?"
-            message = f"packet {stats.packets} at {ts:.6f}: {type(exc).__name__}: {exc} ({line})"
-            if len(stats.error_samples) < MAX_ERROR_SAMPLES:
-                stats.error_samples.append(message)
-            if self.on_error is not None:
-                self.on_error(message)
+        self.feed(((ts, linktype, frame),))
 
-    def _segment(self, seg: dec.Segment, ts: float) -> None:
-        src, dst, sport, dport, seq, ack, flags, payload = seg
+    def feed(self, frames: Iterable[Frame], max_events: int = 0) -> int:
+        """Process frames; return how many were taken.
+
+        With ``max_events``, stop early once that many events wait to be taken, so that a
+        caller feeding a long iterator keeps memory bounded.  This loop runs for every packet
+        of a capture: what it touches is bound to locals, and the common packet (the next
+        bytes of a known connection, or a bare ACK) is a dict lookup and one call.
+        """
+        stats = self.stats
+        decode, ports, by_wire, lookup = dec.decode, self.ports, self._by_wire, self._lookup
+        out = self.out
+        packets = size = smtp_packets = 0
+        last_ts = self.last_ts
+        try:
+            for ts, linktype, frame in frames:
+                packets += 1
+                size += len(frame)
+                if ts > last_ts:
+                    last_ts = self.last_ts = ts
+                    if ts >= self._next_sweep:
+                        self._sweep(ts)
+                try:
+                    seg = decode(linktype, frame, ports)
+                    if type(seg) is str:
+                        self._skipped(seg, linktype, frame, ts)
+                        continue
+                    smtp_packets += 1
+                    key, seq, ack, flags, payload = seg  # type: ignore[misc]
+                    entry = by_wire.get(key)
+                    if entry is None or flags & SYN_OR_ACK == SYN:
+                        entry = lookup(key, seq, flags, ts)
+                    flow, side = entry
+                    flow.last_ts = ts
+                    if flow.closed:
+                        continue
+                    conn = flow.conn
+                    conn.segment(side, seq, ack, flags, payload, ts)
+                    parser = flow.parser
+                    if parser.queued:
+                        fid = flow.id
+                        out.extend([(fid, event) for event in parser.events()])
+                        if max_events and len(out) >= max_events:
+                            if conn.closed:
+                                self._close(flow, ts, "reset" if conn.reset else "closed")
+                            break
+                    if conn.closed:
+                        self._close(flow, ts, "reset" if conn.reset else "closed")
+                except Exception as exc:  # one bad packet must not stop the capture
+                    self._failed(exc, stats.packets + packets, ts)
+        finally:
+            stats.packets += packets
+            stats.bytes += size
+            stats.smtp_packets += smtp_packets
+        return packets
+
+    def _skipped(self, reason: str, linktype: int, frame: bytes, ts: float) -> None:
+        """Count a frame that carries no SMTP; DHCP, NetBIOS, DNS and ARP still say who is who."""
+        skipped = self.stats.skipped
+        skipped[reason] = skipped.get(reason, 0) + 1
+        if reason == dec.SKIP_NON_TCP or reason == dec.SKIP_NON_IP:
+            self.out.extend([(0, event) for event in identity.observe(linktype, frame, ts)])
+
+    def _failed(self, exc: Exception, packet_number: int, ts: float) -> None:
+        stats = self.stats
+        stats.errors += 1
+        where = exc.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        line = f"{where.tb_frame.f_code.co_filename}:{where.tb_lineno}" if where else "?"
+        message = f"packet {packet_number} at {ts:.6f}: {type(exc).__name__}: {exc} ({line})"
+        if len(stats.error_samples) < MAX_ERROR_SAMPLES:
+            stats.error_samples.append(message)
+        if self.on_error is not None:
+            self.on_error(message)
+
+    def _lookup(self, key: bytes, seq: int, flags: int, ts: float) -> tuple[_Flow, int]:
+        """The connection of a packet that starts one or is its first seen: which side is the
+        client, and whether a SYN reuses the ports of an older connection."""
+        size = (len(key) - 4) // 2
+        sport = key[2 * size] << 8 | key[2 * size + 1]
+        dport = key[2 * size + 2] << 8 | key[2 * size + 3]
         ports = self.ports
         if dport not in ports:
             from_client = False
         elif sport in ports:
-            from_client = _initiator(src, sport, dst, dport, flags)
+            from_client = _initiator(key[:size], sport, key[size : 2 * size], dport, flags)
         else:
             from_client = True
-        key = (src, sport, dst, dport) if from_client else (dst, dport, src, sport)
-        flow = self.flows.get(key)
-        syn_only = flags & (dec.SYN | dec.ACK) == dec.SYN
-        if flow is not None and syn_only and (flow.closed or _new_isn(flow.conn, seq)):
+        client_key = key if from_client else _reverse(key)
+        flow = self.flows.get(client_key)
+        if (
+            flow is not None
+            and flags & SYN_OR_ACK == dec.SYN
+            and (flow.closed or _new_isn(flow.conn, seq))
+        ):
             if not flow.closed:
                 self._close(flow, ts, "port reused")
-            del self.flows[key]
+            self._forget(flow)
             flow = None
         if flow is None:
-            flow = self._open(key, ts, midstream=not flags & dec.SYN)
-        else:
-            self.flows.move_to_end(key)
-            flow.last_ts = ts
-        if flow.closed:
-            return
-        flow.conn.segment(CLIENT if from_client else SERVER, seq, ack, flags, payload, ts)
-        events = flow.parser.events()
-        if events:
-            fid = flow.id
-            self.out.extend([(fid, e) for e in events])
-        if flow.conn.closed:
-            self._close(flow, ts, "reset" if flow.conn.reset else "closed")
+            flow = self._open(client_key, ts, midstream=not flags & dec.SYN)
+        return flow, CLIENT if key == flow.key else SERVER
 
-    def _open(self, key: tuple[bytes, int, bytes, int], ts: float, *, midstream: bool) -> _Flow:
+    def _open(self, key: bytes, ts: float, *, midstream: bool) -> _Flow:
         if len(self.flows) >= self.config.max_connections:
-            _, oldest = self.flows.popitem(last=False)
-            if not oldest.closed:
-                self.stats.connections_evicted += 1
-                self._close(oldest, ts, "evicted: too many open connections")
+            self._evict(ts)
         parser = SmtpParser(midstream=midstream, limits=self.config.smtp)
-        flow = _Flow(self._next_id, Connection(parser, self.config.tcp), parser, ts)
+        flow = _Flow(self._next_id, key, Connection(parser, self.config.tcp), parser, ts)
         self._next_id += 1
         self.flows[key] = flow
-        client_ip, client_port, server_ip, server_port = key
-        client, server = (_ip(client_ip), client_port), (_ip(server_ip), server_port)
+        self._by_wire[key] = (flow, CLIENT)
+        self._by_wire[flow.reverse] = (flow, SERVER)
+        size = (len(key) - 4) // 2
+        client = (_ip(key[:size]), key[2 * size] << 8 | key[2 * size + 1])
+        server = (_ip(key[size : 2 * size]), key[2 * size + 2] << 8 | key[2 * size + 3])
         self.out.append((flow.id, FlowOpened(ts, client, server, midstream)))
         return flow
+
+    def _forget(self, flow: _Flow) -> None:
+        del self.flows[flow.key]
+        self._by_wire.pop(flow.key, None)
+        self._by_wire.pop(flow.reverse, None)
+
+    def _evict(self, ts: float) -> None:
+        """The table is full: forget the least recently active eighth of it at once, so that
+        a flood of new connections costs a sort now and then, not a scan per packet."""
+        victims = sorted(self.flows.values(), key=lambda flow: flow.last_ts)
+        for flow in victims[: max(1, len(victims) // 8)]:
+            if not flow.closed:
+                self.stats.connections_evicted += 1
+                self._close(flow, ts, "evicted: too many open connections")
+            self._forget(flow)
 
     def _close(self, flow: _Flow, ts: float, reason: str) -> None:
         flow.closed = True
@@ -215,19 +287,19 @@ class Analyzer:
         """Close idle connections and forget closed ones whose linger time is over."""
         config = self.config
         self._next_sweep = now + config.sweep_interval
-        expired: list[tuple[bytes, int, bytes, int]] = []
-        for key, flow in self.flows.items():
+        expired: list[_Flow] = []
+        for flow in self.flows.values():
             idle = now - flow.last_ts
             if idle < config.linger:
-                break
+                continue
             if flow.closed:
-                expired.append(key)
+                expired.append(flow)
             elif idle >= config.idle_timeout:
                 self.stats.idle_closed += 1
                 self._close(flow, now, "idle timeout")
-                expired.append(key)
-        for key in expired:
-            del self.flows[key]
+                expired.append(flow)
+        for flow in expired:
+            self._forget(flow)
 
     def finish(self) -> None:
         """The input is over: close every open connection."""
@@ -235,6 +307,14 @@ class Analyzer:
             if not flow.closed:
                 self._close(flow, max(flow.last_ts, self.last_ts), "capture ended")
         self.flows.clear()
+        self._by_wire.clear()
+
+
+def _reverse(key: bytes) -> bytes:
+    """The wire key of the other direction: addresses swapped, ports swapped."""
+    size = (len(key) - 4) // 2
+    ports = 2 * size
+    return key[size:ports] + key[:size] + key[ports + 2 :] + key[ports : ports + 2]
 
 
 def _initiator(src: bytes, sport: int, dst: bytes, dport: int, flags: int) -> bool:
@@ -253,6 +333,8 @@ def _new_isn(conn: Connection, seq: int) -> bool:
 
 
 def _ip(raw: bytes) -> str:
+    if len(raw) == 4:
+        return "%d.%d.%d.%d" % tuple(raw)  # noqa: UP031 - several times faster than ipaddress
     return str(ipaddress.ip_address(raw))
 
 

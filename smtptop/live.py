@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import netifaces
 
 from smtptop import bpf
-from smtptop.capture import Packet, PcapWriter
+from smtptop.capture import Frame, PcapWriter
 from smtptop.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from smtptop.source import Source
 
@@ -237,7 +237,7 @@ class LiveSource(Source):
             self._kernel_packets += packets
             self._kernel_drops += drops
 
-    def frames(self, stop: threading.Event) -> Iterator[Packet | None]:
+    def frames(self, stop: threading.Event) -> Iterator[Frame | None]:
         sock = self._socket
         raw = sock.ins
         linktype = self.linktype
@@ -256,9 +256,9 @@ class LiveSource(Source):
                             break
                         if not data or (skip_outgoing and address[2] == socket.PACKET_OUTGOING):
                             continue
-                        record = Packet(ts or time.time(), linktype, data)
+                        record = (ts or time.time(), linktype, data)
                         if writer is not None:
-                            writer.write(record.ts, data)
+                            writer.write(record[0], data)
                         yield record
                 else:
                     yield None

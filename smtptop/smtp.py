@@ -39,6 +39,8 @@ _BDAT = re.compile(rb"\s*(\d{1,20})(?:\s+(LAST))?\s*", re.IGNORECASE)
 _BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f]")
 _TLS_RECORD_TYPES = (0x14, 0x15, 0x16, 0x17)
 MAX_BDAT_CHUNK = (1 << 63) - 1
+MAX_VERB_CACHE = 4096
+_VERB_CACHE: dict[bytes, str] = {}  # verbs as sent (any case) to the known verb they name
 BINARY_LINES_BEFORE_GIVING_UP = 8
 
 
@@ -132,6 +134,7 @@ class Violation:
 Event = Command | AuthResponse | MessageEnd | Reply | TlsStarted | Gap | Violation
 
 _COMMAND, _DATA, _BDAT_CHUNK = 0, 1, 2
+_CLIENT, _SERVER = int(Side.CLIENT), int(Side.SERVER)  # plain ints: enum lookups are slow
 
 
 class _Direction:
@@ -155,7 +158,7 @@ class SmtpParser:
         self.midstream = midstream
         self._client = _Direction(resync=midstream)
         self._server = _Direction(resync=midstream)
-        self._events: list[Event] = []
+        self.queued: list[Event] = []  # not yet drained by events(); cheap to test for
         self._pending: deque[Request] = deque()
         self._greeting_pending = True
         self._mode = _COMMAND
@@ -178,31 +181,38 @@ class SmtpParser:
 
     # -- feeding -------------------------------------------------------------------------
 
-    def receive_data(self, side: Side, data: bytes, ts: float) -> None:
+    def receive_data(self, side: Side | int, data: bytes, ts: float) -> None:
         """Feed bytes of one direction, in sequence order."""
         if not data:
             return
-        direction = self._client if side == Side.CLIENT else self._server
+        client = side == _CLIENT
+        direction = self._client if client else self._server
         if direction.opaque:
             return
-        if self._starts_tls(direction, side, data, ts):
+        if (
+            (not direction.seen or direction.resync or (client and self._starttls_sent))
+            and data[0] in _TLS_RECORD_TYPES
+            and self._starts_tls(direction, Side(side), data, ts)
+        ):
             return
         direction.seen = True
-        if side == Side.CLIENT:
-            self._client_data(data, ts)
-        else:
+        if not client:
             self._server_data(data, ts)
+        elif self._mode == _DATA and not self._in_headers and not direction.buf:
+            self._body_data(data, ts)  # most client segments: the middle of a message
+        else:
+            self._client_data(data, ts)
 
-    def receive_gap(self, side: Side, size: int, ts: float) -> None:
+    def receive_gap(self, side: Side | int, size: int, ts: float) -> None:
         """Tell the parser that ``size`` bytes of one direction were not captured."""
-        self._events.append(Gap(ts, Side(side), size))
-        direction = self._client if side == Side.CLIENT else self._server
+        self.queued.append(Gap(ts, Side(side), size))
+        direction = self._client if side == _CLIENT else self._server
         if direction.opaque:
             return
         partial = direction.buf.rstrip(b"\r") if not direction.discarding else b""
         direction.buf = b""
         direction.discarding = False
-        if side != Side.CLIENT:
+        if side != _CLIENT:
             if partial:
                 self._server_line(partial, ts)
             self._flush_reply(ts)
@@ -239,7 +249,7 @@ class SmtpParser:
 
     def events(self) -> list[Event]:
         """Drain the events produced so far, oldest first (the caller owns the list)."""
-        events, self._events = self._events, []
+        events, self.queued = self.queued, []
         return events
 
     @property
@@ -258,7 +268,7 @@ class SmtpParser:
         if len(data) < 3 or data[0] not in _TLS_RECORD_TYPES or data[1] != 3 or data[2] > 4:
             return False
         at_start = not direction.seen and not direction.buf
-        after_starttls = side == Side.CLIENT and self._starttls_sent and not direction.buf
+        after_starttls = side == _CLIENT and self._starttls_sent and not direction.buf
         if after_starttls or (direction.resync and not at_start):
             self._go_opaque(ts, implicit=False)
             return True
@@ -272,7 +282,7 @@ class SmtpParser:
     def _tls_started(self, ts: float, *, implicit: bool) -> None:
         if not self.tls:
             self.tls = True
-            self._events.append(TlsStarted(ts, implicit))
+            self.queued.append(TlsStarted(ts, implicit))
 
     def _go_opaque(self, ts: float, *, implicit: bool) -> None:
         """Both directions are encrypted from here on."""
@@ -290,6 +300,16 @@ class SmtpParser:
         buf = direction.buf + data if direction.buf else data
         pos = 0
         end = len(buf)
+        if self._mode == _COMMAND and not direction.discarding:
+            lines = buf.split(b"\n")
+            if max(map(len, lines)) <= self.limits.max_line:  # no line to cut: split at once
+                lines.pop()
+                client_line = self._client_line
+                for line in lines:
+                    pos += len(line) + 1
+                    client_line(line.rstrip(b"\r") if line[-1:] == b"\r" else line, ts)
+                    if direction.opaque or self._mode != _COMMAND:
+                        break
         while pos < end and not direction.opaque:
             if self._mode == _BDAT_CHUNK:
                 take = min(self._bdat_left, end - pos)
@@ -301,13 +321,13 @@ class SmtpParser:
             if self._mode == _DATA:
                 consumed = self._body(buf, pos, ts)
             else:
-                consumed = self._next_line(direction, Side.CLIENT, buf, pos, ts)
+                consumed = self._next_line(direction, _CLIENT, buf, pos, ts)
             if consumed == pos:
                 break
             pos = consumed
         direction.buf = buf[pos:] if pos < end and not direction.opaque else b""
 
-    def _next_line(self, direction: _Direction, side: Side, buf: bytes, pos: int, ts: float) -> int:
+    def _next_line(self, direction: _Direction, side: int, buf: bytes, pos: int, ts: float) -> int:
         """Handle the line at ``buf[pos:]``; return the position after it (``pos``: need more).
 
         A line longer than the limit is handled cut at the limit and the rest of it dropped.
@@ -323,25 +343,28 @@ class SmtpParser:
         if nl < 0:
             if len(buf) - pos <= max_line:
                 return pos
-            self._events.append(Violation(ts, side, f"line longer than {max_line} bytes"))
+            self.queued.append(Violation(ts, Side(side), f"line longer than {max_line} bytes"))
             direction.discarding = True
             line, pos, truncated = buf[pos : pos + max_line], pos + max_line, True
         else:
             line, pos, truncated = buf[pos:nl], nl + 1, False
             if line.endswith(b"\r"):
                 line = line.rstrip(b"\r")
-        if side == Side.CLIENT:
+        if side == _CLIENT:
             self._client_line(line, ts, truncated=truncated)
         else:
             self._server_line(line, ts)
         return pos
 
-    def _client_line(self, line: bytes, ts: float, *, truncated: bool) -> None:
+    def _client_line(self, line: bytes, ts: float, truncated: bool = False) -> None:
         direction = self._client
         word = line.split(b" ", 1)
         verb_bytes = word[0]
-        plausible = _VERB.fullmatch(verb_bytes) is not None
-        verb = verb_bytes.decode("ascii").upper() if plausible else ""
+        verb = _VERB_CACHE.get(verb_bytes)
+        if verb is None:
+            verb = verb_bytes.decode("ascii").upper() if _VERB.fullmatch(verb_bytes) else ""
+            if verb in KNOWN_VERBS and len(_VERB_CACHE) < MAX_VERB_CACHE:
+                _VERB_CACHE[verb_bytes] = verb
         if self._auth_active and (self._auth_confirmed or verb not in KNOWN_VERBS):
             self._push(AuthResponse(ts, line))
             return
@@ -352,7 +375,7 @@ class SmtpParser:
         if _BINARY.search(line):
             self._binary_lines += 1
             if self._binary_lines >= BINARY_LINES_BEFORE_GIVING_UP:
-                self._events.append(Violation(ts, Side.CLIENT, "client does not speak SMTP"))
+                self.queued.append(Violation(ts, Side.CLIENT, "client does not speak SMTP"))
                 direction.opaque = True
                 direction.buf = b""
         else:
@@ -371,9 +394,9 @@ class SmtpParser:
             self._starttls_sent = True
 
     def _push(self, request: Request) -> None:
-        self._events.append(request)
+        self.queued.append(request)
         if len(self._pending) >= self.limits.max_pending:
-            self._events.append(
+            self.queued.append(
                 Violation(request.ts, Side.CLIENT, "too many commands without a reply")
             )
             self._pending.clear()
@@ -383,7 +406,7 @@ class SmtpParser:
         match = _BDAT.fullmatch(arg)
         size = int(match.group(1)) if match else -1
         if not match or size > MAX_BDAT_CHUNK:
-            self._events.append(Violation(ts, Side.CLIENT, "invalid BDAT argument"))
+            self.queued.append(Violation(ts, Side.CLIENT, "invalid BDAT argument"))
             return
         if size:
             self._mode = _BDAT_CHUNK
@@ -449,6 +472,16 @@ class SmtpParser:
         self._end_body(ts, complete=True)
         return pos + hit + term - len(tail)
 
+    def _body_data(self, data: bytes, ts: float) -> None:
+        """Message body past its headers: look for the end only."""
+        tail = self._body_tail
+        window = tail + data if tail else data
+        if b"\n." not in window:
+            self._body_size += len(data)
+            self._body_tail = window[-3:]
+            return
+        self._client_data(data, ts)
+
     def _end_body(self, ts: float, *, complete: bool) -> None:
         self._mode = _COMMAND
         self._push(MessageEnd(ts, self._body_size, tuple(self._headers), complete))
@@ -461,10 +494,22 @@ class SmtpParser:
         buf = direction.buf + data if direction.buf else data
         if self.midstream and not self._replies_seen and self._pending:
             self._orphans = max(0, _count_replies(buf) - len(self._pending))
+        if not direction.discarding:
+            lines = buf.split(b"\n")
+            if max(map(len, lines)) <= self.limits.max_line:  # no line to cut: split at once
+                rest = lines.pop()
+                server_line = self._server_line
+                for line in lines:
+                    server_line(line.rstrip(b"\r") if line[-1:] == b"\r" else line, ts)
+                    if direction.opaque:
+                        direction.buf = b""
+                        return
+                direction.buf = rest
+                return
         pos = 0
         end = len(buf)
         while pos < end and not direction.opaque:
-            consumed = self._next_line(direction, Side.SERVER, buf, pos, ts)
+            consumed = self._next_line(direction, _SERVER, buf, pos, ts)
             if consumed == pos:
                 break
             pos = consumed
@@ -477,15 +522,15 @@ class SmtpParser:
             if direction.resync:
                 return
             if not self._reply_code and not self._replies_seen:
-                self._events.append(Violation(ts, Side.SERVER, "server does not speak SMTP"))
+                self.queued.append(Violation(ts, Side.SERVER, "server does not speak SMTP"))
                 direction.opaque = True
                 self._client.opaque = True
                 return
-            self._events.append(Violation(ts, Side.SERVER, "malformed reply line"))
+            self.queued.append(Violation(ts, Side.SERVER, "malformed reply line"))
             return
         direction.resync = False
         if self._reply_code and code != self._reply_code:
-            self._events.append(
+            self.queued.append(
                 Violation(ts, Side.SERVER, "continuation line with a different reply code")
             )
             self._flush_reply(ts)
@@ -519,7 +564,7 @@ class SmtpParser:
             elif self._mode == _DATA and self._data_acknowledged:
                 self._end_body(ts, complete=False)
                 request = self._pending.popleft()
-        self._events.append(Reply(ts, code, lines, request, greeting))
+        self.queued.append(Reply(ts, code, lines, request, greeting))
         self._after_reply(code, request, ts)
 
     def _after_reply(self, code: int, request: Request | None, ts: float) -> None:
@@ -554,7 +599,8 @@ def _count_replies(data: bytes) -> int:
 
 def _reply_code(line: bytes) -> int:
     """The reply code of a server line, or -1 when the line is not a reply."""
-    if len(line) < 3 or not line[:3].isdigit() or (len(line) > 3 and line[3] not in b" -"):
+    digits = line[:3]
+    if not digits.isdigit() or len(digits) < 3 or (len(line) > 3 and line[3] not in b" -"):
         return -1
-    code = int(line[:3])
+    code = int(digits)
     return code if 100 <= code <= 599 else -1

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from smtptop.analyzer import Analyzer, EngineConfig, FlowEvent
-from smtptop.capture import CaptureError, CaptureFile, Packet
+from smtptop.capture import CaptureError, CaptureFile, Frame
 
 BATCH_EVENTS = 1000
 BATCH_SECONDS = 0.02
@@ -55,7 +55,7 @@ class Source:
     label = ""
     lossy = False
 
-    def frames(self, stop: threading.Event) -> Iterator[Packet | None]:
+    def frames(self, stop: threading.Event) -> Iterator[Frame | None]:
         """Captured frames until the source ends or ``stop`` is set; None now and then
         while nothing arrives, so that the caller can hand over what it holds."""
         raise NotImplementedError
@@ -68,7 +68,7 @@ class Source:
         return []
 
     def kernel_drops(self) -> int:
-        """Packets the kernel dropped before we could read them (live sources)."""
+        """Frames the kernel dropped before we could read them (live sources)."""
         return 0
 
     def close(self) -> None:
@@ -96,7 +96,7 @@ class FileSource(Source):
     def warnings(self) -> list[str]:
         return [f"{c.path}: truncated: {c.truncated}" for c in self._captures if c.truncated]
 
-    def frames(self, stop: threading.Event) -> Iterator[Packet]:
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
         first: float | None = None
         started = time.monotonic()
         for capture in self._captures:
@@ -107,8 +107,8 @@ class FileSource(Source):
                     return
                 if self.speed:
                     if first is None:
-                        first = record.ts
-                    due = started + (record.ts - first) / self.speed
+                        first = record[0]
+                    due = started + (record[0] - first) / self.speed
                     wait = due - time.monotonic()
                     if wait > 0 and stop.wait(wait):
                         capture.close()
@@ -154,7 +154,7 @@ class Feeder(threading.Thread):
         try:
             for record in self.source.frames(self.stop_event):
                 if record is not None:
-                    packet(record.ts, record.linktype, record.data)
+                    packet(*record)
                 if len(analyzer.out) >= BATCH_EVENTS or (
                     time.monotonic() - last_flush >= BATCH_SECONDS
                 ):

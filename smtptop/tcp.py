@@ -20,6 +20,7 @@ SERVER = 1
 REORDER_ACKS = 3  # peer ACKs past a hole before it counts as lost, not merely reordered
 SEQ_MOD = 1 << 32
 HALF = 1 << 31
+CONTROL = SYN | FIN | RST
 
 
 class StreamSink(Protocol):
@@ -83,7 +84,7 @@ class _Stream:
 class Connection:
     """One TCP connection, reassembled into its sink."""
 
-    __slots__ = ("handshake", "limits", "reset", "sink", "streams")
+    __slots__ = ("closed", "handshake", "limits", "reset", "sink", "streams")
 
     def __init__(self, sink: StreamSink, limits: Limits | None = None) -> None:
         self.sink = sink
@@ -91,12 +92,7 @@ class Connection:
         self.streams = (_Stream(), _Stream())
         self.handshake = False
         self.reset = False
-
-    @property
-    def closed(self) -> bool:
-        """Both sides finished, or a reset."""
-        client, server = self.streams
-        return self.reset or (client.finished and server.finished)
+        self.closed = False  # both sides finished, or a reset
 
     @property
     def gap_bytes(self) -> int:
@@ -107,12 +103,44 @@ class Connection:
         return self.streams[CLIENT].conflicts + self.streams[SERVER].conflicts
 
     def segment(self, side: int, seq: int, ack: int, flags: int, payload: bytes, ts: float) -> None:
-        """Take one captured segment sent by ``side``."""
-        stream = self.streams[side]
+        """Take one captured segment sent by ``side``.
+
+        The common case, the next expected bytes (or a bare ACK) with nothing buffered, is
+        handled inline: it is most of every capture.
+        """
+        streams = self.streams
+        stream = streams[side]
         stream.packets += 1
+        expected = stream.next_seq
+        if flags & CONTROL or expected is None:
+            self._control(stream, side, seq, ack, flags, payload, ts)
+            return
+        if flags & ACK:
+            peer = streams[1 - side]
+            if peer.ooo:
+                self._acked(peer, 1 - side, ack, ts)
+                self._update_closed()
+        if not payload:
+            return
+        stream.bytes += len(payload)
+        if seq == expected and not stream.ooo:
+            self.sink.receive_data(side, payload, ts)
+            stream.last, stream.last_seq = payload, seq
+            stream.next_seq = (seq + len(payload)) % SEQ_MOD
+            stream.hole_acks = 0
+            if stream.fin_seq is not None:
+                self._update_closed()
+        else:
+            self._data(stream, side, seq, payload, ts)
+            self._update_closed()
+
+    def _control(
+        self, stream: _Stream, side: int, seq: int, ack: int, flags: int, payload: bytes, ts: float
+    ) -> None:
+        """A segment with SYN, FIN or RST, or the first one seen from this side."""
         stream.bytes += len(payload)
         if flags & RST:
-            self.reset = True
+            self.reset = self.closed = True
             return
         if flags & SYN:
             self.handshake = True
@@ -129,6 +157,11 @@ class Connection:
             self._data(stream, side, seq, payload, ts)
         if flags & FIN:
             stream.fin_seq = (seq + len(payload)) % SEQ_MOD
+        self._update_closed()
+
+    def _update_closed(self) -> None:
+        client, server = self.streams
+        self.closed = self.reset or (client.finished and server.finished)
 
     def finish(self, ts: float) -> None:
         """No more packets will come: deliver what is buffered, marking the holes as gaps."""

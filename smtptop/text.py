@@ -22,6 +22,9 @@ _ESCAPES = {c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in _UNSAFE}
 
 def wire_text(data: bytes) -> str:
     """Decode one line of wire bytes (UTF-8, undecodable bytes as ``\\xNN``) into inert text."""
+    if data.isascii():
+        text = data.decode("ascii")
+        return text if text.isprintable() else text.translate(_ESCAPES)  # the common case
     return data.decode("utf-8", "backslashreplace").translate(_ESCAPES)
 
 

@@ -648,8 +648,8 @@ class Checker:
                 self.fail("bound:header lines", str(len(parser._headers)))
             if parser._header_bytes > smtp.max_header_bytes:
                 self.fail("bound:header bytes", str(parser._header_bytes))
-            if parser._events:
-                self.fail("count:parser events not drained", str(len(parser._events)))
+            if parser.queued:
+                self.fail("count:parser events not drained", str(len(parser.queued)))
             for stream in flow.conn.streams:
                 held = sum(map(len, stream.ooo.values()))
                 if held != stream.ooo_bytes:
@@ -753,11 +753,11 @@ def check_capture(fuzz: FuzzInput, path: str) -> list[Finding]:
         return [Finding(_exception_signature("capture", exc), traceback.format_exc())]
     yielded = 0
     try:
-        for packet in capture:
+        for ts, linktype, data in capture:
             yielded += 1
-            if not isinstance(packet.data, bytes) or packet.ts != packet.ts:
-                checker.fail("capture:bad packet", repr(packet)[:200])
-            checker.feed(packet.ts, packet.linktype, packet.data)
+            if not isinstance(data, bytes) or ts != ts:
+                checker.fail("capture:bad packet", repr((ts, linktype, data))[:200])
+            checker.feed(ts, linktype, data)
     except CaptureError:
         pass
     except Exception as exc:
@@ -791,10 +791,14 @@ TCP_FLAGS = (0x02, 0x12, 0x10, 0x18, 0x11, 0x01, 0x04, 0x14, 0x03, 0x07, 0x00, 0
 
 def _tcp_fields(linktype: int, frame: bytes) -> tuple[int, tuple] | None:
     """The IP header's offset and the segment of a frame carrying TCP on an SMTP port."""
-    seg = decode(linktype, frame, DEFAULT_PORTS)
-    if isinstance(seg, str):
+    decoded = decode(linktype, frame, DEFAULT_PORTS)
+    if isinstance(decoded, str):
         return None
-    src, dst = seg[0], seg[1]
+    key, seq, ack, flags, payload = decoded
+    size = (len(key) - 4) // 2
+    src, dst = key[:size], key[size : 2 * size]
+    sport, dport = struct.unpack("!HH", key[2 * size :])
+    seg = (src, dst, sport, dport, seq, ack, flags, payload)
     found = frame.find(src + dst)
     offset = found - (12 if len(src) == 4 else 8)
     if found < 0 or offset < 0 or frame[offset] >> 4 != (4 if len(src) == 4 else 6):

@@ -16,7 +16,7 @@ from smtptop.capture import CaptureFile
 
 def main() -> None:
     iface, path, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    frames = [record.data for record in CaptureFile(path)]
+    frames = [data for _ts, _linktype, data in CaptureFile(path)]
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
         sock.bind((iface, 0))
         for _ in range(rounds):

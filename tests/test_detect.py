@@ -241,9 +241,9 @@ def test_sample_bot_is_marked_within_its_first_ten_sessions() -> None:
     analyzer, model = Analyzer(), Model()
     detector = Detector(model)
     for record in CaptureFile(str(Path(sample.__file__).parent / "data" / "office.pcap")):
-        if record.ts > tenth_end:
+        if record[0] > tenth_end:
             break
-        analyzer.packet(record.ts, record.linktype, record.data)
+        analyzer.packet(*record)
         apply(model, analyzer.take())
     verdicts = detector.evaluate()
     bot = verdicts[sample.INFECTED]

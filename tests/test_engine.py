@@ -214,7 +214,7 @@ def test_one_engine_for_batches_and_whole_files(tmp_path: Path) -> None:
     analyzer, model = Analyzer(), Model()
     analysis = Analysis(model, analyzer.stats)
     for record in CaptureFile(str(path)):
-        analyzer.packet(record.ts, record.linktype, record.data)
+        analyzer.packet(*record)
         apply(model, analyzer.take())
     analyzer.finish()
     apply(model, analyzer.take())
@@ -284,3 +284,20 @@ def test_open_connections_are_bounded() -> None:
     assert reasons.count("evicted: too many open connections") == 6
     assert reasons.count("capture ended") == 4
     assert all(s.helo == "a.example" for s in model.sessions())
+
+
+def test_a_full_table_forgets_the_least_recently_active() -> None:
+    """Sixteen open connections fill the table; the first keeps talking.  The seventeenth
+    makes room by forgetting an eighth of the table: the two quiet for longest, not the
+    oldest one that is still busy."""
+    frames = []
+    for i in range(17):
+        conv = synth.Conversation(f"192.168.1.{i + 1}", 50000, "198.51.100.9", 25, start=i)
+        conv.smtp([("S", b"220 mx\r\n"), ("C", b"HELO a.example\r\n")])
+        if i == 0:
+            conv.client(b"NOOP\r\n", delay=15.0)
+        frames += conv.frames
+    frames.sort(key=lambda f: f.ts)
+    model = _run_engine(frames, EngineConfig(max_connections=16))
+    evicted = sorted(s.client_ip for s in model.sessions() if s.close_reason.startswith("evicted"))
+    assert evicted == ["192.168.1.2", "192.168.1.3"]

@@ -59,11 +59,11 @@ def test_the_checker_sees_exceptions_the_analyzer_catches() -> None:
     def broken(*_args: object) -> None:
         raise ZeroDivisionError
 
-    checker.analyzer._segment = broken  # type: ignore[method-assign]
+    checker.analyzer._lookup = broken  # type: ignore[method-assign]
     for ts, linktype, frame in timeline(corpus().engine[0][:2]):
         checker.feed(ts, linktype, frame)
     signatures = [f.signature for f in checker.finish()]
-    assert signatures == ["caught:ZeroDivisionError@analyzer.py:packet"]
+    assert signatures == ["caught:ZeroDivisionError@analyzer.py:feed"]
 
 
 def test_fuzz_smoke() -> None:

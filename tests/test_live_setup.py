@@ -106,5 +106,5 @@ def test_pcap_writer_round_trip(tmp_path: Path) -> None:
         writer.write(frame.ts, frame.data)
     writer.flush()
     read = list(CaptureFile(str(path)))
-    assert [(r.data, round(r.ts, 6)) for r in read] == [(f.data, f.ts) for f in conv.frames]
+    assert [(data, round(ts, 6)) for ts, _, data in read] == [(f.data, f.ts) for f in conv.frames]
     writer.close()

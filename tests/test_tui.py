@@ -176,7 +176,7 @@ def test_lossy_source_counts_what_it_drops() -> None:
     analyzer = Analyzer()
     produced = 0
     for record in _FloodSource().frames(threading.Event()):
-        analyzer.packet(record.ts, record.linktype, record.data)
+        analyzer.packet(*record)
         produced += len(analyzer.take())
     delivered: list[Batch] = []
     feeder = Feeder(_FloodSource(), delivered.append, max_batches=2)
