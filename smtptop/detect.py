@@ -39,7 +39,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from smtptop import blocklists, dialect
-from smtptop.model import Host, Model, Session, is_lan
+from smtptop.model import AddressSet, Host, Model, Session, is_lan
 
 WINDOW = 600.0
 MIN_SESSIONS = 3  # one session is thin evidence, unless a blocklist already named the host
@@ -52,6 +52,7 @@ BIG_COMPANIES = (
     "docusign.net", "wetransfer.com", "aexp.com", "chase.com", "wellsfargo.com",
 )  # fmt: skip
 MAX_CACHED = 4096
+MAX_MX_COUNTED = 64  # port-25 servers per host whose sessions are counted one by one
 _DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _EMBEDDED_IP = re.compile(r"\d{1,3}[-.]\d{1,3}[-.]\d{1,3}[-.]\d{1,3}")
 _LETTERS = re.compile(r"[a-z]+")
@@ -86,12 +87,16 @@ VERDICT_ORDER = {"spambot": 0, "suspicious": 1, "normal": 2, "": 3}
 
 @dataclass(slots=True)
 class _Evidence:
-    """What the detector keeps per host from sessions that ended."""
+    """What the detector keeps per host from sessions that ended: counts, and the distinct
+    port-25 servers packed (a spambot's are thousands); sessions per server only for the
+    first MAX_MX_COUNTED of them, where the smarthost is (it is what a PC used first)."""
 
     sessions: int = 0  # where a QUIT could have been seen
     without_quit: int = 0
     pregreet: int = 0
-    mx_sessions: dict[str, int] = field(default_factory=dict)
+    mx_sessions: int = 0
+    mx_servers: AddressSet = field(default_factory=AddressSet)
+    mx_counts: dict[str, int] = field(default_factory=dict)
     dialects: Counter[str] = field(default_factory=Counter)
     dialect_features: tuple[str, ...] = ()
 
@@ -139,6 +144,8 @@ class Detector:
         self.config = config or DetectConfig()
         self.evidence: dict[str, _Evidence] = {}
         self.inbound_servers: set[str] = set()
+        self.destination_bytes = 0  # the mx_servers of all hosts, within the model's budget
+        self.destinations_dropped = 0
         self._refusal_hits: dict[tuple[int, str], list[blocklists.BlocklistHit]] = {}
         self._helo_kinds: dict[tuple[str, str], list[str]] = {}
         model.on_session_closed.append(self.session_closed)
@@ -161,13 +168,8 @@ class Detector:
             evidence.sessions += 1
             evidence.without_quit += not session.quit_sent
         evidence.pregreet += session.pregreet
-        if session.server_port == 25 and (
-            session.server_ip in evidence.mx_sessions
-            or len(evidence.mx_sessions) < self.model.limits.max_servers_per_host
-        ):
-            evidence.mx_sessions[session.server_ip] = (
-                evidence.mx_sessions.get(session.server_ip, 0) + 1
-            )
+        if session.server_port == 25:
+            self._mx_session(evidence, session.server_ip)
         commands = [t.text for t in session.transcript if t.kind == "C"]
         if commands and not session.tls:
             found = dialect.fingerprint(
@@ -181,18 +183,25 @@ class Detector:
                 evidence.dialects[found.family] += 1
             evidence.dialect_features = found.features
 
+    def _mx_session(self, evidence: _Evidence, ip: str) -> None:
+        evidence.mx_sessions += 1
+        if ip in evidence.mx_counts or len(evidence.mx_counts) < MAX_MX_COUNTED:
+            evidence.mx_counts[ip] = evidence.mx_counts.get(ip, 0) + 1
+        if ip in evidence.mx_servers:
+            return
+        cost = AddressSet.cost(ip)
+        if self.destination_bytes + cost > self.model.limits.max_destination_bytes:
+            self.destinations_dropped += 1
+            return
+        self.destination_bytes += cost
+        evidence.mx_servers.add(ip)
+
     # -- the smarthost -------------------------------------------------------------------
 
     def proposed_smarthost(self) -> str | None:
         """The server most LAN hosts use (two at least): probably the office's relay."""
-        users: Counter[str] = Counter()
-        for host in self.model.hosts.values():
-            if host.lan:
-                users.update(host.servers.keys())
-        if not users:
-            return None
-        server, count = users.most_common(1)[0]
-        return server if count >= 2 else None
+        best = max(self.model.servers.values(), key=lambda s: s.lan_clients, default=None)
+        return best.ip if best is not None and best.lan_clients >= 2 else None
 
     def smarthosts(self) -> set[str]:
         """Server addresses that count as the office's relay."""
@@ -200,11 +209,11 @@ class Detector:
         if not named:
             proposed = self.proposed_smarthost()
             return {proposed} if proposed else set()
-        found = set()
-        for host in self.model.hosts.values():
-            for stats in host.servers.values():
-                if stats.ip in named or (stats.name and stats.name.lower() in named):
-                    found.add(stats.ip)
+        found = {
+            server.ip
+            for server in self.model.servers.values()
+            if server.ip in named or (server.name and server.name.lower() in named)
+        }
         return found | {n for n in named if _is_address(n)}
 
     # -- verdicts ------------------------------------------------------------------------
@@ -244,13 +253,13 @@ class Detector:
 
     def _volume(self, host: Host, evidence: _Evidence, now: float, relays: set[str]):
         reasons = []
-        direct = {ip: n for ip, n in evidence.mx_sessions.items() if ip not in relays}
-        if direct:
+        servers, sessions = _direct(evidence, relays)
+        if servers:
             relay = ", ".join(sorted(relays)) or "none known"
             reasons.append(
                 Reason(
                     "direct-to-mx",
-                    f"{sum(direct.values())} sessions on port 25 to {len(direct)} servers "
+                    f"{sessions} sessions on port 25 to {servers} servers "
                     f"other than the smarthost ({relay})",
                     30,
                 )
@@ -258,10 +267,12 @@ class Detector:
         recent = sum(1 for s in host.servers.values() if now - s.last_seen <= WINDOW)
         if recent > 5:
             points = 35 if recent > 20 else 20
+            # rows are kept for the most recent servers only: past them, a lower bound
+            more = "at least " if now - host.servers_evicted_seen <= WINDOW else ""
             reasons.append(
                 Reason(
                     "many-destinations",
-                    f"{recent} distinct servers in the last 10 minutes (more than 5)",
+                    f"{more}{recent} distinct servers in the last 10 minutes (more than 5)",
                     points,
                 )
             )
@@ -339,7 +350,7 @@ class Detector:
             mx = identity.mx_lookups(now, WINDOW)
             if mx >= 10:
                 reasons.append(Reason("dns-mx", f"{mx} MX lookups in the last 10 minutes", 10))
-        direct = any(ip not in relays for ip in evidence.mx_sessions)
+        direct = _direct(evidence, relays)[0] > 0
         families = set(evidence.dialects)
         if direct and families and not families & MAIL_CLIENTS:
             traits = ", ".join(evidence.dialect_features[:4])
@@ -369,6 +380,14 @@ class Detector:
             if len(self._helo_kinds) < MAX_CACHED:
                 self._helo_kinds[key] = kinds
         return kinds
+
+
+def _direct(evidence: _Evidence, relays: set[str]) -> tuple[int, int]:
+    """Distinct port-25 servers other than the relays (exact) and the sessions to them
+    (exact while the relays are among the servers counted one by one)."""
+    relayed = [ip for ip in relays if ip in evidence.mx_servers]
+    servers = evidence.mx_servers.size - len(relayed)
+    return servers, evidence.mx_sessions - sum(evidence.mx_counts.get(ip, 0) for ip in relayed)
 
 
 def _is_address(text: str) -> bool:

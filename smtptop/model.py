@@ -13,14 +13,34 @@ Definitions (the README documents them; tests follow them):
 * tempfailed session: no such 5xx, but a 4xx reply to one of them;
 * accepted message: a 2xx reply to the end of DATA or to the last BDAT chunk;
 * recipients: RCPT commands sent.
+
+Memory is bounded by :class:`ModelLimits`.  Counts never depend on what is kept: a session is
+counted into its host, its host's server and the server table when it opens and as replies
+come, so evicting the session later changes no figure.  Finished sessions are kept in full
+under a count and a byte budget, and evicted by this policy (:meth:`Model.close_session`):
+
+* each host keeps its most recent ``max_sessions_per_host`` sessions;
+* over a budget, globally or per host, the oldest kept session goes, taken from those that
+  were not rejected while they are more than a quarter of what is kept, else from the
+  rejected ones: rejected sessions, the evidence an admin wants, stay longest;
+* ``sessions_evicted`` (per host and in total) counts what went, so that kept + evicted +
+  open == sessions seen.
+
+Distinct destinations per host are exact, in packed addresses (:class:`AddressSet`), up to a
+byte budget for all hosts together; per-server rows of a host are its most recently used
+``max_servers_per_host`` servers, and the sessions of the rows that went are counted.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import heapq
 import ipaddress
 import re
+from array import array
+from bisect import bisect_left
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -69,9 +89,13 @@ OUTCOMES = ("rejected", "tempfailed", "accepted", "tls", "not-smtp", "no-mail")
 class ModelLimits:
     """How much the model keeps; everything beyond is counted, not stored."""
 
-    max_sessions: int = 20000
+    max_sessions: int = 20000  # finished sessions kept in full, all hosts together
+    max_sessions_per_host: int = 100
+    max_kept_bytes: int = 64 << 20  # Session.footprint() of the kept sessions together
     max_hosts: int = 100000
-    max_servers_per_host: int = 100000
+    max_servers: int = 200000  # the server table (Model.servers)
+    max_servers_per_host: int = 64  # per-server rows of a host: its most recently used
+    max_destination_bytes: int = 32 << 20  # AddressSet.cost() of all hosts together
     max_transcript_lines: int = 400
     max_transcript_bytes: int = 65536
     max_addresses: int = 1000
@@ -80,6 +104,82 @@ class ModelLimits:
     max_sender_domains: int = 64
     max_refusals: int = 64
     max_identities: int = 65536
+
+
+SESSION_BYTES = 1024  # a finished session without lines: the object, its lists, short strings
+LINE_BYTES = 120  # a transcript line, reply or address: the object, its string, a list slot
+RECENT_STARTS = 64  # session starts (and MX lookups) remembered per host for rates
+V4_BYTES, V6_BYTES = 4, 100  # what a destination costs in an AddressSet
+
+
+class AddressSet:
+    """Distinct IP addresses, exact, in about 4 bytes per IPv4 address: a sorted array of
+    packed addresses, and a small set of recent additions merged into it once it holds an
+    eighth as many (O(log n) amortised per address).  IPv6 addresses, rare as SMTP
+    destinations, are kept in a set of ints (about 100 bytes each)."""
+
+    __slots__ = ("_recent", "_sorted", "_v6", "size")
+
+    def __init__(self) -> None:
+        self._sorted = array("I")
+        self._recent: set[int] = set()
+        self._v6: set[int] | None = None  # made on the first IPv6 address
+        self.size = 0
+
+    def __contains__(self, ip: str) -> bool:
+        if ":" in ip:
+            return self._v6 is not None and _packed(ip) in self._v6
+        key = _packed(ip)
+        if key in self._recent:
+            return True
+        found, at = self._sorted, bisect_left(self._sorted, key)
+        return at < len(found) and found[at] == key
+
+    def add(self, ip: str) -> None:
+        """Add an address that is not in the set yet (the caller checked)."""
+        self.size += 1
+        if ":" in ip:
+            if self._v6 is None:
+                self._v6 = set()
+            self._v6.add(_packed(ip))
+            return
+        self._recent.add(_packed(ip))
+        if len(self._recent) > 16 + len(self._sorted) // 8:
+            self._sorted = array("I", heapq.merge(self._sorted, sorted(self._recent)))
+            self._recent.clear()
+
+    @staticmethod
+    def cost(ip: str) -> int:
+        """The bytes one more address costs, for the budget of all sets together."""
+        return V6_BYTES if ":" in ip else V4_BYTES
+
+
+def _packed(ip: str) -> int:
+    if ":" in ip:
+        return int(ipaddress.IPv6Address(ip))
+    a, b, c, d = ip.split(".")
+    return int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d)
+
+
+class TimeRing:
+    """The last :data:`RECENT_STARTS` timestamps of something, in 8 bytes each: enough to
+    say "10 or more in a minute" without a deque of float objects per host."""
+
+    __slots__ = ("_next", "_times")
+
+    def __init__(self) -> None:
+        self._times = array("d")
+        self._next = 0
+
+    def append(self, ts: float) -> None:
+        if len(self._times) < RECENT_STARTS:
+            self._times.append(ts)
+        else:
+            self._times[self._next] = ts
+            self._next = (self._next + 1) % RECENT_STARTS
+
+    def count_since(self, since: float) -> int:
+        return sum(1 for t in self._times if t >= since)
 
 
 @dataclass(slots=True)
@@ -143,6 +243,15 @@ class Session:
     transcript: list[TranscriptLine] = field(default_factory=list)
     transcript_bytes: int = 0
     transcript_dropped: int = 0
+    server_stats: ServerStats | None = None  # its host's row for its server, while open
+
+    def footprint(self) -> int:
+        """About the bytes a finished session holds: what ``max_kept_bytes`` budgets.  Text
+        counts twice (a reply is in the transcript and in ``replies``)."""
+        objects = len(self.transcript) + len(self.replies) + len(self.mail_from)
+        return (
+            SESSION_BYTES + 2 * self.transcript_bytes + LINE_BYTES * (objects + len(self.rcpt_to))
+        )
 
     @property
     def partial(self) -> bool:
@@ -186,6 +295,17 @@ class ServerStats:
 
 
 @dataclass(slots=True)
+class Server:
+    """A server address over all client hosts: its name and how many LAN hosts use it (the
+    smarthost is the one most do)."""
+
+    ip: str
+    name: str = ""
+    sessions: int = 0
+    lan_clients: int = 0
+
+
+@dataclass(slots=True)
 class Host:
     """An SMTP client host and everything it did."""
 
@@ -205,18 +325,28 @@ class Host:
     sender_domains: dict[str, int] = field(default_factory=dict)
     refusals: dict[tuple[int, str], int] = field(default_factory=dict)
     refusals_dropped: int = 0
-    servers: dict[str, ServerStats] = field(default_factory=dict)
-    servers_dropped: int = 0
-    session_starts: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    servers: dict[str, ServerStats] = field(default_factory=dict)  # least recently used first
+    servers_dropped: int = 0  # sessions counted in no row of ``servers``
+    servers_evicted_seen: float = float("-inf")  # the latest last_seen of a row that went
+    destination_set: AddressSet = field(default_factory=AddressSet)
+    destinations_uncounted: int = 0  # sessions to servers the full budget could not record
+    session_starts: TimeRing = field(default_factory=TimeRing)
+    sessions_evicted: int = 0
+    kept: tuple[deque[int], deque[int]] = field(default_factory=lambda: (deque(), deque()))
 
     @property
     def destinations(self) -> int:
-        """Distinct server addresses (exact unless the per-host bound was hit)."""
-        return len(self.servers)
+        """Distinct server addresses: exact unless ``destinations_uncounted``."""
+        return self.destination_set.size
+
+    @property
+    def sessions_kept(self) -> int:
+        """Finished sessions kept in full (not rejected, rejected)."""
+        return len(self.kept[0]) + len(self.kept[1])
 
     def sessions_per_minute(self, now: float) -> float:
-        """Sessions opened in the last minute before ``now``."""
-        return float(sum(1 for t in self.session_starts if now - t <= 60.0))
+        """Sessions opened in the last minute before ``now`` (at most RECENT_STARTS)."""
+        return float(self.session_starts.count_since(now - 60.0))
 
 
 NAME_SOURCES = ("dhcp-fqdn", "dhcp", "nbns", "dns-ptr", "mdns", "llmnr")
@@ -232,7 +362,7 @@ class Identity:
     names: dict[str, str] = field(default_factory=dict)  # source -> name
     lookups: int = 0
     nxdomain: int = 0
-    mx_times: deque[float] = field(default_factory=lambda: deque(maxlen=512))
+    mx_times: TimeRing = field(default_factory=TimeRing)
 
     @property
     def name(self) -> str:
@@ -240,7 +370,7 @@ class Identity:
         return next((self.names[s] for s in NAME_SOURCES if s in self.names), "")
 
     def mx_lookups(self, now: float, window: float) -> int:
-        return sum(1 for t in self.mx_times if now - t <= window)
+        return self.mx_times.count_since(now - window)
 
 
 def rank(host: Host) -> tuple[int, int, int, str]:
@@ -255,6 +385,11 @@ def endpoint(ip: str, port: int) -> str:
 
 def is_lan(ip: str, extra: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> bool:
     """RFC 1918, RFC 6598, link-local, IPv6 ULA, or a network the user named."""
+    return _is_lan(ip, tuple(extra))
+
+
+@functools.lru_cache(maxsize=65536)  # asked for every session: parsing the address is slow
+def _is_lan(ip: str, extra: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
@@ -302,10 +437,19 @@ class Model:
         self.show_credentials = show_credentials
         self.hosts: dict[str, Host] = {}
         self.open: dict[int, Session] = {}
-        self.finished: OrderedDict[int, Session] = OrderedDict()
+        self.finished: dict[int, Session] = {}  # kept in full, in the order they ended
+        # the same sessions by class, oldest first: (not rejected, rejected)
+        self._kept: tuple[OrderedDict[int, Session], OrderedDict[int, Session]] = (
+            OrderedDict(),
+            OrderedDict(),
+        )
+        self.kept_bytes = 0
         self.sessions_total = 0
         self.sessions_evicted = 0
         self.hosts_dropped = 0
+        self.servers: dict[str, Server] = {}
+        self.servers_dropped = 0  # sessions to servers the full table could not hold
+        self.destination_bytes = 0
         self.first_ts = 0.0
         self.last_ts = 0.0
         self.on_session_closed: list[Callable[[Session], None]] = []
@@ -330,16 +474,20 @@ class Model:
         self.sessions_total += 1
         self.first_ts = min(self.first_ts, ts) if self.first_ts else ts
         self.last_ts = max(self.last_ts, ts)
+        server = self._server(session.server_ip)
+        if server is not None:
+            session.server_ip = server.ip  # one string per address, not one per session
         host = self._host(session.client_ip, ts)
         if host is not None:
+            session.client_ip = host.ip
             host.sessions += 1
             host.open_sessions += 1
             host.max_parallel = max(host.max_parallel, host.open_sessions)
             host.session_starts.append(ts)
-            stats = self._server(host, session.server_ip)
-            if stats is not None:
-                stats.sessions += 1
-                stats.last_seen = ts
+            self._destination(host, server, session.server_ip)
+            stats = session.server_stats = self._server_row(host, session.server_ip, server)
+            stats.sessions += 1
+            stats.last_seen = ts
         return session
 
     def close_session(
@@ -378,16 +526,53 @@ class Model:
         host = self.hosts.get(session.client_ip)
         if host is not None:
             host.open_sessions -= 1
+        session.server_stats = None
         for hook in self.on_session_closed:
             hook(session)
-        self.finished[session_id] = session
-        while len(self.finished) > self.limits.max_sessions:
-            self.finished.popitem(last=False)
-            self.sessions_evicted += 1
+        self._keep(session, host)
+
+    def _keep(self, session: Session, host: Host | None) -> None:
+        """Keep a finished session in full, then evict by the policy in the module's
+        docstring until the host's and the global budgets hold.  O(1) amortised: each session
+        is kept once and evicted at most once, from the old end of a queue."""
+        limits, kept = self.limits, self._kept
+        rejected = int(session.rejected)
+        self.finished[session.id] = session
+        kept[rejected][session.id] = session
+        self.kept_bytes += session.footprint()
+        if host is not None:
+            host.kept[rejected].append(session.id)
+            if host.sessions_kept > limits.max_sessions_per_host:
+                self._evict(host.kept[_victim(*map(len, host.kept))][0])
+        while self.finished and (
+            len(self.finished) > limits.max_sessions or self.kept_bytes > limits.max_kept_bytes
+        ):
+            self._evict(next(iter(kept[_victim(*map(len, kept))])))
+
+    def _evict(self, session_id: int) -> None:
+        """Forget a kept session: the oldest of its class for its host."""
+        session = self.finished.pop(session_id)
+        rejected = int(session.rejected)
+        del self._kept[rejected][session_id]
+        self.kept_bytes -= session.footprint()
+        self.sessions_evicted += 1
+        host = self.hosts.get(session.client_ip)
+        if host is not None and host.kept[rejected] and host.kept[rejected][0] == session_id:
+            host.kept[rejected].popleft()
+            host.sessions_evicted += 1
 
     def sessions(self) -> list[Session]:
         """Kept sessions, finished ones first, in the order they ended, then open ones."""
         return [*self.finished.values(), *self.open.values()]
+
+    def host_sessions(self, ip: str) -> list[Session]:
+        """One host's kept sessions, finished and open, in the order they started."""
+        host = self.hosts.get(ip)
+        if host is None:
+            return []
+        finished = [self.finished[i] for queue in host.kept for i in queue]
+        found = [*finished, *(s for s in self.open.values() if s.client_ip == ip)]
+        return sorted(found, key=lambda s: (s.start, s.id))
 
     def session(self, session_id: int) -> Session | None:
         return self.open.get(session_id) or self.finished.get(session_id)
@@ -513,7 +698,7 @@ class Model:
         else:
             session.replies_dropped += 1
         host = self.hosts.get(session.client_ip)
-        stats = host.servers.get(session.server_ip) if host is not None else None
+        stats = session.server_stats
         if event.greeting:
             session.greeting_seen = True
             session.pregreet = session.outstanding > 0  # the client spoke first
@@ -525,8 +710,11 @@ class Model:
             self._refusal(host, code, reply.text)
         if event.greeting and lines:
             session.banner = _banner_name(lines[0])
+            server = self.servers.get(session.server_ip)
+            if server is not None and not server.name:
+                server.name = session.banner
             if stats is not None and not stats.name:
-                stats.name = session.banner
+                stats.name = server.name if server is not None else session.banner
         if 200 <= code < 300 and self._ends_message(event):
             session.accepted_messages += 1
             if host is not None:
@@ -648,14 +836,49 @@ class Model:
         host.last_seen = max(host.last_seen, ts)
         return host
 
-    def _server(self, host: Host, ip: str) -> ServerStats | None:
-        stats = host.servers.get(ip)
-        if stats is None:
-            if len(host.servers) >= self.limits.max_servers_per_host:
-                host.servers_dropped += 1
+    def _server(self, ip: str) -> Server | None:
+        server = self.servers.get(ip)
+        if server is None:
+            if len(self.servers) >= self.limits.max_servers:
+                self.servers_dropped += 1
                 return None
-            stats = host.servers[ip] = ServerStats(ip)
+            server = self.servers[ip] = Server(ip)
+        server.sessions += 1
+        return server
+
+    def _destination(self, host: Host, server: Server | None, ip: str) -> None:
+        """Count a distinct destination of a host, exactly while the byte budget lasts."""
+        if ip in host.destination_set:
+            return
+        cost = AddressSet.cost(ip)
+        if self.destination_bytes + cost > self.limits.max_destination_bytes:
+            host.destinations_uncounted += 1
+            return
+        self.destination_bytes += cost
+        host.destination_set.add(ip)
+        if server is not None and host.lan:
+            server.lan_clients += 1
+
+    def _server_row(self, host: Host, ip: str, server: Server | None) -> ServerStats:
+        """The host's row for a server, most recently used last; the least recently used row
+        goes beyond the bound, its sessions counted in ``servers_dropped``."""
+        rows = host.servers
+        stats = rows.pop(ip, None)  # and in again: a plain dict as a compact LRU
+        if stats is not None:
+            rows[ip] = stats
+            return stats
+        stats = rows[ip] = ServerStats(ip, server.name if server is not None else "")
+        if len(rows) > self.limits.max_servers_per_host:
+            old = rows.pop(next(iter(rows)))
+            host.servers_dropped += old.sessions
+            host.servers_evicted_seen = max(host.servers_evicted_seen, old.last_seen)
         return stats
+
+
+def _victim(others: int, rejected: int) -> int:
+    """The class whose oldest session goes (0: not rejected, 1: rejected): those not rejected
+    while they are more than a quarter of what is kept, so rejected sessions stay longest."""
+    return 0 if others and (not rejected or others * 4 > others + rejected) else 1
 
 
 def _banner_name(line: str) -> str:

@@ -26,7 +26,7 @@ import pytest
 from fuzz_engine import AUTH_BDAT, DIALOGUE, PREGREET, REFUSED, TOKENS
 
 import smtptop.report as report_module
-from smtptop import synth
+from smtptop import pipeline, synth
 from smtptop.analyzer import Analyzer, EngineConfig, apply
 from smtptop.model import Model, ModelLimits, Session
 from smtptop.report import Analysis, to_json
@@ -213,7 +213,7 @@ def flood_sessions(count: int, limits: ModelLimits | None = None) -> tuple[Run, 
 
 def check_session_flood(run: Run, report: dict, count: int) -> None:
     model, limits = run.model, run.limits
-    kept = min(count, limits.max_sessions)
+    kept = min(count, limits.max_sessions, limits.max_sessions_per_host)  # one host
     servers = min(count, limits.max_servers_per_host)
     assert model.sessions_total == count
     assert len(model.finished) == kept and model.sessions_evicted == count - kept
@@ -224,7 +224,8 @@ def check_session_flood(run: Run, report: dict, count: int) -> None:
     (host,) = model.hosts.values()
     assert host.sessions == count
     assert host.rejected_sessions == count // 4 and host.tempfailed_sessions == 0
-    assert host.destinations == servers and host.servers_dropped == count - servers
+    assert host.destinations == count  # exact: only the per-server rows are bounded
+    assert len(host.servers) == servers and host.servers_dropped == count - servers
     assert sum(s.sessions for s in host.servers.values()) + host.servers_dropped == count
     assert len(host.helos) == limits.max_helos
     assert (host.refusals_dropped, sum(host.refusals.values())) == (0, count // 4)
@@ -431,10 +432,11 @@ def test_syn_flood() -> None:
     assert run.closed["capture ended"] <= max_connections
     assert sum(run.closed.values()) == count
     assert set(run.closed) <= {EVICTED, "port reused", "capture ended"}
-    assert run.closed["capture ended"] == max_connections  # the table stayed full
+    # the table stayed full: a full table forgets its least recently active eighth at once
+    assert max_connections * 7 // 8 < run.closed["capture ended"] <= max_connections
     assert evicted > count - ports  # more evictions than ports came back
-    assert len(model.finished) == run.limits.max_sessions
-    assert model.sessions_evicted == count - run.limits.max_sessions
+    kept = min(run.limits.max_sessions, run.limits.max_sessions_per_host)  # one host
+    assert len(model.finished) == kept and model.sessions_evicted == count - kept
 
 
 @pytest.mark.parametrize("first", ["client", "server", "mid-stream"])
@@ -569,10 +571,10 @@ def test_report_batches_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyP
         real_apply(model, batch)
 
     monkeypatch.setattr(report_module, "apply", counting_apply)
-    analysis = report_module.analyze([str(path)])
+    analysis = report_module.analyze([str(path)], parallel=False)
     assert analysis.model.sessions_total == 1
     one_record = 65000 + 65 + 2  # a command a line, an overflow note per 1,000, FlowOpened...
-    assert max(batches) <= report_module.MAX_WAITING_EVENTS + one_record
+    assert max(batches) <= pipeline.MAX_WAITING_EVENTS + one_record
 
 
 # --- the full-size flood -----------------------------------------------------------------------

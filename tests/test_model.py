@@ -235,3 +235,109 @@ def test_lan_ranges(ip: str, lan: bool) -> None:
 )
 def test_mailbox(arg: str, address: str) -> None:
     assert mailbox(arg) == address
+
+
+# --- bounded memory: what is kept in full, and what is summarised ------------------------------
+
+REJECTED = [(S, b"554 5.7.1 blocked using zen.spamhaus.org\r\n")]
+ACCEPTED = greet(*MAIL, *RCPT_OK, *DATA, (S, b"250 queued\r\n"), (C, b"QUIT\r\n"))
+
+
+def kept_ids(model: Model, ip: str = "192.168.0.5") -> list[int]:
+    return [s.id for s in model.host_sessions(ip)]
+
+
+def test_each_host_keeps_its_most_recent_sessions() -> None:
+    model = Model(limits=ModelLimits(max_sessions_per_host=3))
+    for i in range(6):
+        play(model, i, ACCEPTED)
+    play(model, 6, ACCEPTED, client="192.168.0.6")
+    assert kept_ids(model) == [3, 4, 5] and kept_ids(model, "192.168.0.6") == [6]
+    host = model.hosts["192.168.0.5"]
+    assert (host.sessions, host.sessions_kept, host.sessions_evicted) == (6, 3, 3)
+    assert model.sessions_evicted == 3 and model.session(2) is None
+    assert host.accepted_messages == 6  # the counts do not depend on what is kept
+
+
+def test_rejected_sessions_are_kept_longest() -> None:
+    """Those not rejected go first while they are more than a quarter of what is kept."""
+    model = Model(limits=ModelLimits(max_sessions_per_host=4))
+    for i, script in enumerate([REJECTED] * 3 + [ACCEPTED] * 3):
+        play(model, i, script)
+    assert kept_ids(model) == [0, 1, 2, 5]  # the latest accepted one stays visible
+    play(model, 6, REJECTED)
+    assert kept_ids(model) == [1, 2, 5, 6]  # now the oldest rejected one goes
+    play(model, 7, REJECTED, client="192.168.0.6")
+    assert model.hosts["192.168.0.5"].sessions_evicted == 3
+    assert model.hosts["192.168.0.5"].rejected_sessions == 4
+
+
+def test_global_budgets_by_count_and_bytes() -> None:
+    model = Model(limits=ModelLimits(max_sessions=5))
+    for i in range(4):
+        play(model, i, ACCEPTED, client=f"192.168.0.{10 + i}")
+    for i in range(4, 8):
+        play(model, i, REJECTED, client=f"192.168.0.{10 + i}")
+    # others were more than a quarter: the oldest of them went, the rejected ones stayed
+    assert sorted(model.finished) == [3, 4, 5, 6, 7]
+    one = model.finished[3].footprint()
+    model = Model(limits=ModelLimits(max_kept_bytes=one * 5 // 2))
+    for i in range(6):
+        play(model, i, ACCEPTED)
+    assert kept_ids(model) == [4, 5] and model.kept_bytes <= one * 5 // 2
+    assert len(model.finished) + model.sessions_evicted == model.sessions_total == 6
+    assert model.kept_bytes == sum(s.footprint() for s in model.finished.values())
+
+
+def test_aggregates_stay_exact_when_sessions_and_server_rows_go() -> None:
+    model = Model(limits=ModelLimits(max_sessions=2, max_servers_per_host=2))
+    for i in range(10):
+        play(model, i, REJECTED if i % 2 else ACCEPTED, server=f"198.51.100.{i % 5}")
+    host = model.hosts["192.168.0.5"]
+    assert (host.sessions, host.rejected_sessions, host.accepted_messages) == (10, 5, 5)
+    assert host.destinations == 5 and host.destinations_uncounted == 0
+    assert list(host.servers) == ["198.51.100.3", "198.51.100.4"]  # the most recent
+    assert sum(s.sessions for s in host.servers.values()) + host.servers_dropped == 10
+    assert model.servers["198.51.100.4"].sessions == 2
+    assert model.servers["198.51.100.4"].lan_clients == 1
+
+
+def test_destinations_past_their_byte_budget_are_counted() -> None:
+    model = Model(limits=ModelLimits(max_destination_bytes=8))  # two IPv4 addresses
+    for i in range(4):
+        play(model, i, ACCEPTED, server=f"198.51.100.{i}")
+    host = model.hosts["192.168.0.5"]
+    assert (host.destinations, host.destinations_uncounted) == (2, 2)
+
+
+def test_address_set_is_exact() -> None:
+    import random
+
+    from smtptop.model import AddressSet
+
+    rng = random.Random(1)
+    found, truth = AddressSet(), set()
+    for _ in range(5000):
+        ip = (
+            f"2001:db8::{rng.randrange(3000):x}"
+            if rng.random() < 0.1
+            else f"198.{rng.randrange(18, 20)}.{rng.randrange(8)}.{rng.randrange(256)}"
+        )
+        assert (ip in found) == (ip in truth)
+        if ip not in truth:
+            found.add(ip)
+            truth.add(ip)
+    assert found.size == len(truth) and len(found._sorted) > 1000  # merged into the array
+
+
+def test_summarised_sessions_are_visible_in_every_report() -> None:
+    model = Model(limits=ModelLimits(max_sessions_per_host=2, max_servers_per_host=1))
+    for i in range(5):
+        play(model, i, REJECTED, server=f"198.51.100.{i}")
+    analysis = Analysis(model, Stats())
+    data = json.loads(json.dumps(to_json(analysis)))
+    assert data["stats"]["sessions_not_kept"] == 3 and data["stats"]["sessions_kept"] == 2
+    (host,) = data["hosts"]
+    assert (host["sessions"], host["sessions_not_kept"], host["servers_not_listed"]) == (5, 3, 4)
+    assert len(data["sessions"]) == 2
+    assert "3 older sessions summarised" in render_table(analysis)
