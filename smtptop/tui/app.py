@@ -9,10 +9,12 @@ touching only the cells that changed and keeping the cursor on its host when row
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import subprocess
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from typing import ClassVar
 
 from rich.text import Text
@@ -21,15 +23,21 @@ from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, RichLog, Static
 
-from smtptop.analyzer import EngineConfig, apply
+from smtptop import identity
+from smtptop.analyzer import EngineConfig, FlowEvent, FlowOpened, apply
 from smtptop.detect import DetectConfig, Detector, Verdict
 from smtptop.errorlog import ErrorLog
 from smtptop.model import Model
 from smtptop.source import Batch, Feeder, Progress, Source
+from smtptop.speed import Speedometer, clock
 from smtptop.tui import rows
 from smtptop.tui.tables import KeyedTable
 
 REFRESH_SECONDS = 1.0
+FOLD_CHUNK = 200  # events folded (about 5 ms) before the event loop gets a turn
+JUDGE_CHUNK = 100  # hosts judged (about 10 ms) before the event loop gets a turn
+REJUDGE_REFRESHES = 20  # every host is judged again within this many refreshes (time windows)
+TIMED_COLUMNS = frozenset({"rate"})  # sort keys that change with time alone
 HOST_TABLE_ACTIONS = frozenset({"sort", "reverse", "filter", "clear_filter"})
 TOP_HOSTS = 200
 
@@ -153,13 +161,19 @@ class HostScreen(Screen[None]):
             (f"{host.rejected_sessions} rejected", "bold red" if host.rejected_sessions else ""),
             f", {host.tempfailed_sessions} tempfailed, {host.accepted_messages} messages accepted",
         )
-        self.query_one("#title", Static).update(title)
         verdict = app.verdicts.get(host.ip)
         self.query_one("#reasons", Static).update(rows.reasons_text(verdict, app.facts(host.ip)))
         servers = sorted(host.servers.values(), key=lambda s: (-s.rejected_sessions, -s.sessions))
         self.query_one("#servers", KeyedTable).show([(s.ip, rows.server_cells(s)) for s in servers])
-        sessions = [s for s in app.model.sessions() if s.client_ip == self.ip]
-        sessions.sort(key=lambda s: (s.start, s.id))
+        sessions = app.model.host_sessions(self.ip)
+        if host.sessions_evicted or len(servers) < host.destinations:
+            title.append(
+                f"  showing {len(sessions):,} of {host.sessions:,} sessions; "
+                f"{host.sessions_evicted:,} older summarised; "
+                f"{len(servers):,} of {host.destinations:,} servers (the most recent)",
+                style="dim",
+            )
+        self.query_one("#title", Static).update(title)
         self.query_one("#sessions", KeyedTable).show(
             [(str(s.id), rows.session_cells(s)) for s in sessions]
         )
@@ -167,6 +181,21 @@ class HostScreen(Screen[None]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "sessions" and event.row_key.value is not None:
             self.app.push_screen(TranscriptScreen(int(event.row_key.value)))
+
+
+class RollingDetector(Detector):
+    """Judges the hosts it is given rather than all of them: at 10,000 hosts a full
+    :meth:`evaluate` takes about a second, far longer than the UI may stall."""
+
+    def judge(self, ips: Iterable[str], now: float, relays: set[str]) -> dict[str, Verdict]:
+        hosts = self.model.hosts
+        judged = {}
+        for ip in ips:
+            host = hosts.get(ip)
+            if host is None:
+                continue
+            judged[ip] = self._judge(host, now, relays) if host.lan else Verdict(ip, "", 0, (), "")
+        return judged
 
 
 class MonitorApp(App[None]):
@@ -214,7 +243,7 @@ class MonitorApp(App[None]):
         self.source = source
         self.config = config or EngineConfig()
         self.model = Model(lan=lan, show_credentials=show_credentials)
-        self.detector = Detector(self.model, detect)
+        self.detector = RollingDetector(self.model, detect)
         self.verdicts: dict[str, Verdict] = {}
         self.ring_bell = bell
         self.alert_exec = alert_exec
@@ -232,6 +261,13 @@ class MonitorApp(App[None]):
         self.feeder: Feeder | None = None
         self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=max_batches)
         self._shown_hosts = 0
+        self._dirty: set[str] = set()  # hosts with events since they were last judged
+        self._relays: set[str] | None = None
+        self._rotation: Iterator[str] = iter(())
+        self._keys: dict[str, tuple[object, ...]] = {}  # sort key of every host
+        self._keys_column = ""
+        self._refreshing = False
+        self._speed = Speedometer()
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")
@@ -254,14 +290,23 @@ class MonitorApp(App[None]):
         self.feeder = Feeder(self.source, deliver, config=self.config, max_batches=self.max_batches)
         self.feeder.start()
         self.run_worker(self._drain(), exclusive=True, name="drain")
-        self.set_interval(self.refresh_seconds, self.update_view)
+        self.set_interval(self.refresh_seconds, self._refresh_later)
+        # the first hosts show a quarter of a tick after start, not a whole one
+        self.set_timer(self.refresh_seconds / 4, self._refresh_later)
         self.update_view()
 
     async def _drain(self) -> None:
-        """Fold batches from the capture thread into the model."""
+        """Fold batches from the capture thread into the model, a slice at a time: a batch
+        holds up to 1,000 events and several may be waiting, which folded in one go would
+        stall the UI (``Queue.get`` does not yield while the queue has items)."""
         while True:
             batch = await self._queue.get()
-            apply(self.model, batch.events)
+            events = batch.events
+            for start in range(0, len(events), FOLD_CHUNK):
+                chunk = events[start : start + FOLD_CHUNK]
+                self._touch(chunk)
+                apply(self.model, chunk)
+                await asyncio.sleep(0)
             if self.feeder is not None:
                 self.feeder.release()
             self.progress = batch.progress
@@ -270,23 +315,99 @@ class MonitorApp(App[None]):
                 if batch.progress.problem:
                     self.notify(batch.progress.problem, severity="warning", markup=False)
 
+    def _touch(self, events: list[tuple[int, FlowEvent]]) -> None:
+        """Note the hosts these events change (before they are folded: a closing event
+        takes its session out of the open ones)."""
+        dirty, open_sessions = self._dirty, self.model.open
+        for session_id, event in events:
+            session = open_sessions.get(session_id) if session_id else None
+            if session is not None:
+                dirty.add(session.client_ip)
+            elif isinstance(event, FlowOpened):
+                dirty.add(event.client[0])
+            elif isinstance(event, identity.Sighting) and event.ip:
+                dirty.add(event.ip)
+            elif isinstance(event, identity.DnsLookup):
+                dirty.add(event.client)
+
     # -- views ---------------------------------------------------------------------------
 
     def update_view(self) -> None:
         """Judge the hosts, alert on new spambots, redraw (unless paused) changed cells."""
+        for _ in self._refresh_steps():
+            pass
+
+    def _refresh_later(self) -> None:
+        """The timer's redraw: the same steps, giving the event loop a turn between them."""
+        if not self._refreshing:
+            self.run_worker(self._refresh(), group="refresh")
+
+    async def _refresh(self) -> None:
+        self._refreshing = True
+        try:
+            for _ in self._refresh_steps():
+                await asyncio.sleep(0)
+        finally:
+            self._refreshing = False
+
+    def _refresh_steps(self) -> Iterator[None]:
+        """Judge the hosts that changed, plus a share of the others (verdicts and rates
+        also change as time passes), a slice at a time; then redraw."""
         if not self.is_running:  # the timer can still fire while the app shuts down
             return
-        self.verdicts = self.detector.evaluate()
-        for ip, verdict in self.verdicts.items():
-            if verdict.verdict == "spambot" and ip not in self._flagged:
-                self._flagged.add(ip)
-                self._alert(verdict)
+        model = self.model
+        now = model.last_ts
+        relays = self.detector.smarthosts()
+        if relays != self._relays:  # every direct-to-MX verdict depends on it
+            self._relays = relays
+            self._dirty.update(model.hosts)
+        todo = [ip for ip in model.hosts if ip not in self.verdicts]
+        todo += self._dirty
+        self._dirty = set()
+        todo += self._stale(len(model.hosts) // REJUDGE_REFRESHES + 1)
+        for start in range(0, len(todo), JUDGE_CHUNK):
+            self._judged(self.detector.judge(todo[start : start + JUDGE_CHUNK], now, relays))
+            yield
+        if self.sort_column in TIMED_COLUMNS or self._keys_column != self.sort_column:
+            self._keys_column = self.sort_column
+            every = list(model.hosts)
+            for start in range(0, len(every), JUDGE_CHUNK * 10):
+                self._rekey(every[start : start + JUDGE_CHUNK * 10], now)
+                yield
         if not self.paused:
             screen = self.screen
             if isinstance(screen, HostScreen | TranscriptScreen) and screen.ready:
                 screen.update_view()
             self._update_hosts()
         self._update_status()
+
+    def _stale(self, count: int) -> list[str]:
+        """The next ``count`` hosts in a round over all of them."""
+        picked: list[str] = []
+        for _ in range(2):
+            wanted = range(count - len(picked))
+            picked += (ip for _, ip in zip(wanted, self._rotation, strict=False))
+            if len(picked) >= count:
+                break
+            self._rotation = iter(list(self.model.hosts))
+        return picked
+
+    def _judged(self, verdicts: dict[str, Verdict]) -> None:
+        """Keep new verdicts and sort keys; alert on hosts that just turned spambot."""
+        self.verdicts.update(verdicts)
+        self._rekey(verdicts, self.model.last_ts)
+        for ip, verdict in verdicts.items():
+            if verdict.verdict == "spambot" and ip not in self._flagged:
+                self._flagged.add(ip)
+                self._alert(verdict)
+
+    def _rekey(self, ips: Iterable[str], now: float) -> None:
+        key = rows.sort_key(self.sort_column)
+        hosts, keys = self.model.hosts, self._keys
+        for ip in ips:
+            host = hosts.get(ip)
+            if host is not None:
+                keys[ip] = key(rows.HostRow(host, self.verdicts.get(ip), self.name_of(ip), now))
 
     def name_of(self, ip: str) -> str:
         identity = self.model.identities.get(ip)
@@ -310,25 +431,29 @@ class MonitorApp(App[None]):
         ]
 
     def visible_rows(self) -> list[rows.HostRow]:
-        """The hosts the table shows, in order: filtered, sorted, the top N."""
-        now = self.model.last_ts
-        table = [
-            rows.HostRow(host, self.verdicts.get(ip), self.name_of(ip), now)
-            for ip, host in self.model.hosts.items()
-        ]
+        """The hosts the table shows, in order: filtered, sorted, the top N (picked with a
+        heap from the kept sort keys: sorting 10,000 hosts every second is too slow)."""
+        model, keys = self.model, self._keys
+        now = model.last_ts
+        missing = [ip for ip in model.hosts if ip not in keys]
+        if missing:
+            self._rekey(missing, now)
+        candidates: Iterable[str] = model.hosts
         needle = self.filter_text.lower()
         if needle:
-            table = [
-                r
-                for r in table
-                if needle in r.host.ip
-                or needle in r.name.lower()
-                or any(needle in n.lower() for n in r.host.helos)
+            candidates = [
+                ip
+                for ip, host in model.hosts.items()
+                if needle in ip
+                or needle in self.name_of(ip).lower()
+                or any(needle in n.lower() for n in host.helos)
             ]
-        table.sort(key=rows.sort_key(self.sort_column))
-        if self.sort_reverse:
-            table.reverse()
-        return table[: self.top]
+        pick = heapq.nlargest if self.sort_reverse else heapq.nsmallest
+        top = pick(self.top, candidates, key=keys.__getitem__)
+        return [
+            rows.HostRow(model.hosts[ip], self.verdicts.get(ip), self.name_of(ip), now)
+            for ip in top
+        ]
 
     def _update_hosts(self) -> None:
         shown = self.visible_rows()
@@ -376,6 +501,8 @@ class MonitorApp(App[None]):
         status = Text(self.source.label, style="bold")
         status.append(f"  {progress.packets} pkts ({progress.smtp_packets} SMTP)")
         status.append(f"  {model.sessions_total} sessions")
+        if model.sessions_evicted:
+            status.append(f" ({model.sessions_evicted:,} older summarised)", style="dim")
         status.append(f"  {len(model.hosts)} hosts")
         if self._shown_hosts < len(model.hosts):
             status.append(f" (showing {self._shown_hosts})")
@@ -395,7 +522,14 @@ class MonitorApp(App[None]):
             status.append(f"  {self.alerts_failed} alert commands failed", style="bold red")
         if not progress.finished and progress.bytes_total:
             share = 100 * progress.bytes_done // progress.bytes_total
+            self._speed.update(time.monotonic(), progress.packets, progress.bytes_done)
             status.append(f"  reading {share}%", style="cyan")
+            rate = self._speed.packets_per_second()
+            if rate:
+                status.append(f" {rate:,.0f} pkt/s", style="cyan")
+            eta = self._speed.eta(progress.bytes_total)
+            if eta is not None:
+                status.append(f" ETA {clock(eta)}", style="cyan")
         elif progress.finished:
             status.append("  end of capture", style="dim")
         if self.filter_text:

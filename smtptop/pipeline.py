@@ -1,0 +1,203 @@
+"""Run the engine over capture files, in a second process when that is worth it.
+
+The engine (reading, decoding, reassembly, SMTP parsing) and the model (folding events into
+sessions and hosts, judging them) each take about half of a report's time.  With two CPUs,
+:func:`engine_batches` forks a child that runs the engine and streams its event batches back
+through a pipe while the caller folds them.  The batches arrive in exactly the order one
+process would make them, so the report is the same either way.
+
+Events cross the pipe as tuples of plain values through :mod:`marshal`: pickling a slotted
+dataclass costs several microseconds, more than the engine spends on most packets.
+"""
+
+from __future__ import annotations
+
+import marshal
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from itertools import islice
+from multiprocessing.connection import Connection
+from operator import attrgetter
+from typing import Any
+
+from smtptop.analyzer import Analyzer, EngineConfig, FlowClosed, FlowEvent, FlowOpened, Stats
+from smtptop.capture import CaptureFile
+from smtptop.identity import DnsLookup, Sighting
+from smtptop.smtp import AuthResponse, Command, Gap, MessageEnd, Reply, Side, TlsStarted, Violation
+
+APPLY_EVERY = 2048  # records per batch
+MAX_WAITING_EVENTS = 8192  # events per batch at most (a flood of blank lines)
+MIN_PARALLEL_BYTES = 4 << 20  # below this a second process costs more than it saves
+
+_CLASSES: tuple[type, ...] = (
+    FlowOpened,
+    FlowClosed,
+    Command,
+    AuthResponse,
+    MessageEnd,
+    Reply,
+    TlsStarted,
+    Gap,
+    Violation,
+    Sighting,
+    DnsLookup,
+)
+_TAGS = {cls: tag for tag, cls in enumerate(_CLASSES)}
+_VALUES = [attrgetter(*(f.name for f in fields(cls))) for cls in _CLASSES]
+_REPLY, _GAP, _VIOLATION = _TAGS[Reply], _TAGS[Gap], _TAGS[Violation]
+_BATCH, _OUTCOME, _FAILURE = 0, 1, 2
+
+
+class EngineFailed(Exception):
+    """The engine process died or failed; the message says how."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """Events of some records, and where the reading stands (for progress displays)."""
+
+    events: list[tuple[int, FlowEvent]]
+    path: str
+    position: int
+    packets: int
+    errors: list[str] = field(default_factory=list)  # one line per packet that failed
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The input is over: the engine's counters and notes about the files."""
+
+    stats: Stats
+    warnings: list[str]
+
+
+def worth_a_second_process(captures: list[CaptureFile]) -> bool:
+    """Two CPUs, fork available, and enough to read that starting a process pays."""
+    return (
+        len(os.sched_getaffinity(0)) > 1
+        and "fork" in multiprocessing.get_all_start_methods()
+        and sum(capture.size for capture in captures) >= MIN_PARALLEL_BYTES
+    )
+
+
+def engine_batches(
+    captures: list[CaptureFile], config: EngineConfig, *, parallel: bool
+) -> Iterator[Batch | Outcome]:
+    """The engine's batches for these files, then their :class:`Outcome`."""
+    return _forked(captures, config) if parallel else _inline(captures, config)
+
+
+def _inline(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Batch | Outcome]:
+    errors: list[str] = []
+    warnings: list[str] = []
+    analyzer = Analyzer(config, errors.append)
+    feed = analyzer.feed
+    path, position = "", 0
+    for capture in captures:
+        frames = iter(capture)
+        path = capture.path
+        while feed(islice(frames, APPLY_EVERY), MAX_WAITING_EVENTS):
+            position = capture.position
+            yield Batch(analyzer.take(), path, position, analyzer.stats.packets, errors[:])
+            errors.clear()
+        position = capture.size
+        if capture.truncated:
+            warnings.append(f"{capture.path}: truncated: {capture.truncated}")
+    analyzer.finish()
+    yield Batch(analyzer.take(), path, position, analyzer.stats.packets, errors[:])
+    yield Outcome(analyzer.stats, warnings)
+
+
+def _forked(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Batch | Outcome]:
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_engine_process, args=(captures, config, sender), name="smtptop-engine"
+    )
+    child.start()
+    sender.close()
+    for capture in captures:
+        capture.close()  # the child reads them; this process's copies are not needed
+    try:
+        while True:
+            try:
+                message = marshal.loads(receiver.recv_bytes())
+            except (EOFError, OSError):
+                child.join(1)
+                raise EngineFailed(
+                    f"the analysis process ended unexpectedly (exit code {child.exitcode})"
+                ) from None
+            kind = message[0]
+            if kind == _BATCH:
+                _, rows, path, position, packets, errors = message
+                yield Batch(_decode(rows), path, position, packets, errors)
+            elif kind == _OUTCOME:
+                yield Outcome(Stats(*message[1]), message[2])
+                return
+            else:
+                raise EngineFailed(f"the analysis process failed: {message[1]}")
+    finally:
+        receiver.close()
+        child.join(1)
+        if child.is_alive():
+            child.terminate()
+            child.join()
+
+
+def _engine_process(captures: list[CaptureFile], config: EngineConfig, sender: Connection) -> None:
+    """The child: run the engine and send what it finds; a closed pipe means stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        for message in _inline(captures, config):
+            if isinstance(message, Batch):
+                payload: tuple[Any, ...] = (
+                    _BATCH,
+                    _encode(message.events),
+                    message.path,
+                    message.position,
+                    message.packets,
+                    message.errors,
+                )
+            else:
+                stats = [getattr(message.stats, f.name) for f in fields(Stats)]
+                payload = (_OUTCOME, stats, message.warnings)
+            sender.send_bytes(marshal.dumps(payload))
+    except (BrokenPipeError, ConnectionResetError):
+        return
+    except Exception as exc:  # reported by the parent as one line, not a child traceback
+        try:
+            sender.send_bytes(marshal.dumps((_FAILURE, f"{type(exc).__name__}: {exc}")))
+        except OSError:
+            return
+    finally:
+        sender.close()
+
+
+def _encode(events: list[tuple[int, FlowEvent]]) -> list[tuple[int, int, tuple[Any, ...]]]:
+    rows = []
+    for session_id, event in events:
+        tag = _TAGS[type(event)]
+        values = _VALUES[tag](event)
+        if tag == _REPLY and values[3] is not None:
+            request = values[3]
+            request_tag = _TAGS[type(request)]
+            values = (*values[:3], (request_tag, _VALUES[request_tag](request)), values[4])
+        elif tag in (_GAP, _VIOLATION):
+            values = (values[0], int(values[1]), values[2])
+        rows.append((session_id, tag, values))
+    return rows
+
+
+def _decode(rows: list[tuple[int, int, tuple[Any, ...]]]) -> list[tuple[int, FlowEvent]]:
+    events: list[tuple[int, FlowEvent]] = []
+    for session_id, tag, values in rows:
+        if tag == _REPLY and values[3] is not None:
+            request_tag, request = values[3]
+            values = (*values[:3], _CLASSES[request_tag](*request), values[4])
+        elif tag in (_GAP, _VIOLATION):
+            values = (values[0], Side(values[1]), values[2])
+        events.append((session_id, _CLASSES[tag](*values)))
+    return events
