@@ -340,16 +340,14 @@ def _ip(raw: bytes) -> str:
 
 def apply(model: Model, batch: Iterable[tuple[int, FlowEvent]]) -> None:
     """Fold a batch of engine events into the model."""
+    fold = model.apply
     for session_id, event in batch:
-        if isinstance(event, FlowOpened):
+        kind = type(event)
+        if kind is FlowOpened:
             model.open_session(
                 session_id, event.client, event.server, event.ts, midstream=event.midstream
             )
-        elif isinstance(event, identity.Sighting):
-            model.sighting(event.ip, event.mac, event.name, event.source)
-        elif isinstance(event, identity.DnsLookup):
-            model.dns_lookup(event.ts, event.client, event.qtype, event.rcode)
-        elif isinstance(event, FlowClosed):
+        elif kind is FlowClosed:
             model.close_session(
                 session_id,
                 event.ts,
@@ -359,5 +357,9 @@ def apply(model: Model, batch: Iterable[tuple[int, FlowEvent]]) -> None:
                 packets=event.packets,
                 conflicts=event.conflicts,
             )
-        else:
-            model.apply(session_id, event)
+        elif session_id:  # a parser event (who-is-who events have session id 0)
+            fold(session_id, event)  # type: ignore[arg-type]
+        elif kind is identity.Sighting:
+            model.sighting(event.ip, event.mac, event.name, event.source)
+        elif kind is identity.DnsLookup:
+            model.dns_lookup(event.ts, event.client, event.qtype, event.rcode)

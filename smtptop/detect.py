@@ -52,7 +52,12 @@ BIG_COMPANIES = (
     "docusign.net", "wetransfer.com", "aexp.com", "chase.com", "wellsfargo.com",
 )  # fmt: skip
 MAX_CACHED = 4096
+MAX_HELOS_CACHED = 65536  # (HELO, host) pairs judged: 10,000 hosts with a few names each
 MAX_MX_COUNTED = 64  # port-25 servers per host whose sessions are counted one by one
+# Client software is guessed from each of a host's first sessions, then from one in
+# DIALECT_SAMPLE: a spambot opens thousands of sessions an hour, all in one dialect.
+DIALECT_EVERY_SESSION = 64
+DIALECT_SAMPLE = 16
 _DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _EMBEDDED_IP = re.compile(r"\d{1,3}[-.]\d{1,3}[-.]\d{1,3}[-.]\d{1,3}")
 _LETTERS = re.compile(r"[a-z]+")
@@ -97,6 +102,7 @@ class _Evidence:
     mx_sessions: int = 0
     mx_servers: AddressSet = field(default_factory=AddressSet)
     mx_counts: dict[str, int] = field(default_factory=dict)
+    closed: int = 0  # sessions seen closing
     dialects: Counter[str] = field(default_factory=Counter)
     dialect_features: tuple[str, ...] = ()
 
@@ -170,6 +176,9 @@ class Detector:
         evidence.pregreet += session.pregreet
         if session.server_port == 25:
             self._mx_session(evidence, session.server_ip)
+        evidence.closed += 1
+        if evidence.closed > DIALECT_EVERY_SESSION and evidence.closed % DIALECT_SAMPLE:
+            return  # a host's dialect is known by now: fingerprint a sample from here on
         commands = [t.text for t in session.transcript if t.kind == "C"]
         if commands and not session.tls:
             found = dialect.fingerprint(
@@ -377,7 +386,7 @@ class Detector:
         kinds = self._helo_kinds.get(key)
         if kinds is None:
             kinds = helo_anomalies(name, ip)
-            if len(self._helo_kinds) < MAX_CACHED:
+            if len(self._helo_kinds) < MAX_HELOS_CACHED:
                 self._helo_kinds[key] = kinds
         return kinds
 

@@ -688,9 +688,12 @@ class Model:
     def _reply(self, session: Session, event: Reply) -> None:
         code = event.code
         lines = [wire_text(line) for line in event.lines]
-        for i, line in enumerate(lines):
-            sep = "-" if i < len(lines) - 1 else " "
-            self._line(session, event.ts, "S", f"{code}{sep}{line}" if line else str(code))
+        last = len(lines) - 1
+        shown = [
+            f"{code}{'-' if i < last else ' '}{line}" if line else str(code)
+            for i, line in enumerate(lines)
+        ]
+        self._lines(session, event.ts, "S", shown)
         stage = _stage(event)
         reply = SmtpReply(code, "\n".join(lines), stage)
         if len(session.replies) < self.limits.max_replies:
@@ -705,7 +708,7 @@ class Model:
         elif event.request is not None and session.outstanding > 0:
             session.outstanding -= 1
         if stage == "EHLO" and code == 250:
-            session.pipelining_offered = any(line.upper() == "PIPELINING" for line in lines)
+            session.pipelining_offered = "PIPELINING" in map(str.upper, lines)
         if code >= 400 and host is not None:
             self._refusal(host, code, reply.text)
         if event.greeting and lines:
@@ -805,6 +808,20 @@ class Model:
         return identity
 
     # -- bounded storage -----------------------------------------------------------------
+
+    def _lines(self, session: Session, ts: float, kind: str, texts: list[str]) -> None:
+        """Several lines at once (a multi-line reply): one bounds check when they fit."""
+        size = sum(map(len, texts))
+        limits = self.limits
+        if (
+            len(session.transcript) + len(texts) <= limits.max_transcript_lines
+            and session.transcript_bytes + size <= limits.max_transcript_bytes
+        ):
+            session.transcript.extend([TranscriptLine(ts, kind, text) for text in texts])
+            session.transcript_bytes += size
+        else:
+            for text in texts:
+                self._line(session, ts, kind, text)
 
     def _line(self, session: Session, ts: float, kind: str, text: str) -> None:
         limits = self.limits

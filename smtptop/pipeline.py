@@ -12,6 +12,8 @@ dataclass costs several microseconds, more than the engine spends on most packet
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import marshal
 import multiprocessing
 import os
@@ -31,6 +33,8 @@ from smtptop.smtp import AuthResponse, Command, Gap, MessageEnd, Reply, Side, Tl
 APPLY_EVERY = 2048  # records per batch
 MAX_WAITING_EVENTS = 8192  # events per batch at most (a flood of blank lines)
 MIN_PARALLEL_BYTES = 4 << 20  # below this a second process costs more than it saves
+PIPE_BYTES = 1 << 20  # Linux's default ceiling for a pipe's buffer (fs.pipe-max-size)
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 _CLASSES: tuple[type, ...] = (
     FlowOpened,
@@ -114,6 +118,8 @@ def _inline(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Batch
 def _forked(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Batch | Outcome]:
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
+    with contextlib.suppress(OSError):  # a bigger pipe lets the engine run ahead (Linux)
+        fcntl.fcntl(receiver.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
     child = context.Process(
         target=_engine_process, args=(captures, config, sender), name="smtptop-engine"
     )
