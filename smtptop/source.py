@@ -21,6 +21,8 @@ from smtptop.capture import CaptureError, CaptureFile, Frame
 
 BATCH_EVENTS = 1000
 BATCH_SECONDS = 0.02
+BURST_FRAMES = 256  # frames handed to the engine in one call at most
+_END = object()
 SLOT_WAIT = 0.1
 
 
@@ -149,12 +151,29 @@ class Feeder(threading.Thread):
 
     def run(self) -> None:
         analyzer = self.analyzer
-        packet = analyzer.packet
+        frames = self.source.frames(self.stop_event)
+        ended = False
+
+        def burst() -> Iterator[Frame]:
+            """Frames up to the source's next pause (None), a bound, the time to hand events
+            over, or the end: the engine takes them in one call instead of one a packet."""
+            nonlocal ended
+            due = last_flush + BATCH_SECONDS
+            for _ in range(BURST_FRAMES):
+                record = next(frames, _END)
+                if record is _END:
+                    ended = True
+                    return
+                if record is None:
+                    return
+                yield record  # type: ignore[misc]
+                if time.monotonic() >= due:
+                    return
+
         last_flush = time.monotonic()
         try:
-            for record in self.source.frames(self.stop_event):
-                if record is not None:
-                    packet(*record)
+            while not ended:
+                analyzer.feed(burst(), BATCH_EVENTS)
                 if len(analyzer.out) >= BATCH_EVENTS or (
                     time.monotonic() - last_flush >= BATCH_SECONDS
                 ):

@@ -53,7 +53,9 @@ def run_report(path: str, *, tty: bool) -> tuple[str, bytes]:
             err += chunk
         elif proc.poll() is not None:
             break
-    out = proc.stdout.read().decode() if proc.stdout else ""
+    assert proc.stdout is not None
+    with proc.stdout:
+        out = proc.stdout.read().decode()
     proc.wait(timeout=30)
     os.close(parent)
     return out, err
