@@ -20,8 +20,10 @@ from smtptop.capture import CaptureFile
 from smtptop.detect import VERDICT_ORDER, DetectConfig, Detector, Verdict
 from smtptop.model import Host, Identity, Model, Session, rank
 from smtptop.pipeline import APPLY_EVERY, Batch, engine_batches, worth_a_second_process
-from smtptop.source import Source
+from smtptop.source import Bursts, Source
 from smtptop.vendor import vendor
+
+LIVE_APPLY_SECONDS = 0.05  # a live capture's runs end this often, to check the deadline
 
 CSV_FIELDS = (
     "ip",
@@ -112,10 +114,10 @@ def analyze_live(
     analysis = Analysis(model, analyzer.stats, detector=Detector(model, detect))
     stop = threading.Event()
     deadline = time.monotonic() + duration
+    bursts = Bursts(source.frames(stop))
     try:
-        for record in source.frames(stop):
-            if record is not None:
-                analyzer.packet(*record)
+        while not bursts.ended:
+            analyzer.feed(bursts.next(min(deadline, time.monotonic() + LIVE_APPLY_SECONDS)))
             if len(analyzer.out) >= APPLY_EVERY:
                 apply(model, analyzer.take())
             if time.monotonic() >= deadline:

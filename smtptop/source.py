@@ -120,6 +120,29 @@ class FileSource(Source):
             self._current = None
 
 
+class Bursts:
+    """A source's frames cut into runs for :meth:`Analyzer.feed`, which takes a run in one
+    call instead of one call a packet.  A run ends at the source's next pause (None), after
+    ``BURST_FRAMES``, at a deadline (time to hand events over), or at the end (``ended``)."""
+
+    def __init__(self, frames: Iterator[Frame | None]) -> None:
+        self._frames = frames
+        self.ended = False
+
+    def next(self, until: float) -> Iterator[Frame]:
+        frames = self._frames
+        for _ in range(BURST_FRAMES):
+            record = next(frames, _END)
+            if record is _END:
+                self.ended = True
+                return
+            if record is None:
+                return
+            yield record  # type: ignore[misc]
+            if time.monotonic() >= until:
+                return
+
+
 class Feeder(threading.Thread):
     """Runs the engine on a source in a thread and delivers batches of events."""
 
@@ -151,29 +174,11 @@ class Feeder(threading.Thread):
 
     def run(self) -> None:
         analyzer = self.analyzer
-        frames = self.source.frames(self.stop_event)
-        ended = False
-
-        def burst() -> Iterator[Frame]:
-            """Frames up to the source's next pause (None), a bound, the time to hand events
-            over, or the end: the engine takes them in one call instead of one a packet."""
-            nonlocal ended
-            due = last_flush + BATCH_SECONDS
-            for _ in range(BURST_FRAMES):
-                record = next(frames, _END)
-                if record is _END:
-                    ended = True
-                    return
-                if record is None:
-                    return
-                yield record  # type: ignore[misc]
-                if time.monotonic() >= due:
-                    return
-
+        bursts = Bursts(self.source.frames(self.stop_event))
         last_flush = time.monotonic()
         try:
-            while not ended:
-                analyzer.feed(burst(), BATCH_EVENTS)
+            while not bursts.ended:
+                analyzer.feed(bursts.next(last_flush + BATCH_SECONDS), BATCH_EVENTS)
                 if len(analyzer.out) >= BATCH_EVENTS or (
                     time.monotonic() - last_flush >= BATCH_SECONDS
                 ):
