@@ -98,6 +98,18 @@ def broken_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     return cases
 
 
+def test_output_to_a_pipe_writes_into_it_and_leaves_it_a_pipe(tmp_path: Path) -> None:
+    """`-o /dev/null` once replaced the device with a file (a rename over it, as root).
+    A FIFO stands in for the device: the report must go through it, and it must stay one."""
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    assert main(["report", "--sample", "--csv", "-o", str(fifo)]) == 0
+    received, _ = reader.communicate(timeout=30)
+    assert fifo.is_fifo()
+    assert b"192.168.0.108" in received and received.startswith(b"ip,")
+
+
 @pytest.mark.parametrize(
     "case", ["missing", "directory", "empty", "text", "header only part", "bad gzip"]
 )
