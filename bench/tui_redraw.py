@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from smtptop import synth  # noqa: E402
+from smtptop.cli import tune_collector  # noqa: E402
 from smtptop.source import Source  # noqa: E402
 from smtptop.tui import app as app_module  # noqa: E402
 from smtptop.tui.app import MonitorApp  # noqa: E402
@@ -315,6 +316,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="small run, correctness only")
     parser.add_argument("--no-write", action="store_true", help="do not write the results file")
     args = parser.parse_args()
+    tune_collector()  # as the smtptop command does before it starts the monitor
     if args.smoke:
         smoke()
         return

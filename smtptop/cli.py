@@ -420,13 +420,17 @@ def _write_atomically(path: str, text: str) -> None:
         raise
 
 
+def tune_collector() -> None:
+    """The engine makes and drops millions of small objects (events, tuples) next to a model
+    of many long-lived ones; at CPython's default of a young collection every 700
+    allocations, the collector took a third of a report's time."""
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # The engine makes and drops millions of small objects (events, tuples) next to a model
-    # of many long-lived ones; at CPython's default of a young collection every 700
-    # allocations, the collector took a third of a report's time.
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+    tune_collector()
     try:
         if args.command == "report":
             return run_report(args)

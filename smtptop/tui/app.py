@@ -21,7 +21,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Input, RichLog, Static
+from textual.widgets import Footer, Input, RichLog, Static
 
 from smtptop import identity
 from smtptop.analyzer import EngineConfig, FlowEvent, FlowOpened, apply
@@ -130,8 +130,8 @@ class HostScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="title")
         yield Static(id="reasons")
-        yield KeyedTable(id="servers", cursor_type="row")
-        yield KeyedTable(id="sessions", cursor_type="row")
+        yield KeyedTable(id="servers")
+        yield KeyedTable(id="sessions")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -178,9 +178,9 @@ class HostScreen(Screen[None]):
             [(str(s.id), rows.session_cells(s)) for s in sessions]
         )
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "sessions" and event.row_key.value is not None:
-            self.app.push_screen(TranscriptScreen(int(event.row_key.value)))
+    def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
+        if event.table.id == "sessions":
+            self.app.push_screen(TranscriptScreen(int(event.key)))
 
 
 class RollingDetector(Detector):
@@ -271,7 +271,7 @@ class MonitorApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")
-        yield KeyedTable(id="hosts", cursor_type="row")
+        yield KeyedTable(id="hosts")
         yield Input(placeholder="filter hosts by address or HELO", id="filter")
         yield Footer()
 
@@ -544,9 +544,9 @@ class MonitorApp(App[None]):
         """Sorting and filtering act on the host table: only where it is on screen."""
         return not (action in HOST_TABLE_ACTIONS and len(self.screen_stack) > 1)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "hosts" and event.row_key.value is not None:
-            self.push_screen(HostScreen(event.row_key.value))
+    def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
+        if event.table.id == "hosts":
+            self.push_screen(HostScreen(event.key))
 
     def action_sort(self, step: int) -> None:
         index = rows.SORTABLE.index(self.sort_column)
@@ -562,8 +562,7 @@ class MonitorApp(App[None]):
         arrow = "▲" if self.sort_reverse else "▼"
         for column in rows.HOST_COLUMNS:
             label = column.label + (arrow if column.key == self.sort_column else "")
-            table.columns[column.key].label = Text(label)  # type: ignore[index]
-        table.refresh()
+            table.set_label(column.key, label)
 
     def action_reverse(self) -> None:
         self.sort_reverse = not self.sort_reverse
