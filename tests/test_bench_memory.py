@@ -36,3 +36,12 @@ def test_generator_counts_destinations_as_the_model_does() -> None:
     picked = {bench.server_of(7, n, 50) for n in range(23)}
     assert len(picked) == bench.distinct_servers(23, 50)
     assert bench.distinct_servers(1000, 50) == 50
+
+
+def test_warm_up_ends_where_the_bounded_tables_are_full() -> None:
+    """Flatness is judged from the sample at which the rows held stop growing."""
+    bench = load_bench()
+    filling = [(100_000, 160.0, 80_000), (200_000, 180.0, 160_000), (300_000, 200.0, 240_000)]
+    full = [(400_000, 210.0, 320_000), (500_000, 212.0, 320_500), (600_000, 213.0, 320_500)]
+    assert bench.warm_up(filling + full) == 3
+    assert bench.warm_up(filling) == 2  # never full: only the last sample is judged
