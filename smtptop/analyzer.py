@@ -29,7 +29,7 @@ from smtptop.tcp import Limits as TcpLimits
 if TYPE_CHECKING:
     from smtptop.capture import Frame
 
-DEFAULT_PORTS = frozenset({25, 465, 587, 2525})
+DEFAULT_PORTS = dec.DEFAULT_PORTS
 MAX_ERROR_SAMPLES = 20
 SYN = dec.SYN
 SYN_OR_ACK = dec.SYN | dec.ACK
@@ -164,16 +164,15 @@ class Analyzer:
                         continue
                     conn = flow.conn
                     conn.segment(side, seq, ack, flags, payload, ts)
-                    parser = flow.parser
-                    if parser.queued:
-                        fid = flow.id
-                        out.extend([(fid, event) for event in parser.events()])
-                        if max_events and len(out) >= max_events:
-                            if conn.closed:
-                                self._close(flow, ts, "reset" if conn.reset else "closed")
-                            break
-                    if conn.closed:
+                    if conn.closed:  # closing drains the parser's events too, in order
                         self._close(flow, ts, "reset" if conn.reset else "closed")
+                    elif flow.parser.queued:
+                        fid = flow.id
+                        out.extend([(fid, event) for event in flow.parser.events()])
+                    else:
+                        continue
+                    if max_events and len(out) >= max_events:
+                        break
                 except Exception as exc:  # one bad packet must not stop the capture
                     self._failed(exc, stats.packets + packets, ts)
         finally:

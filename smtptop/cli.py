@@ -15,11 +15,11 @@ from importlib import resources
 from typing import TextIO
 
 from smtptop import __version__
+from smtptop.decode import DEFAULT_PORTS  # struct only: --help stays quick
 
 EXIT_OK = 0
 EXIT_INPUT = 1
 EXIT_USAGE = 2
-DEFAULT_PORTS_TEXT = "25,465,587,2525"  # smtptop.analyzer.DEFAULT_PORTS, not imported for --help
 GC_YOUNG_THRESHOLD = 50_000
 PROGRESS_EVERY = 0.25  # seconds between redraws of the report's progress line
 
@@ -62,9 +62,9 @@ def _engine_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--ports",
         type=_ports,
-        default=_ports(DEFAULT_PORTS_TEXT),
+        default=DEFAULT_PORTS,
         metavar="P,...",
-        help=f"SMTP ports (default: {DEFAULT_PORTS_TEXT})",
+        help=f"SMTP ports (default: {','.join(map(str, sorted(DEFAULT_PORTS)))})",
     )
     common.add_argument(
         "--lan",

@@ -31,6 +31,8 @@ PROTO_TCP = 6
 LINK_TRUNCATED = -1
 LINK_UNSUPPORTED = -2
 
+DEFAULT_PORTS = frozenset({25, 465, 587, 2525})  # SMTP, SMTPS, submission, the common alternate
+
 SKIP_LINKTYPE = "unsupported link type"
 SKIP_NON_IP = "not IP"
 SKIP_NON_TCP = "not TCP"

@@ -300,16 +300,15 @@ class SmtpParser:
         buf = direction.buf + data if direction.buf else data
         pos = 0
         end = len(buf)
-        if self._mode == _COMMAND and not direction.discarding:
-            lines = buf.split(b"\n")
-            if max(map(len, lines)) <= self.limits.max_line:  # no line to cut: split at once
-                lines.pop()
-                client_line = self._client_line
-                for line in lines:
-                    pos += len(line) + 1
-                    client_line(line.rstrip(b"\r") if line[-1:] == b"\r" else line, ts)
-                    if direction.opaque or self._mode != _COMMAND:
-                        break
+        lines = self._whole_lines(direction, buf) if self._mode == _COMMAND else None
+        if lines is not None:
+            lines.pop()
+            client_line = self._client_line
+            for line in lines:
+                pos += len(line) + 1
+                client_line(line.rstrip(b"\r") if line[-1:] == b"\r" else line, ts)
+                if direction.opaque or self._mode != _COMMAND:
+                    break
         while pos < end and not direction.opaque:
             if self._mode == _BDAT_CHUNK:
                 take = min(self._bdat_left, end - pos)
@@ -326,6 +325,14 @@ class SmtpParser:
                 break
             pos = consumed
         direction.buf = buf[pos:] if pos < end and not direction.opaque else b""
+
+    def _whole_lines(self, direction: _Direction, buf: bytes) -> list[bytes] | None:
+        """``buf`` cut at every LF in one split (the last item is the unfinished rest), when
+        no line needs cutting at the length limit; None sends it to :meth:`_next_line`."""
+        if direction.discarding:
+            return None
+        lines = buf.split(b"\n")
+        return lines if max(map(len, lines)) <= self.limits.max_line else None
 
     def _next_line(self, direction: _Direction, side: int, buf: bytes, pos: int, ts: float) -> int:
         """Handle the line at ``buf[pos:]``; return the position after it (``pos``: need more).
@@ -494,18 +501,17 @@ class SmtpParser:
         buf = direction.buf + data if direction.buf else data
         if self.midstream and not self._replies_seen and self._pending:
             self._orphans = max(0, _count_replies(buf) - len(self._pending))
-        if not direction.discarding:
-            lines = buf.split(b"\n")
-            if max(map(len, lines)) <= self.limits.max_line:  # no line to cut: split at once
-                rest = lines.pop()
-                server_line = self._server_line
-                for line in lines:
-                    server_line(line.rstrip(b"\r") if line[-1:] == b"\r" else line, ts)
-                    if direction.opaque:
-                        direction.buf = b""
-                        return
-                direction.buf = rest
-                return
+        lines = self._whole_lines(direction, buf)
+        if lines is not None:
+            rest = lines.pop()
+            server_line = self._server_line
+            for line in lines:
+                server_line(line.rstrip(b"\r") if line[-1:] == b"\r" else line, ts)
+                if direction.opaque:
+                    direction.buf = b""
+                    return
+            direction.buf = rest
+            return
         pos = 0
         end = len(buf)
         while pos < end and not direction.opaque:

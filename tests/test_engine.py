@@ -221,7 +221,14 @@ def test_one_engine_for_batches_and_whole_files(tmp_path: Path) -> None:
     assert to_json(analysis) == whole
 
 
-PURE = ["smtptop.decode", "smtptop.tcp", "smtptop.smtp", "smtptop.model", "smtptop.analyzer"]
+PURE = [
+    "smtptop.decode",
+    "smtptop.identity",
+    "smtptop.tcp",
+    "smtptop.smtp",
+    "smtptop.model",
+    "smtptop.analyzer",
+]
 FORBIDDEN = [
     "socket",
     "threading",
@@ -235,8 +242,9 @@ FORBIDDEN = [
 
 
 def test_engine_core_is_pure() -> None:
-    """decode → tcp → smtp → model import no I/O, threads, UI or scapy (checked in a clean
-    interpreter, without site-packages, so nothing else has loaded them first)."""
+    """decode, identity, tcp, smtp, model and the analyzer import no I/O, threads, UI or
+    scapy (checked in a clean interpreter, without site-packages, so nothing else has loaded
+    them first)."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
         + "; ".join(f"import {m}" for m in PURE)

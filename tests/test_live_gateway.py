@@ -51,6 +51,8 @@ from typing import Any
 
 import pytest
 from test_live_capture import (
+    LISTENING,
+    SERVERS,
     accepted,
     announced_name,
     expected_facts,
@@ -88,14 +90,6 @@ VISITOR = "198.51.100.7"
 LAN_SUBNETS = {"192.168.77.0/24": "192.168.77.1/24", "203.0.113.0/24": "203.0.113.1/24"}
 EXPECTED_LAN = {SPAMBOT: True, "192.168.77.11": True, "203.0.113.12": True, VISITOR: False}
 SERVER_NET, GW_INET = "198.18.0.0/24", "198.18.0.1"
-SERVERS = {
-    "accept": "198.18.0.10",
-    "blocked": "198.18.0.11",
-    "rbl": "198.18.0.12",
-    "greylist": "198.18.0.13",
-    "submission": "198.18.0.14",
-}
-LISTENING = {f"{ip}:{587 if role == 'submission' else 25}" for role, ip in SERVERS.items()}
 SMTP_FILTER = "tcp port 25 or tcp port 587"
 TUI_COLUMNS = {
     "sessions": "Sess",
