@@ -41,6 +41,8 @@ class Progress:
     skipped: dict[str, int] = field(default_factory=dict)
     finished: bool = False
     problem: str = ""
+    replay_at: float = 0.0  # a replay: capture seconds played so far
+    replay_span: float = 0.0  # and in all (0 when not a replay)
 
 
 @dataclass(slots=True)
@@ -56,6 +58,7 @@ class Source:
 
     label = ""
     lossy = False
+    waiting = ""  # what the monitor says while no SMTP has been seen
 
     def frames(self, stop: threading.Event) -> Iterator[Frame | None]:
         """Captured frames until the source ends or ``stop`` is set; None now and then
@@ -68,6 +71,10 @@ class Source:
 
     def warnings(self) -> list[str]:
         return []
+
+    def replay(self) -> tuple[float, float]:
+        """Capture seconds replayed and in all ((0, 0) when not a timed replay)."""
+        return 0.0, 0.0
 
     def kernel_drops(self) -> int:
         """Frames the kernel dropped before we could read them (live sources)."""
@@ -90,6 +97,23 @@ class FileSource(Source):
         self._total = sum(c.size for c in self._captures)
         self._done_before = 0
         self._current: CaptureFile | None = None
+        self._played = 0.0
+        self._span = 0.0
+
+    def replay(self) -> tuple[float, float]:
+        return self._played, self._span
+
+    def _measure_span(self) -> float:
+        """Capture seconds from the first packet to the last, read ahead for a timed replay:
+        the reader runs ahead of the clock, so how much was read says nothing of where the
+        replay stands."""
+        first = last = None
+        for path in self.paths:
+            for record in CaptureFile(path):  # closes itself at the end
+                ts = record[0]
+                first = ts if first is None else min(first, ts)
+                last = ts if last is None else max(last, ts)
+        return (last - first) if first is not None and last is not None else 0.0
 
     def position(self) -> tuple[int, int]:
         current = self._current.position if self._current is not None else 0
@@ -100,6 +124,8 @@ class FileSource(Source):
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         first: float | None = None
+        if self.speed:
+            self._span = self._measure_span()
         started = time.monotonic()
         for capture in self._captures:
             self._current = capture
@@ -110,7 +136,8 @@ class FileSource(Source):
                 if self.speed:
                     if first is None:
                         first = record[0]
-                    due = started + (record[0] - first) / self.speed
+                    self._played = record[0] - first
+                    due = started + self._played / self.speed
                     wait = due - time.monotonic()
                     if wait > 0 and stop.wait(wait):
                         capture.close()
@@ -196,6 +223,7 @@ class Feeder(threading.Thread):
     def progress(self, *, finished: bool = False) -> Progress:
         stats = self.analyzer.stats
         done, total = self.source.position()
+        played, span = self.source.replay()
         return Progress(
             packets=stats.packets,
             smtp_packets=stats.smtp_packets,
@@ -208,6 +236,8 @@ class Feeder(threading.Thread):
             skipped=dict(stats.skipped),
             finished=finished,
             problem=self._problem,
+            replay_at=played,
+            replay_span=span,
         )
 
     def _flush(self, *, finished: bool = False) -> None:

@@ -31,3 +31,8 @@ def wire_text(data: bytes) -> str:
 def inert(text: str) -> str:
     """Make an already-decoded string inert (for text that did not arrive as bytes)."""
     return text.translate(_ESCAPES)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 session``, ``2 sessions``, ``1,203 sessions``: a count with its noun agreeing."""
+    return f"{count:,} {word if count == 1 else (many or word + 's')}"

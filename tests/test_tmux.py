@@ -202,7 +202,7 @@ def test_wire_text_cannot_drive_the_terminal(terminal: Terminal, tmp_path: Path)
     title = terminal.pane("pane_title")
     terminal.wait("host table", lambda s: "192.168.9.9" in s and "end of capture" in s)
     terminal.keys("Enter")
-    terminal.wait("drill-down", lambda s: "1 sessions to 1 servers" in s)
+    terminal.wait("drill-down", lambda s: "1 session to 1 server" in s)
     terminal.keys("Enter")
     screen = terminal.wait("transcript", lambda s: "S: 550" in s)
     assert "\\x1b]2;PWNED\\x07[@click=app.quit]x[/]\\x1b[31mRED" in screen, screen

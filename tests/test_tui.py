@@ -202,7 +202,7 @@ async def test_drops_are_shown_in_the_status_bar() -> None:
         await settle(app, pilot)
         app.progress.dropped_events = 1234
         app.update_view()
-        assert "drops 1234" in status(app)
+        assert "drops 1,234" in status(app)
 
 
 HOSTILE = [
@@ -297,8 +297,15 @@ async def test_drill_down_shows_the_verdict_and_who_the_host_is() -> None:
         assert first == "192.168.0.108"
         await pilot.press("enter")
         await pilot.pause()
-        panel = str(app.screen.query_one("#reasons").render())
-        assert "spambot" in panel and "blocklist" in panel and "Spamhaus" in panel
+        line = str(app.screen.query_one("#verdict").render())
+        assert "spambot" in line and "score" in line and "blocklist +40" in line
+        reasons = app.screen.query_one("#reasons")
+        assert not reasons.display  # folded to the one line until asked
+        await pilot.press("v")
+        await pilot.pause()
+        assert reasons.display
+        panel = str(reasons.render())
+        assert "blocklist" in panel and "Spamhaus" in panel
         assert "wxpanna.studio.lan" in panel and "d4:be:d9:5e:10:8c" in panel
         title = str(app.screen.query_one("#title").render())
         assert "wxpanna.studio.lan" in title

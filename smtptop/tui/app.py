@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import heapq
 import json
+import re
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from typing import ClassVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, RichLog, Static
 
@@ -27,9 +30,11 @@ from smtptop import identity
 from smtptop.analyzer import EngineConfig, FlowEvent, FlowOpened, apply
 from smtptop.detect import DetectConfig, Detector, Verdict
 from smtptop.errorlog import ErrorLog
-from smtptop.model import Model
+from smtptop.keys import keys_text
+from smtptop.model import Model, Session, TranscriptLine
 from smtptop.source import Batch, Feeder, Progress, Source
 from smtptop.speed import Speedometer, clock
+from smtptop.text import inert, plural
 from smtptop.tui import rows
 from smtptop.tui.tables import KeyedTable
 
@@ -41,60 +46,74 @@ TIMED_COLUMNS = frozenset({"rate"})  # sort keys that change with time alone
 HOST_TABLE_ACTIONS = frozenset({"sort", "reverse", "filter", "clear_filter"})
 TOP_HOSTS = 200
 
-HELP = """\
-smtptop shows every host that talks SMTP, busiest talkers to the most servers first.
-
-  Enter      drill down: a host's servers and sessions; on a session, its transcript
-  Esc        back
-  < >        sort by the previous / next column
-  r          reverse the sort order
-  /          filter hosts by address or HELO name (Esc clears)
-  p          pause the display (the capture goes on)
-  ctrl+p     command palette (every action is there)
-  ?          this help
-  q          quit
-
-The Verdict column says spambot, suspicious or normal with a score; Enter on a host shows
-every reason behind it. The first time a host turns spambot, smtptop says so (with --bell
-it rings; with --alert-exec it runs your command with the host's JSON on stdin).
-
-Colours: a red host is a spambot, talks to more than 5 servers or has 3 or more rejected
-sessions; yellow ones are suspicious or had a rejection or a temporary failure. In
-transcripts, C: is the client, S: the server (2xx green, 4xx yellow, 5xx red), -- a note
-from smtptop.
+COLOURS = """\
+Colours: a red host is a spambot, talks to more than 5 servers or has 3 or more
+rejected sessions; a yellow one is suspicious or had a rejection or a temporary
+failure. In transcripts C: is the client, S: the server (2xx green, 4xx yellow,
+5xx red), and -- a note from smtptop. The first time a host turns spambot the
+status bar says so (--bell rings, --alert-exec runs your command).
 """
+DAY = 86400.0
+TOAST_SECONDS = 4
+
+
+def dated(model: Model) -> bool:
+    """Whether times need their date: the capture spans more than a day."""
+    return model.last_ts - model.first_ts > DAY
 
 
 class HelpScreen(ModalScreen[None]):
+    """The keys (from :mod:`smtptop.keys`, as ``--help`` lists them) and the colours."""
+
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
-        yield Static(Text(HELP), id="help")
+        with VerticalScroll(id="help"):
+            yield Static(Text(keys_text() + "\n\n" + COLOURS.rstrip()), id="help-text")
+
+    def on_mount(self) -> None:
+        self.query_one("#help", VerticalScroll).focus()
+
+
+def _ready(screen: Screen[None]) -> MonitorApp:
+    app = screen.app
+    assert isinstance(app, MonitorApp)
+    return app
 
 
 class TranscriptScreen(Screen[None]):
-    """The raw exchange of one session, growing while the session is still going."""
+    """The raw exchange of one session, growing while the session is still going; ``/``
+    searches it and ``n``/``N`` step through the matches."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("slash", "search", "Search"),
+        Binding("n", "next_match(1)", "Next"),
+        Binding("N", "next_match(-1)", "Previous"),
+    ]
 
     def __init__(self, session_id: int) -> None:
         super().__init__()
         self.session_id = session_id
         self._written = 0
         self.ready = False  # set once mounted: the refresh timer may fire before that
+        self.needle = ""
+        self.matches: list[int] = []  # the log lines where matching transcript lines start
+        self.match = -1
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
-        yield RichLog(id="transcript", wrap=True, markup=False, highlight=False)
+        yield RichLog(id="transcript", wrap=True, markup=False, highlight=False, min_width=20)
+        yield Input(placeholder="search the transcript (Enter: done, Esc: clear)", id="search")
         yield Footer()
 
     def on_mount(self) -> None:
         self.ready = True
+        self.query_one("#transcript", RichLog).focus()
         self.update_view()
 
     def update_view(self) -> None:
-        app = self.app
-        assert isinstance(app, MonitorApp)
+        app = _ready(self)
         session = app.model.session(self.session_id)
         if session is None:
             return
@@ -107,49 +126,121 @@ class TranscriptScreen(Screen[None]):
             title.append("  TLS", style="cyan")
         if session.partial:
             title.append("  partial capture", style="magenta")
+        if self.needle:
+            found = len(self.matches)
+            where = f"match {self.match + 1} of {found}" if found else "no match"
+            title.append(f"  search {self.needle!r}: {where}", style="reverse" if found else "")
         self.query_one("#title", Static).update(title)
         log = self.query_one("#transcript", RichLog)
-        for line in session.transcript[self._written :]:
-            log.write(rows.transcript_line(line))
+        when = dated(app.model)
+        for index in range(self._written, len(session.transcript)):
+            self._write(log, session.transcript[index], index, when)
         self._written = len(session.transcript)
         if session.closed and session.transcript_dropped:
-            log.write(Text(f"({session.transcript_dropped} more lines not kept)", style="dim"))
+            log.write(Text(f"({plural(session.transcript_dropped, 'more line')} not kept)",
+                           style="dim"))  # fmt: skip
             self._written += session.transcript_dropped
+
+    def _write(self, log: RichLog, line: TranscriptLine, index: int, when: bool) -> None:
+        text = rows.transcript_line(line, when)
+        if self.needle:
+            pattern = re.compile(re.escape(self.needle), re.IGNORECASE)
+            if pattern.search(line.text):
+                current = len(self.matches) == self.match
+                self.matches.append(len(log.lines))
+                text.highlight_regex(pattern, style="bold black on yellow" if not current
+                                     else "bold black on bright_cyan")  # fmt: skip
+        log.write(text, scroll_end=not self.needle and None)
+
+    def _rewrite(self) -> None:
+        """Draw the whole transcript again, marking the matches of the search."""
+        log = self.query_one("#transcript", RichLog)
+        log.clear()
+        self.matches = []
+        self._written = 0
+        self.update_view()
+        if self.matches:
+            log.scroll_to(y=max(0, self.matches[self.match] - 2), animate=False)
+
+    def action_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.add_class("shown")
+        search.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.needle = event.value.strip()
+        self.match = 0
+        self._rewrite()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.input.remove_class("shown")
+        self.query_one("#transcript", RichLog).focus()
+
+    def action_next_match(self, step: int) -> None:
+        if self.matches:
+            self.match = (self.match + step) % len(self.matches)
+            self._rewrite()
+
+    def action_back(self) -> None:
+        search = self.query_one("#search", Input)
+        if search.has_class("shown") or self.needle:
+            search.value = ""
+            search.remove_class("shown")
+            self.query_one("#transcript", RichLog).focus()
+            return
+        self.app.pop_screen()
 
 
 class HostScreen(Screen[None]):
-    """One host: the servers it talked to and its sessions."""
+    """One host: the verdict, the servers it talked to and its sessions.  Each table sorts
+    and filters on its own; ``o`` picks the kind of sessions shown, Enter on a server shows
+    only its sessions."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("less_than_sign", "sort(-1)", "Sort ←", show=False),
+        Binding("greater_than_sign", "sort(1)", "Sort →", show=False),
+        Binding("r", "reverse", "Reverse", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("o", "kind", "Only…"),
+        Binding("v", "reasons", "Reasons"),
+    ]
 
     def __init__(self, ip: str) -> None:
         super().__init__()
         self.ip = ip
         self.ready = False  # set once mounted: the refresh timer may fire before that
+        self.sort = {"servers": rows.SERVER_SORT, "sessions": rows.SESSION_SORT}
+        self.reverse = {"servers": False, "sessions": False}
+        self.kind = rows.SESSION_KINDS[0]
+        self.server: str | None = None  # show only the sessions to this server
+        self.needle = ""
+        self.expanded = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
+        yield Static(id="verdict")
         yield Static(id="reasons")
         yield KeyedTable(id="servers")
+        yield Static(id="sessions-bar")
         yield KeyedTable(id="sessions")
+        yield Input(placeholder="filter servers and sessions (Enter: done, Esc: clear)",
+                    id="drill-filter")  # fmt: skip
         yield Footer()
 
     def on_mount(self) -> None:
-        servers = self.query_one("#servers", KeyedTable)
-        for label, width in (("Server", 16), ("Name", 28), ("Sess", 5), ("Rej", 5),
-                             ("Temp", 5), ("Msgs", 5)):  # fmt: skip
-            servers.add_column(label, width=width)
+        for table_id, columns in (("servers", rows.SERVER_COLUMNS),
+                                  ("sessions", rows.SESSION_COLUMNS)):  # fmt: skip
+            table = self.query_one(f"#{table_id}", KeyedTable)
+            add_columns(table, columns)
+            self._mark_sorted(table_id)
         sessions = self.query_one("#sessions", KeyedTable)
-        for label, width in (("Start", 8), ("Server", 28), ("HELO", 16), ("MAIL FROM", 22),
-                             ("Rcpt", 4), ("", 2), ("Outcome", 64)):  # fmt: skip
-            sessions.add_column(label, width=width)
         sessions.focus()
         self.ready = True
         self.update_view()
 
     def update_view(self) -> None:
-        app = self.app
-        assert isinstance(app, MonitorApp)
+        app = _ready(self)
         host = app.model.hosts.get(self.ip)
         if host is None:
             return
@@ -157,30 +248,174 @@ class HostScreen(Screen[None]):
         title = Text.assemble(
             (host.ip, rows.LEVEL_STYLE[rows.host_level(host)] or "bold"),
             f" {name}" if name else "",
-            f"  {host.sessions} sessions to {host.destinations} servers, ",
-            (f"{host.rejected_sessions} rejected", "bold red" if host.rejected_sessions else ""),
-            f", {host.tempfailed_sessions} tempfailed, {host.accepted_messages} messages accepted",
+            f"  {plural(host.sessions, 'session')} to {plural(host.destinations, 'server')}, ",
+            (f"{host.rejected_sessions:,} rejected", "bold red" if host.rejected_sessions else ""),
+            f", {host.tempfailed_sessions:,} tempfailed, "
+            f"{plural(host.accepted_messages, 'message')} accepted",
         )
         verdict = app.verdicts.get(host.ip)
-        self.query_one("#reasons", Static).update(rows.reasons_text(verdict, app.facts(host.ip)))
-        servers = sorted(host.servers.values(), key=lambda s: (-s.rejected_sessions, -s.sessions))
+        self.query_one("#verdict", Static).update(rows.verdict_line(verdict))
+        reasons = self.query_one("#reasons", Static)
+        reasons.display = self.expanded
+        if self.expanded:
+            reasons.update(rows.reasons_text(verdict, app.facts(host.ip)))
+        needle = self.needle.lower()
+        servers = [s for s in host.servers.values() if not needle or _matches(needle, s.ip, s.name)]
+        servers.sort(key=self._sort_key("servers", rows.SERVER_COLUMNS),
+                     reverse=self.reverse["servers"])  # fmt: skip
         self.query_one("#servers", KeyedTable).show([(s.ip, rows.server_cells(s)) for s in servers])
-        sessions = app.model.host_sessions(self.ip)
-        if host.sessions_evicted or len(servers) < host.destinations:
+        kept = app.model.host_sessions(self.ip)
+        if host.sessions_evicted or len(host.servers) < host.destinations:
             title.append(
-                f"  showing {len(sessions):,} of {host.sessions:,} sessions; "
+                f"  showing {len(kept):,} of {plural(host.sessions, 'session')}; "
                 f"{host.sessions_evicted:,} older summarised; "
-                f"{len(servers):,} of {host.destinations:,} servers (the most recent)",
+                f"{len(host.servers):,} of {plural(host.destinations, 'server')} listed",
                 style="dim",
             )
         self.query_one("#title", Static).update(title)
-        self.query_one("#sessions", KeyedTable).show(
-            [(str(s.id), rows.session_cells(s)) for s in sessions]
-        )
+        shown = [s for s in kept if self._wanted(s, needle)]
+        shown.sort(key=self._sort_key("sessions", rows.SESSION_COLUMNS),
+                   reverse=self.reverse["sessions"])  # fmt: skip
+        when = dated(app.model)
+        table = self.query_one("#sessions", KeyedTable)
+        table.show([(str(s.id), rows.session_cells(s, when)) for s in shown])
+        table.set_empty(Text(f"no {self._what()} session" if kept else "no session kept",
+                             style="dim"))  # fmt: skip
+        self.query_one("#sessions-bar", Static).update(self._bar(len(shown), len(kept)))
+
+    def _what(self) -> str:
+        """The sessions shown, in words: "rejected", "to 192.0.2.7", "matching 'x'"."""
+        parts = [] if self.kind == "all" else [self.kind]
+        if self.server:
+            parts.append(f"to {self.server}")
+        if self.needle:
+            parts.append(f"matching {inert(self.needle)!r}")
+        return " ".join(parts) if parts else "all"
+
+    def _bar(self, shown: int, kept: int) -> Text:
+        text = Text(" Sessions: ", style="bold")
+        text.append(self._what(), style="cyan" if shown != kept else "")
+        text.append(f" ({shown:,} of {kept:,})  ", style="dim")
+        text.append("o: kind  Enter on a server: its sessions" + ("  Esc: all" if shown != kept
+                    else ""), style="dim")  # fmt: skip
+        return text
+
+    def _wanted(self, session: Session, needle: str) -> bool:
+        if self.kind != "all" and session.outcome != self.kind:
+            return False
+        if self.server and session.server_ip != self.server:
+            return False
+        if needle:
+            return _matches(needle, session.server, session.banner, session.helo,
+                            *session.mail_from, rows.session_outcome(session).plain)  # fmt: skip
+        return True
+
+    def _sort_key(self, table_id: str, columns: tuple[rows.Column, ...]) -> Callable[[Any], Any]:
+        return next(c for c in columns if c.key == self.sort[table_id]).value
+
+    def _focused_table(self) -> str:
+        focused = self.focused
+        return "servers" if isinstance(focused, KeyedTable) and focused.id == "servers" else (
+            "sessions")  # fmt: skip
+
+    def _mark_sorted(self, table_id: str) -> None:
+        table = self.query_one(f"#{table_id}", KeyedTable)
+        columns = rows.SERVER_COLUMNS if table_id == "servers" else rows.SESSION_COLUMNS
+        arrow = "▲" if self.reverse[table_id] else "▼"
+        for column in columns:
+            mark = arrow if column.key == self.sort[table_id] else ""
+            table.set_label(column.key, column.label + mark)
+
+    def action_sort(self, step: int) -> None:
+        table_id = self._focused_table()
+        columns = rows.SERVER_COLUMNS if table_id == "servers" else rows.SESSION_COLUMNS
+        keys = [c.key for c in columns]
+        self.sort_by(table_id, keys[(keys.index(self.sort[table_id]) + step) % len(keys)])
+
+    def sort_by(self, table_id: str, key: str) -> None:
+        self.sort[table_id] = key
+        self._mark_sorted(table_id)
+        self.update_view()
+
+    def action_reverse(self) -> None:
+        table_id = self._focused_table()
+        self.reverse[table_id] = not self.reverse[table_id]
+        self._mark_sorted(table_id)
+        self.update_view()
+
+    def action_kind(self) -> None:
+        kinds = rows.SESSION_KINDS
+        self.kind = kinds[(kinds.index(self.kind) + 1) % len(kinds)]
+        self.update_view()
+
+    def action_reasons(self) -> None:
+        self.expanded = not self.expanded
+        self.update_view()
+
+    def action_filter(self) -> None:
+        field = self.query_one("#drill-filter", Input)
+        field.add_class("shown")
+        field.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.needle = event.value.strip()
+        self.update_view()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.input.remove_class("shown")
+        self.query_one("#sessions", KeyedTable).focus()
+
+    def action_back(self) -> None:
+        """Clear what narrows the view first (filter, server, kind); then go back."""
+        field = self.query_one("#drill-filter", Input)
+        if field.has_class("shown") or self.needle or self.server or self.kind != "all":
+            field.value = ""
+            field.remove_class("shown")
+            self.needle, self.server, self.kind = "", None, rows.SESSION_KINDS[0]
+            self.query_one("#sessions", KeyedTable).focus()
+            self.update_view()
+            return
+        self.app.pop_screen()
 
     def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
+        event.stop()
         if event.table.id == "sessions":
             self.app.push_screen(TranscriptScreen(int(event.key)))
+        else:
+            self.server = None if self.server == event.key else event.key
+            self.query_one("#sessions", KeyedTable).focus()
+            self.update_view()
+
+    def on_keyed_table_header_selected(self, event: KeyedTable.HeaderSelected) -> None:
+        event.stop()
+        table_id = event.table.id or "sessions"
+        if self.sort[table_id] == event.key:
+            self.reverse[table_id] = not self.reverse[table_id]
+            self._mark_sorted(table_id)
+            self.update_view()
+        else:
+            self.sort_by(table_id, event.key)
+
+
+def _matches(needle: str, *fields: str) -> bool:
+    return any(needle in field.lower() for field in fields)
+
+
+def add_columns(table: KeyedTable, columns: tuple[rows.Column, ...]) -> None:
+    for column in columns:
+        table.add_column(
+            column.label,
+            width=column.width,
+            key=column.key,
+            priority=column.priority,
+            cut=column.cut,
+            grow=column.grow,
+            pinned=column.pinned,
+        )
+
+
+def _ports(ports: Iterable[int]) -> str:
+    return ",".join(map(str, sorted(ports)))
 
 
 class RollingDetector(Detector):
@@ -204,17 +439,22 @@ class MonitorApp(App[None]):
     TITLE = "smtptop"
     CSS = """
     #status { height: 1; background: $panel; padding: 0 1; }
-    #filter { dock: bottom; display: none; }
-    #filter.shown { display: block; }
+    Input { dock: bottom; display: none; }
+    Input.shown { display: block; }
     #title { height: auto; padding: 0 1; background: $panel; }
-    #reasons { height: auto; max-height: 14; padding: 0 1; }
-    #servers { height: 1fr; max-height: 12; }
-    #sessions { height: 2fr; }
-    #help { width: 98; height: auto; border: round $accent; padding: 1 2; background: $surface; }
+    #verdict { height: 1; padding: 0 1; }
+    #reasons { height: auto; max-height: 50%; padding: 0 1; overflow-y: auto; }
+    #servers { height: auto; max-height: 30%; }
+    #sessions-bar { height: 1; background: $panel; }
+    #sessions { height: 1fr; }
+    #help { width: 80; max-width: 100%; height: auto; max-height: 100%;
+            border: round $accent; padding: 0 1; background: $surface; }
     HelpScreen { align: center middle; }
+    Toast { max-width: 50%; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("p", "pause", "Pause"),
         Binding("slash", "filter", "Filter"),
         Binding("less_than_sign", "sort(-1)", "Sort ←"),
@@ -268,6 +508,7 @@ class MonitorApp(App[None]):
         self._keys_column = ""
         self._refreshing = False
         self._speed = Speedometer()
+        self.last_alert = ""
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")
@@ -277,8 +518,7 @@ class MonitorApp(App[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#hosts", KeyedTable)
-        for column in rows.HOST_COLUMNS:
-            table.add_column(column.label, width=column.width, key=column.key)
+        add_columns(table, rows.HOST_COLUMNS)
         table.focus()
         self._mark_sorted()
         loop = asyncio.get_running_loop()
@@ -379,7 +619,7 @@ class MonitorApp(App[None]):
             if isinstance(screen, HostScreen | TranscriptScreen) and screen.ready:
                 screen.update_view()
             self._update_hosts()
-        self._update_status()
+        self.update_status()
 
     def _stale(self, count: int) -> list[str]:
         """The next ``count`` hosts in a round over all of them."""
@@ -450,26 +690,44 @@ class MonitorApp(App[None]):
             ]
         pick = heapq.nlargest if self.sort_reverse else heapq.nsmallest
         top = pick(self.top, candidates, key=keys.__getitem__)
+        when = dated(model)
         return [
-            rows.HostRow(model.hosts[ip], self.verdicts.get(ip), self.name_of(ip), now)
+            rows.HostRow(model.hosts[ip], self.verdicts.get(ip), self.name_of(ip), now, when)
             for ip in top
         ]
 
     def _update_hosts(self) -> None:
         shown = self.visible_rows()
         self._shown_hosts = len(shown)
-        self.query_one("#hosts", KeyedTable).show([(r.host.ip, rows.host_cells(r)) for r in shown])
+        table = self.query_one("#hosts", KeyedTable)
+        table.show([(r.host.ip, rows.host_cells(r)) for r in shown])
+        table.set_empty(self.empty_text())
+
+    def empty_text(self) -> Text:
+        """What the host table says while it shows no host."""
+        if self.filter_text:
+            return Text(f"no host matches {inert(self.filter_text)!r}  (Esc clears the filter)",
+                        style="yellow")  # fmt: skip
+        progress = self.progress
+        if progress.finished:
+            return Text(
+                f"No SMTP in this capture: {plural(progress.packets, 'packet')} read, "
+                f"none of them SMTP on ports {_ports(self.config.ports)}",
+                style="yellow",
+            )
+        if self.source.waiting:
+            return Text(self.source.waiting, style="dim")
+        return Text("Waiting for SMTP…", style="dim")
 
     def _alert(self, verdict: Verdict) -> None:
         """A host just turned spambot: say so, ring if asked, run the alert command."""
         name = self.name_of(verdict.ip)
         who = f"{verdict.ip} ({name})" if name else verdict.ip
-        why = "; ".join(r.evidence for r in verdict.reasons if r.points)[:300]
+        self.last_alert = verdict.ip
         self.notify(
-            f"{who} looks like a spambot (score {verdict.score}): {why}",
-            title="spambot",
+            f"{who} turned spambot (score {verdict.score})",
             severity="error",
-            timeout=15,
+            timeout=TOAST_SECONDS,
             markup=False,
         )
         if self.ring_bell:
@@ -496,47 +754,85 @@ class MonitorApp(App[None]):
         if failed:
             self.alerts_failed += 1
 
-    def _update_status(self) -> None:
+    def update_status(self) -> None:
+        """The status bar, fitted to its width: what must never be missed (spambots, drops,
+        errors, pause, filter, end of capture) stays; counters give way first."""
+        status = self.query_one("#status", Static)
+        parts = self.status_parts()
+        room = status.size.width or self.size.width
+        while sum(text.cell_len + 2 for _, text in parts) > room:
+            dropping = max(parts, key=lambda part: part[0])
+            if dropping[0] == 0:
+                break
+            parts.remove(dropping)
+        line = Text()
+        for index, (_, text) in enumerate(parts):
+            if index:
+                line.append("  ")
+            line.append_text(text)
+        status.update(line)
+
+    def status_parts(self) -> list[tuple[int, Text]]:
+        """The status bar's pieces in order, each with how soon it gives way (0: never)."""
         progress, model = self.progress, self.model
-        status = Text(self.source.label, style="bold")
-        status.append(f"  {progress.packets} pkts ({progress.smtp_packets} SMTP)")
-        status.append(f"  {model.sessions_total} sessions")
-        if model.sessions_evicted:
-            status.append(f" ({model.sessions_evicted:,} older summarised)", style="dim")
-        status.append(f"  {len(model.hosts)} hosts")
-        if self._shown_hosts < len(model.hosts):
-            status.append(f" (showing {self._shown_hosts})")
-        drops = progress.dropped_events + progress.kernel_drops
-        status.append(f"  drops {progress.dropped_events}", style="bold red" if drops else "")
-        if progress.kernel_drops:
-            status.append(f" +{progress.kernel_drops} kernel", style="bold red")
-        span = int(model.last_ts - model.first_ts) if model.first_ts else 0
-        status.append(f"  span {span // 3600:d}:{span // 60 % 60:02d}:{span % 60:02d}")
-        if progress.errors:
-            where = f" (see {self.error_log.path})" if self.error_log else ""
-            status.append(f"  {progress.errors} analysis errors{where}", style="bold red")
+        parts: list[tuple[int, Text]] = []
         spambots = sum(1 for v in self.verdicts.values() if v.verdict == "spambot")
         if spambots:
-            status.append(f"  {spambots} spambot{'s' if spambots > 1 else ''}", style="bold red")
-        if self.alerts_failed:
-            status.append(f"  {self.alerts_failed} alert commands failed", style="bold red")
-        if not progress.finished and progress.bytes_total:
-            share = 100 * progress.bytes_done // progress.bytes_total
-            self._speed.update(time.monotonic(), progress.packets, progress.bytes_done)
-            status.append(f"  reading {share}%", style="cyan")
-            rate = self._speed.packets_per_second()
-            if rate:
-                status.append(f" {rate:,.0f} pkt/s", style="cyan")
-            eta = self._speed.eta(progress.bytes_total)
-            if eta is not None:
-                status.append(f" ETA {clock(eta)}", style="cyan")
-        elif progress.finished:
-            status.append("  end of capture", style="dim")
-        if self.filter_text:
-            status.append(f"  filter: {self.filter_text}", style="cyan")
+            alert = f" (latest {self.last_alert})" if self.last_alert else ""
+            parts.append((0, Text(plural(spambots, "spambot") + alert, style="bold white on red")))
         if self.paused:
-            status.append("  PAUSED", style="reverse bold")
-        self.query_one("#status", Static).update(status)
+            parts.append((0, Text("PAUSED", style="reverse bold")))
+        if self.filter_text:
+            parts.append((0, Text(f"filter: {inert(self.filter_text)}", style="cyan")))
+        drops = progress.dropped_events + progress.kernel_drops
+        dropped = Text(f"drops {progress.dropped_events:,}", style="bold red" if drops else "")
+        if progress.kernel_drops:
+            dropped.append(f" +{progress.kernel_drops:,} kernel", style="bold red")
+        parts.append((0, dropped))
+        if progress.errors:
+            where = f" (see {self.error_log.path})" if self.error_log else ""
+            parts.append((0, Text(f"{plural(progress.errors, 'analysis error')}{where}",
+                                  style="bold red")))  # fmt: skip
+        if self.alerts_failed:
+            parts.append((1, Text(f"{plural(self.alerts_failed, 'alert command')} failed",
+                                  style="bold red")))  # fmt: skip
+        if progress.finished:
+            parts.append((0, Text("end of capture", style="bold")))
+        elif progress.replay_span:
+            at = min(progress.replay_at, progress.replay_span)
+            parts.append((3, Text(f"replay {clock(at)} of {clock(progress.replay_span)}",
+                                  style="cyan")))  # fmt: skip
+        elif progress.bytes_total:
+            parts.append((3, self._reading(progress)))
+        parts.append((4, Text(self.source.label, style="bold")))
+        hosts = Text(plural(len(model.hosts), "host"))
+        if self._shown_hosts < len(model.hosts):
+            hosts.append(f" ({self._shown_hosts:,} shown)")
+        parts.append((2, hosts))
+        sessions = Text(plural(model.sessions_total, "session"))
+        if model.sessions_evicted:
+            sessions.append(f" ({model.sessions_evicted:,} older summarised)", style="dim")
+        parts.append((2, sessions))
+        packets = f"{plural(progress.packets, 'pkt')} ({progress.smtp_packets:,} SMTP)"
+        parts.append((5, Text(packets)))
+        span = int(model.last_ts - model.first_ts) if model.first_ts else 0
+        parts.append((6, Text(f"span {clock(span)}")))
+        return parts
+
+    def _reading(self, progress: Progress) -> Text:
+        share = 100 * progress.bytes_done // progress.bytes_total
+        self._speed.update(time.monotonic(), progress.packets, progress.bytes_done)
+        text = Text(f"reading {share}%", style="cyan")
+        rate = self._speed.packets_per_second()
+        if rate:
+            text.append(f" {rate:,.0f} pkt/s")
+        eta = self._speed.eta(progress.bytes_total)
+        if eta is not None:
+            text.append(f" ETA {clock(eta)}")
+        return text
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.call_after_refresh(self.update_status)
 
     # -- actions -------------------------------------------------------------------------
 
@@ -547,6 +843,13 @@ class MonitorApp(App[None]):
     def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         if event.table.id == "hosts":
             self.push_screen(HostScreen(event.key))
+
+    def on_keyed_table_header_selected(self, event: KeyedTable.HeaderSelected) -> None:
+        if event.table.id == "hosts":
+            if event.key == self.sort_column:
+                self.action_reverse()
+            else:
+                self.set_sort(event.key)
 
     def action_sort(self, step: int) -> None:
         index = rows.SORTABLE.index(self.sort_column)
@@ -595,7 +898,8 @@ class MonitorApp(App[None]):
         self.query_one("#hosts", KeyedTable).focus()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

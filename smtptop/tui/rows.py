@@ -10,6 +10,7 @@ import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rich.text import Text
 
@@ -28,6 +29,7 @@ class HostRow:
     verdict: Verdict | None
     name: str
     now: float
+    dated: bool = False  # the capture spans more than a day: times carry their date
 
     @property
     def score(self) -> int:
@@ -40,11 +42,19 @@ class HostRow:
 
 @dataclass(frozen=True, slots=True)
 class Column:
+    """A column of a table: what its cells show and how it gives way on a narrow screen
+    (see :class:`~smtptop.tui.tables.Column`): lowest ``priority`` shown first; only
+    ``cut`` columns are ever cut; ``grow`` is a share of the free width."""
+
     key: str
     label: str
     width: int
-    value: Callable[[HostRow], object]
+    value: Callable[[Any], object]  # the value shown (hosts), or the sort key (drill-down)
     numeric: bool = True
+    priority: int = 0
+    cut: bool = False
+    grow: int = 0
+    pinned: bool = False
 
 
 def _helo(host: Host) -> str:
@@ -60,19 +70,22 @@ def _verdict(row: HostRow) -> str:
     return f"{row.verdict.verdict} {row.verdict.score}"
 
 
+# At 80 columns: host, verdict, sessions, destinations, rejected, tempfailed and a name.
 HOST_COLUMNS = (
-    Column("host", "Host", 16, lambda r: r.host.ip, numeric=False),
-    Column("name", "Name", 18, lambda r: r.name, numeric=False),
-    Column("verdict", "Verdict", 14, _verdict, numeric=False),
-    Column("sessions", "Sess", 5, lambda r: r.host.sessions),
-    Column("destinations", "Dest", 5, lambda r: r.host.destinations),
-    Column("rejected", "Rej", 5, lambda r: r.host.rejected_sessions),
-    Column("tempfailed", "Temp", 5, lambda r: r.host.tempfailed_sessions),
-    Column("accepted", "Msgs", 5, lambda r: r.host.accepted_messages),
-    Column("recipients", "Rcpt", 5, lambda r: r.host.recipients),
-    Column("rate", "S/min", 5, lambda r: r.host.sessions_per_minute(r.now)),
-    Column("last", "Last seen", 9, lambda r: r.host.last_seen),
-    Column("helo", "HELO", 22, lambda r: _helo(r.host), numeric=False),
+    Column("host", "Host", 13, lambda r: r.host.ip, numeric=False, priority=0, pinned=True),
+    Column("name", "Name", 12, lambda r: r.name, numeric=False, priority=6, cut=True, grow=2),
+    Column("verdict", "Verdict", 7, _verdict, numeric=False, priority=1),
+    Column("sessions", "Sess", 4, lambda r: r.host.sessions, priority=2),
+    Column("destinations", "Dest", 4, lambda r: r.host.destinations, priority=3),
+    Column("rejected", "Rej", 3, lambda r: r.host.rejected_sessions, priority=4),
+    Column("tempfailed", "Temp", 4, lambda r: r.host.tempfailed_sessions, priority=5),
+    Column("accepted", "Msgs", 4, lambda r: r.host.accepted_messages, priority=7),
+    Column("recipients", "Rcpt", 4, lambda r: r.host.recipients, priority=8),
+    Column("rate", "S/min", 5, lambda r: r.host.sessions_per_minute(r.now), priority=10),
+    Column("last", "Last seen", 8, lambda r: r.host.last_seen, priority=9),
+    Column(
+        "helo", "HELO", 10, lambda r: _helo(r.host), numeric=False, priority=11, cut=True, grow=3
+    ),
 )
 SORTABLE = tuple(c.key for c in HOST_COLUMNS)
 DEFAULT_SORT = "verdict"
@@ -94,8 +107,15 @@ LEVEL_STYLE = {"alert": "bold red", "warn": "yellow", "": ""}
 VERDICT_STYLE = {"spambot": "bold white on red", "suspicious": "bold yellow", "normal": "green"}
 
 
-def clock(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else ""
+def stamp(ts: float, dated: bool = False) -> str:
+    """A capture time as local wall time, with the date when the capture spans days (a
+    timestamp no calendar can show, from a hostile file, shows as ``?``)."""
+    if not ts:
+        return ""
+    try:
+        return time.strftime("%b %d %H:%M:%S" if dated else "%H:%M:%S", time.localtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return "?"
 
 
 def host_cells(row: HostRow) -> tuple[Text, ...]:
@@ -106,7 +126,7 @@ def host_cells(row: HostRow) -> tuple[Text, ...]:
     for column in HOST_COLUMNS:
         value = column.value(row)
         if column.key == "last":
-            text = clock(float(value))  # type: ignore[arg-type]
+            text = stamp(float(value), row.dated)  # type: ignore[arg-type]
         elif column.key == "rate":
             text = f"{value:g}"
         else:
@@ -133,12 +153,25 @@ def sort_key(column: str) -> Callable[[HostRow], tuple[object, ...]]:
     return lambda r: (str(getter.value(r)), *rank(r.host))
 
 
+def verdict_line(verdict: Verdict | None) -> Text:
+    """The verdict in one line: word, score and the signals that scored (the drill-down
+    shows this until the reasons are expanded)."""
+    text = Text()
+    if verdict is None or not verdict.verdict:
+        return text
+    text.append(f" {verdict.verdict} ", style=VERDICT_STYLE.get(verdict.verdict, "bold"))
+    text.append(f" score {verdict.score}")
+    scored = [r for r in verdict.reasons if r.points]
+    if scored:
+        text.append(": ")
+        text.append(", ".join(f"{r.signal} +{r.points}" for r in scored), style="cyan")
+    return text
+
+
 def reasons_text(verdict: Verdict | None, facts: list[tuple[str, str]]) -> Text:
-    """The drill-down's panel: the verdict, every reason with its points, who the host is."""
+    """The drill-down's expanded panel: every reason with its points, who the host is."""
     text = Text()
     if verdict is not None and verdict.verdict:
-        text.append(f" {verdict.verdict} ", style=VERDICT_STYLE.get(verdict.verdict, "bold"))
-        text.append(f"  score {verdict.score}\n")
         for reason in verdict.reasons:
             text.append(f"  +{reason.points:<3d}", style="bold")
             text.append(f"{reason.signal:<18}", style="cyan")
@@ -149,6 +182,27 @@ def reasons_text(verdict: Verdict | None, facts: list[tuple[str, str]]) -> Text:
             text.append(value + "\n")
     text.rstrip()
     return text
+
+
+def _address_order(ip: str) -> bytes:
+    try:
+        return ipaddress.ip_address(ip).packed
+    except ValueError:
+        return ip.encode()
+
+
+# Drill-down tables: ``value`` is what a column sorts by, in its natural order.
+SERVER_COLUMNS = (
+    Column("server", "Server", 9, lambda s: _address_order(s.ip), numeric=False, pinned=True),
+    Column(
+        "name", "Name", 12, lambda s: s.name.lower(), numeric=False, priority=5, cut=True, grow=1
+    ),
+    Column("sessions", "Sess", 4, lambda s: -s.sessions, priority=1),
+    Column("rejected", "Rej", 3, lambda s: -s.rejected_sessions, priority=2),
+    Column("tempfailed", "Temp", 4, lambda s: -s.tempfailed_sessions, priority=3),
+    Column("accepted", "Msgs", 4, lambda s: -s.accepted_messages, priority=4),
+)
+SERVER_SORT = "rejected"
 
 
 def server_cells(stats: ServerStats) -> tuple[Text, ...]:
@@ -171,6 +225,7 @@ OUTCOME_STYLE = {
     "not-smtp": "magenta",
     "no-mail": "dim",
 }
+OUTCOME_ORDER = {outcome: rank for rank, outcome in enumerate(OUTCOME_STYLE)}
 
 
 def reply_summary(reply: SmtpReply | None) -> str:
@@ -195,20 +250,74 @@ def session_outcome(session: Session) -> Text:
     return text
 
 
-def session_cells(session: Session) -> tuple[Text, ...]:
-    server = session.server + (f" {session.banner}" if session.banner else "")
+def _flags(session: Session) -> str:
+    return "".join(flag for flag, on in (("T", session.tls), ("P", session.partial)) if on)
+
+
+def _first_sender(session: Session) -> str:
     senders = session.mail_from
-    mail_from = (senders[0] if senders else "") + (
-        f" (+{len(senders) - 1})" if len(senders) > 1 else ""
-    )
-    flags = "".join(flag for flag, on in (("T", session.tls), ("P", session.partial)) if on)
+    return (senders[0] if senders else "") + (f" (+{len(senders) - 1})" if len(senders) > 1 else "")
+
+
+SESSION_COLUMNS = (
+    Column("start", "Start", 8, lambda s: (s.start, s.id), priority=1),
+    Column(
+        "server",
+        "Server",
+        9,
+        lambda s: (_address_order(s.server_ip), s.server_port),
+        numeric=False,
+        pinned=True,
+    ),
+    Column(
+        "banner",
+        "Name",
+        10,
+        lambda s: s.banner.lower(),
+        numeric=False,
+        priority=6,
+        cut=True,
+        grow=1,
+    ),
+    Column(
+        "helo", "HELO", 10, lambda s: s.helo.lower(), numeric=False, priority=4, cut=True, grow=1
+    ),
+    Column(
+        "mail_from",
+        "MAIL FROM",
+        12,
+        lambda s: _first_sender(s).lower(),
+        numeric=False,
+        priority=5,
+        cut=True,
+        grow=2,
+    ),
+    Column("recipients", "Rcpt", 4, lambda s: -s.recipients, priority=3),
+    Column("flags", "", 2, _flags, numeric=False, priority=7),
+    Column(
+        "outcome",
+        "Outcome",
+        22,
+        lambda s: OUTCOME_ORDER.get(s.outcome, 99),
+        numeric=False,
+        priority=2,
+        cut=True,
+        grow=6,
+    ),
+)
+SESSION_SORT = "start"
+SESSION_KINDS = ("all", "rejected", "tempfailed", "accepted")  # what ``o`` cycles through
+
+
+def session_cells(session: Session, dated: bool = False) -> tuple[Text, ...]:
     return (
-        Text(clock(session.start)),
-        Text(server, no_wrap=True),
+        Text(stamp(session.start, dated)),
+        Text(session.server, no_wrap=True),
+        Text(session.banner, no_wrap=True),
         Text(session.helo, no_wrap=True),
-        Text(mail_from, no_wrap=True),
+        Text(_first_sender(session), no_wrap=True),
         Text(str(session.recipients), justify="right"),
-        Text(flags),
+        Text(_flags(session)),
         session_outcome(session),
     )
 
@@ -217,12 +326,9 @@ def reply_style(code: int) -> str:
     return {2: "green", 3: "blue", 4: "yellow", 5: "bold red"}.get(code // 100, "")
 
 
-def transcript_line(line: TranscriptLine) -> Text:
+def transcript_line(line: TranscriptLine, dated: bool = False) -> Text:
     """One transcript line: time, who spoke (by colour and prefix), what was said."""
-    stamp = (
-        time.strftime("%H:%M:%S", time.localtime(line.ts)) + f".{int(line.ts * 1000) % 1000:03d}"
-    )
-    text = Text(stamp + " ", style="dim")
+    text = Text(stamp(line.ts, dated) + f".{int(line.ts * 1000) % 1000:03d} ", style="dim")
     if line.kind == "C":
         text.append("C: ", style="bold cyan")
         text.append(line.text, style="cyan")

@@ -6,11 +6,16 @@ VM, far over what a key press may wait.  This table keeps each row as a ready-ma
 segments, rebuilds only the rows whose cells changed, and draws the lines on screen from
 those strips (Textual's line API).  Rows are identified by a stable key (a host address, a
 session id), so the cursor stays on its row when rows come, go or re-sort.
+
+Columns fit the width the table has, as in htop: a number or an address is always drawn
+whole, and a column that does not fit is hidden whole (the header says how many are, and
+the left and right keys bring them in); free width goes to the text columns that can use
+it (names, HELO, outcomes), and only those are ever cut, with an ellipsis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -27,13 +32,33 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 CELL_PADDING = 1
+ARROW_ROOM = 1  # a sort arrow after a label never widens its column
 
 
 @dataclass(slots=True)
 class Column:
+    """A column, and how it gives way when the width is short.
+
+    ``width`` is the narrowest a column that may be ``cut`` is drawn; a column that may not
+    be cut (numbers, addresses) is always as wide as its widest cell.  Columns with the
+    lowest ``priority`` are shown first; ``pinned`` ones stay when the others scroll
+    sideways; ``grow`` is a column's share of the free width.
+    """
+
     key: str
     label: Text
     width: int
+    priority: int = 0
+    cut: bool = False
+    grow: int = 0
+    pinned: bool = False
+    widest: int = 0  # the widest cell held (label included)
+    drawn: int = 0  # the width it is drawn at now; 0 when hidden
+
+    def least(self) -> int:
+        """The narrowest it may be drawn, padding included."""
+        inner = self.width if self.cut else max(self.width, self.widest)
+        return inner + 2 * CELL_PADDING
 
 
 class KeyedTable(ScrollView, can_focus=True):
@@ -43,8 +68,11 @@ class KeyedTable(ScrollView, can_focus=True):
     KeyedTable {
         background: $surface;
         color: $foreground;
+        width: 1fr;
         height: auto;
         max-height: 100%;
+        overflow-x: hidden;
+        scrollbar-size-vertical: 1;
         &:focus {
             background-tint: $foreground 5%;
             & > .keyed-table--cursor {
@@ -58,6 +86,11 @@ class KeyedTable(ScrollView, can_focus=True):
             background: $panel;
             color: $foreground;
         }
+        & > .keyed-table--more {
+            text-style: bold;
+            background: $panel;
+            color: $accent;
+        }
         & > .keyed-table--cursor {
             background: $block-cursor-blurred-background;
             color: $block-cursor-blurred-foreground;
@@ -65,23 +98,39 @@ class KeyedTable(ScrollView, can_focus=True):
         }
     }
     """
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"keyed-table--header", "keyed-table--cursor"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "keyed-table--header",
+        "keyed-table--more",
+        "keyed-table--cursor",
+    }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Select", show=False),
-        Binding("up", "cursor_up", "Up", show=False),
-        Binding("down", "cursor_down", "Down", show=False),
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
         Binding("pageup", "page_up", "Page up", show=False),
         Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home", "first", "First", show=False),
-        Binding("end", "last", "Last", show=False),
-        Binding("left", "scroll_left", "Left", show=False),
-        Binding("right", "scroll_right", "Right", show=False),
+        Binding("home,g", "first", "First", show=False),
+        Binding("end,G", "last", "Last", show=False),
+        Binding("left,h", "columns_left", "Columns left", show=False),
+        Binding("right,l", "columns_right", "Columns right", show=False),
     ]
 
     cursor_row: reactive[int] = reactive(0, always_update=True)
 
     class RowSelected(Message):
         """Enter (or a click on the cursor's row) on a row."""
+
+        def __init__(self, table: KeyedTable, key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+        @property
+        def control(self) -> KeyedTable:
+            return self.table
+
+    class HeaderSelected(Message):
+        """A click on a column's label."""
 
         def __init__(self, table: KeyedTable, key: str) -> None:
             super().__init__()
@@ -99,18 +148,43 @@ class KeyedTable(ScrollView, can_focus=True):
         self._order: list[str] = []
         self._strips: dict[str, Strip] = {}  # each row drawn once, until its cells change
         self._header: Strip | None = None
+        self._shown: list[tuple[int, Column]] = []  # (cell index, column) drawn, in order
+        self._laid_out_for = -1  # the width the layout was made for
+        self._first = 0  # 0: columns by priority; n: in order from the n-th unpinned one
+        self.hidden = 0  # columns that do not fit
+        self.empty = Text()  # shown in place of rows while there are none
+        self.follow_top = True  # the cursor stays on the top row until the user moves it
 
     # -- what the table shows ------------------------------------------------------------
 
-    def add_column(self, label: str, *, width: int, key: str | None = None) -> None:
+    def add_column(
+        self,
+        label: str,
+        *,
+        width: int,
+        key: str | None = None,
+        priority: int | None = None,
+        cut: bool = False,
+        grow: int = 0,
+        pinned: bool = False,
+    ) -> None:
         key = key or f"column-{len(self.columns)}"
-        self.columns[key] = Column(key, Text(label), width)
-        self._changed_layout()
+        rank = len(self.columns) if priority is None else priority
+        column = Column(key, Text(label), width, rank, cut, grow, pinned)
+        column.widest = cell_len(label) + ARROW_ROOM
+        self.columns[key] = column
+        self._relayout()
 
     def set_label(self, key: str, label: str) -> None:
         self.columns[key].label = Text(label)
         self._header = None
         self.refresh()
+
+    def set_empty(self, text: Text) -> None:
+        """What the table says while it has no rows (waiting, or nothing matches)."""
+        if text.plain != self.empty.plain:
+            self.empty = text
+            self.refresh()
 
     @property
     def keys(self) -> list[str]:
@@ -121,6 +195,11 @@ class KeyedTable(ScrollView, can_focus=True):
     def row_count(self) -> int:
         return len(self._order)
 
+    @property
+    def shown_columns(self) -> list[str]:
+        """Keys of the columns drawn now, left to right."""
+        return [column.key for _, column in self._shown]
+
     def cursor_key(self) -> str | None:
         if not self._order or not 0 <= self.cursor_row < len(self._order):
             return None
@@ -128,7 +207,8 @@ class KeyedTable(ScrollView, can_focus=True):
 
     def show(self, rows: Sequence[tuple[str, tuple[Text, ...]]]) -> None:
         """Show exactly ``rows``, in that order; rows whose cells are unchanged are not
-        drawn again, and the cursor stays on the row it was on."""
+        drawn again, and the cursor stays on the row it was on (or on the top row, until
+        the user moves it)."""
         focus = self.cursor_key()
         cells, strips = self._cells, self._strips
         fresh: dict[str, tuple[Text, ...]] = {}
@@ -143,76 +223,201 @@ class KeyedTable(ScrollView, can_focus=True):
         order = [key for key, _ in rows]
         resized = len(order) != len(self._order)
         self._order = order
-        if resized:
-            self._changed_layout()
-        if focus is not None and focus in fresh:
-            self.move_cursor(row=order.index(focus), scroll=False)
+        if self._measure(fresh.values()) or resized:
+            self._relayout()
+        if self.follow_top:
+            self.cursor_row = 0
+        elif focus is not None and focus in fresh:
+            self._place(order.index(focus), scroll=False)
         else:
             self.cursor_row = min(self.cursor_row, max(0, len(order) - 1))
         self.refresh()
 
     def move_cursor(self, *, row: int, scroll: bool = True) -> None:
+        """Put the cursor on ``row``; from now on it follows that row's key."""
+        self.follow_top = False
+        self._place(row, scroll=scroll)
+
+    def _place(self, row: int, *, scroll: bool) -> None:
         self.cursor_row = max(0, min(row, len(self._order) - 1))
         if scroll:
             self._scroll_to_cursor()
 
-    # -- drawing -------------------------------------------------------------------------
+    # -- layout --------------------------------------------------------------------------
 
-    def _changed_layout(self) -> None:
-        width = sum(column.width + 2 * CELL_PADDING for column in self.columns.values())
-        self.virtual_size = Size(width, len(self._order) + 1)
-        self._header = None
-        self._strips.clear()
+    def _measure(self, rows: Iterable[tuple[Text, ...]]) -> bool:
+        """Note each column's widest cell; True when one changed."""
+        columns = list(self.columns.values())
+        widest = [cell_len(c.label.plain) + ARROW_ROOM for c in columns]
+        for row in rows:
+            for index, cell in enumerate(row[: len(columns)]):
+                plain = cell.plain
+                size = len(plain) if plain.isascii() else cell_len(plain)
+                if size > widest[index]:
+                    widest[index] = size
+        changed = False
+        for column, size in zip(columns, widest, strict=True):
+            if column.widest != size:
+                column.widest = size
+                changed = True
+        return changed
+
+    def _relayout(self) -> None:
+        """Choose the columns that fit whole and their widths; redraw if that changed."""
+        width = self.scrollable_content_region.width or self.size.width
+        before = [(index, column.key, column.drawn) for index, column in self._shown]
+        shown = self._fit(width)
+        self._laid_out_for = width
+        after = [(index, column.key, column.drawn) for index, column in shown]
+        self._shown = shown
+        used = sum(column.drawn + 2 * CELL_PADDING for _, column in shown)
+        self.virtual_size = Size(min(used, width) if width else used, len(self._order) + 1)
+        if before != after:
+            self._header = None
+            self._strips.clear()
+            self.refresh()
+
+    def _fit(self, width: int) -> list[tuple[int, Column]]:
+        indexed = list(enumerate(self.columns.values()))
+        for _, column in indexed:
+            column.drawn = 0
+        if sum(column.least() for _, column in indexed) <= width:
+            self._first = 0  # everything fits: nothing to scroll to
+        chosen = self._choose(indexed, width)
+        self.hidden = len(indexed) - len(chosen)
+        if self.hidden:
+            chosen = self._choose(indexed, width - _more_room(len(indexed), bool(self._first)))
+            self.hidden = len(indexed) - len(chosen)
+        free = width - sum(column.least() for _, column in chosen)
+        if self.hidden:
+            free -= _more_room(self.hidden, bool(self._first))
+        for _, column in chosen:
+            column.drawn = column.least() - 2 * CELL_PADDING
+        growing = [c for _, c in chosen if c.grow and c.cut and c.widest > c.drawn]
+        while free > 0 and growing:
+            shares = sum(c.grow for c in growing)
+            handed = 0
+            for column in growing:
+                extra = min(max(1, free * column.grow // shares), column.widest - column.drawn)
+                extra = min(extra, free - handed)
+                column.drawn += extra
+                handed += extra
+            free -= handed
+            growing = [c for c in growing if c.widest > c.drawn]
+            if not handed:
+                break
+        return sorted(chosen, key=lambda item: item[0])
+
+    def _choose(self, indexed: list[tuple[int, Column]], width: int) -> list[tuple[int, Column]]:
+        """The columns that fit whole: by priority (or, scrolled sideways, the pinned ones
+        and then the others in order from the first one shown)."""
+        pinned = [item for item in indexed if item[1].pinned]
+        if self._first:
+            rest = [item for item in indexed if not item[1].pinned][self._first :]
+            candidates, stop_at_first_misfit = pinned + rest, True
+        else:
+            candidates = sorted(indexed, key=lambda item: item[1].priority)
+            stop_at_first_misfit = False
+        chosen: list[tuple[int, Column]] = []
+        used = 0
+        for item in candidates:
+            need = item[1].least()
+            if used + need > width and (chosen or not item[1].pinned):
+                if stop_at_first_misfit and not item[1].pinned:
+                    break
+                continue
+            chosen.append(item)
+            used += need
+        return chosen
+
+    def _more_label(self, hidden: int) -> str:
+        left = "← " if self._first else ""
+        right = " →" if self._can_scroll_right() or not self._first else ""
+        return f"{left}+{hidden} col{'s' if hidden != 1 else ''}{right}"
+
+    def _can_scroll_right(self) -> bool:
+        unpinned = [c for c in self.columns.values() if not c.pinned]
+        shown = {column.key for _, column in self._shown}
+        return bool(unpinned) and unpinned[-1].key not in shown
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._relayout()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._header = None
         self._strips.clear()
 
+    # -- drawing -------------------------------------------------------------------------
+
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        width = self.size.width
+        width = self.scrollable_content_region.width or self.size.width
+        if width != self._laid_out_for:
+            self._relayout()
+        scroll_y = self.scroll_offset.y
         if y == 0:
             if self._header is None:
-                style = self.rich_style + self.get_component_rich_style("keyed-table--header")
-                labels = [column.label for column in self.columns.values()]
-                self._header = self._draw(labels, style)
-            return self._header.crop(scroll_x, scroll_x + width)
+                self._header = self._draw_header(width)
+            return self._header
         index = scroll_y + y - 1
         if index >= len(self._order):
+            if not self._order and y == 1 and self.empty.plain:
+                text = self.empty.copy()
+                text.truncate(max(0, width - 2), overflow="ellipsis")
+                segments = [Segment(" ", self.rich_style)]
+                segments += [
+                    Segment(s.text, self.rich_style + s.style if s.style else self.rich_style)
+                    for s in text.render(self.app.console)
+                ]
+                return Strip(segments).extend_cell_length(width, self.rich_style)
             return Strip.blank(width, self.rich_style)
         key = self._order[index]
         if index == self.cursor_row:
             cursor = self.get_component_rich_style("keyed-table--cursor")
             style = self.rich_style + cursor
             strip = self._draw(self._cells[key], style, Style(color=cursor.color))
-            return strip.crop(scroll_x, scroll_x + width).extend_cell_length(width, style)
+            return strip.extend_cell_length(width, style).crop(0, width)
         strip = self._strips.get(key)
         if strip is None:
             strip = self._strips[key] = self._draw(self._cells[key], self.rich_style)
-        return strip.crop(scroll_x, scroll_x + width)
+        return strip.crop(0, width)
+
+    def _draw_header(self, width: int) -> Strip:
+        style = self.rich_style + self.get_component_rich_style("keyed-table--header")
+        labels: list[Text] = [column.label for column in self.columns.values()]
+        strip = self._draw(labels, style).extend_cell_length(width, style).crop(0, width)
+        if not self.hidden:
+            return strip
+        mark = self._more_label(self.hidden)
+        more = self.rich_style + self.get_component_rich_style("keyed-table--more")
+        start = max(0, width - len(mark) - 1)
+        left = strip.crop(0, start)
+        return Strip([*left, Segment(mark + " ", more)]).crop(0, width)
 
     def _draw(self, cells: Sequence[Text], base: Style, over: Style | None = None) -> Strip:
-        """One row as segments: each cell cut or padded to its column, its own style over
-        the row's (and ``over``, the cursor's colour, over that).  No layout engine: a row
-        takes tens of microseconds."""
+        """One row as segments: each shown cell cut or padded to its column, its own style
+        over the row's (and ``over``, the cursor's colour, over that).  No layout engine: a
+        row takes tens of microseconds."""
         segments: list[Segment] = []
         pad = Segment(" " * CELL_PADDING, base)
-        for column, cell in zip(self.columns.values(), cells, strict=False):
+        for index, column in self._shown:
+            if index >= len(cells):
+                continue
+            cell, width = cells[index], column.drawn
             segments.append(pad)
             if cell.spans:  # several styles in one cell: let Rich cut it
                 text = cell.copy()
                 text.no_wrap = True
-                if cell.justify == "right" and text.cell_len < column.width:
-                    text.pad_left(column.width - text.cell_len)
-                text.truncate(column.width, overflow="ellipsis", pad=True)
+                if cell.justify == "right" and text.cell_len < width:
+                    text.pad_left(width - text.cell_len)
+                text.truncate(width, overflow="ellipsis", pad=True)
                 segments.extend(
                     Segment(part.text, base + part.style + over if part.style else base)
                     for part in text.render(self.app.console)
                 )
             else:
                 style = _style(cell.style)
-                shown = _fit(cell.plain, column.width, right=cell.justify == "right")
+                shown = _fit(cell.plain, width, right=cell.justify == "right")
                 segments.append(Segment(shown, base + style + over if style else base))
             segments.append(pad)
         return Strip(segments).simplify()
@@ -243,10 +448,22 @@ class KeyedTable(ScrollView, can_focus=True):
         self.move_cursor(row=self.cursor_row + max(1, self.size.height - 1))
 
     def action_first(self) -> None:
-        self.move_cursor(row=0)
+        """To the top row, which the cursor then keeps to, as it did at the start."""
+        self._place(0, scroll=True)
+        self.follow_top = True
 
     def action_last(self) -> None:
         self.move_cursor(row=len(self._order) - 1)
+
+    def action_columns_right(self) -> None:
+        if self._can_scroll_right() or (not self._first and self.hidden):
+            self._first += 1
+            self._relayout()
+
+    def action_columns_left(self) -> None:
+        if self._first:
+            self._first -= 1
+            self._relayout()
 
     def action_select_cursor(self) -> None:
         key = self.cursor_key()
@@ -255,6 +472,9 @@ class KeyedTable(ScrollView, can_focus=True):
 
     def on_click(self, event: events.Click) -> None:
         if event.y < 1:
+            key = self.column_at(event.x)
+            if key is not None:
+                self.post_message(self.HeaderSelected(self, key))
             return
         row = self.scroll_offset.y + event.y - 1
         if row >= len(self._order):
@@ -263,6 +483,21 @@ class KeyedTable(ScrollView, can_focus=True):
             self.action_select_cursor()
         else:
             self.move_cursor(row=row)
+
+    def column_at(self, x: int) -> str | None:
+        """The key of the column drawn at ``x`` (None past the last one)."""
+        left = 0
+        for _, column in self._shown:
+            right = left + column.drawn + 2 * CELL_PADDING
+            if left <= x < right:
+                return column.key
+            left = right
+        return None
+
+
+def _more_room(hidden: int, scrolled: bool) -> int:
+    """The header's room for the hidden-columns mark, arrows and a space included."""
+    return len(f"{'← ' if scrolled else ''}+{hidden} cols →") + 1
 
 
 def _same(old: tuple[Text, ...], new: tuple[Text, ...]) -> bool:
@@ -283,6 +518,6 @@ def _fit(plain: str, width: int, *, right: bool) -> str:
     """``plain`` cut (with an ellipsis) or padded to exactly ``width`` cells."""
     size = len(plain) if plain.isascii() else cell_len(plain)
     if size > width:
-        return set_cell_size(plain, width - 1) + "…"
+        return set_cell_size(plain, width - 1) + "…" if width > 0 else ""
     room = " " * (width - size)
     return room + plain if right else plain + room
