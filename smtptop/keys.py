@@ -13,6 +13,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("← →  h l", "show the columns that do not fit"),
             ("Enter", "drill down: host → servers and sessions → transcript"),
             ("Esc", "back (and clears a filter)"),
+            ("p", "pause the display (the capture goes on)"),
             ("?", "this help"),
             ("ctrl+p", "command palette: every action"),
             ("q  ctrl+c", "quit"),
@@ -24,7 +25,6 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("< >", "previous / next sort column (or click a header)"),
             ("r", "reverse the sort order"),
             ("/", "filter the rows by address or name"),
-            ("p", "pause the display (the capture goes on)"),
         ),
     ),
     (

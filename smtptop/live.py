@@ -101,10 +101,20 @@ def interface_networks(name: str) -> list[str]:
 
 
 def privilege_hint(iface: str) -> str:
+    """Sudo, or setcap on smtptop's own interpreter only: file capabilities on a shared
+    Python would let every script it runs open raw sockets."""
+    setcap = "sudo setcap cap_net_raw,cap_net_admin+eip"
     python = os.path.realpath(sys.executable)
+    prefix = os.path.realpath(sys.prefix)
+    own = sys.prefix != sys.base_prefix and os.path.commonpath([python, prefix]) == prefix
+    start = f"capturing on {iface} needs privileges: run it with sudo"
+    if own:
+        return f"{start}, or grant them once with '{setcap} {python}'"
     return (
-        f"capturing on {iface} needs privileges: run it with sudo, or grant them once with "
-        f"'sudo setcap cap_net_raw,cap_net_admin+eip {python}'"
+        f"{start}. setcap on {python} would let every script of that shared Python open raw "
+        "sockets; give the rights to a copy of its own instead, from smtptop's checkout: "
+        "'python3 -m venv --copies ~/.local/share/smtptop && "
+        f"~/.local/share/smtptop/bin/pip install . && {setcap} ~/.local/share/smtptop/bin/python3'"
     )
 
 
@@ -173,6 +183,12 @@ class LiveSource(Source):
         except CaptureSetupError:
             self.close()
             raise
+        shown = (
+            f"-f {expression!r}"
+            if expression
+            else "SMTP on ports " + ",".join(map(str, sorted(ports)))
+        )
+        self.waiting = f"Waiting for SMTP on {iface} (filter: {shown}) …"
         self.receive_buffer = self._raise_buffer(raw)
         self._drain_unfiltered(raw)
         self._kernel_packets = 0

@@ -64,6 +64,7 @@ from test_live_capture import (
     tool,
 )
 
+from smtptop.live import privilege_hint
 from smtptop.synth import LINKTYPE_ETHERNET, Conversation, write_pcap
 
 TESTS = Path(__file__).parent
@@ -625,7 +626,7 @@ def test_unknown_interface_lists_the_real_ones(lab: Gateway) -> None:
 
 
 def test_unprivileged_capture_says_how_to_get_privileges() -> None:
-    """As nobody (with nobody's home, as sudo -u sets it): sudo, or the exact setcap line.
+    """As nobody (with nobody's home, as sudo -u sets it): the one-line privileges hint.
     Run in the host's namespace: the socket is refused before anything is captured."""
     command = [sys.executable, "-m", "smtptop", "report", "-i", "lo", "--duration", "1"]
     as_nobody: dict[str, Any] = {
@@ -644,11 +645,10 @@ def test_unprivileged_capture_says_how_to_get_privileges() -> None:
     if usable.returncode:
         pytest.skip(f"nobody cannot run {sys.executable} on this checkout: {usable.stderr}")
     done = subprocess.run(command, **as_nobody)
-    python = os.path.realpath(sys.executable)
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
-    assert "sudo" in done.stderr
-    assert f"'sudo setcap cap_net_raw,cap_net_admin+eip {python}'" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    # test_live_setup checks what the hint says for own and shared interpreters.
+    assert done.stderr == f"smtptop: {privilege_hint('lo')}\n"
 
 
 # -- kernel drops are shown, never silent ---------------------------------------------------
@@ -728,6 +728,6 @@ def test_kernel_drops_are_reported(lab: Gateway, flood_pcap: Path) -> None:
 def test_monitor_shows_kernel_drops(lab: Gateway, flood_pcap: Path, tmp_path: Path) -> None:
     monitor = Monitor(lab, FLOOD_RX, tmp_path)
     flood(lab, flood_pcap)
-    shown = monitor.wait_for("kernel drops", lambda s: re.search(r"\+[1-9]\d* kernel", s))
-    assert re.search(r"drops \d+ \+[1-9]\d* kernel", monitor.status(shown))
+    shown = monitor.wait_for("kernel drops", lambda s: re.search(r"\+[1-9][\d,]* kernel", s))
+    assert re.search(r"drops [\d,]+ \+[1-9][\d,]* kernel", monitor.status(shown))
     monitor.quit()

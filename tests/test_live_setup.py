@@ -48,10 +48,53 @@ def test_unknown_interface_lists_the_real_ones() -> None:
     assert "no interface 'nosuchif0'" in out.stderr and "lo" in out.stderr
 
 
-def test_privilege_hint_names_the_python_in_use() -> None:
+SETCAP = "sudo setcap cap_net_raw,cap_net_admin+eip"
+OWN_VENV = (
+    "'python3 -m venv --copies ~/.local/share/smtptop && ~/.local/share/smtptop/bin/pip install ."
+    f" && {SETCAP} ~/.local/share/smtptop/bin/python3'"
+)
+
+
+def interpreter(
+    monkeypatch: pytest.MonkeyPatch, executable: Path, prefix: Path, base_prefix: Path
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(executable))
+    monkeypatch.setattr(sys, "prefix", str(prefix))
+    monkeypatch.setattr(sys, "base_prefix", str(base_prefix))
+
+
+def test_privilege_hint_grants_a_venvs_own_interpreter_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A venv made with --copies: its python is a file of its own, safe to give rights to."""
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    own = tmp_path / "venv" / "bin" / "python3"
+    own.write_bytes(b"")
+    interpreter(monkeypatch, own, tmp_path / "venv", tmp_path / "shared")
     hint = live.privilege_hint("eth0")
-    assert "sudo" in hint
-    assert f"setcap cap_net_raw,cap_net_admin+eip {os.path.realpath(sys.executable)}" in hint
+    assert hint.startswith("capturing on eth0 needs privileges: run it with sudo, or")
+    assert hint.endswith(f"'{SETCAP} {own}'")
+    assert "shared" not in hint
+
+
+def test_privilege_hint_never_grants_a_shared_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A venv whose python links to a shared one, or no venv: the rights would reach every
+    script of that Python, so the hint names the install that makes a copy instead."""
+    shared = tmp_path / "shared" / "bin" / "python3.11"
+    shared.parent.mkdir(parents=True)
+    shared.write_bytes(b"")
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    linked = tmp_path / "venv" / "bin" / "python3"
+    linked.symlink_to(shared)
+    for executable, prefix in ((linked, tmp_path / "venv"), (shared, tmp_path / "shared")):
+        interpreter(monkeypatch, executable, prefix, tmp_path / "shared")
+        hint = live.privilege_hint("eth0")
+        assert hint.startswith("capturing on eth0 needs privileges: run it with sudo.")
+        assert f"setcap on {shared} would let every script of that shared Python" in hint
+        assert hint.endswith(OWN_VENV)
+        assert f"+eip {shared}" not in hint and f"+eip {linked}" not in hint
 
 
 @pytest.mark.root
@@ -62,8 +105,8 @@ def test_without_privileges_one_line_says_how_to_get_them() -> None:
     drop = ("setpriv", "--bounding-set=-net_raw,-net_admin", "--inh-caps=-net_raw,-net_admin")
     out = smtptop("report", "-i", "lo", "--duration", "1", prefix=drop)
     assert out.returncode == 1
-    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
-    assert "setcap cap_net_raw,cap_net_admin+eip" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr == f"smtptop: {live.privilege_hint('lo')}\n"
 
 
 @pytest.mark.root

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 from smtptop import synth
-from smtptop.source import FileSource
+from smtptop.source import FileSource, Progress
 from smtptop.speed import Speedometer, clock, describe
 from smtptop.tui.app import MonitorApp
 
@@ -83,17 +84,36 @@ def test_speedometer_rates_and_time_left() -> None:
     assert describe(speed, 100, 200) == "100 B / 200 B  50%  1,000 pkt/s  ETA 0:10"
 
 
-async def test_status_bar_shows_packets_per_second_and_time_left(tmp_path: Path) -> None:
-    # 5 MB over 60 s of capture, replayed at 10x: the file is read in 1 MiB chunks, so
-    # several of them pass while the test watches
+async def test_status_bar_shows_where_a_replay_stands(tmp_path: Path) -> None:
+    """A replay reads ahead of its clock, so the read position says nothing of where it
+    stands: the status bar shows capture time played of capture time in all."""
     path = big_capture(tmp_path / "replay.pcap", sessions=6000, spacing=0.01)
+    span = clock(5999 * 0.01 + 0.2)  # the last session lasts a fraction of a second
     app = MonitorApp(FileSource([path], speed=10.0))
     async with app.run_test(size=(150, 45)) as pilot:
-        text = ""
+        played: list[str] = []
         deadline = time.monotonic() + 20
-        while "ETA" not in text and time.monotonic() < deadline:
+        while len(set(played)) < 3 and time.monotonic() < deadline:
             await pilot.pause(0.2)
             app.update_view()
             text = str(app.query_one("#status").render())
-        assert "reading" in text and "pkt/s" in text and "ETA" in text
+            found = re.search(r"replay (\d+:\d\d) of (\d+:\d\d)", text)
+            if found:
+                assert found[2] == span and "reading" not in text, text
+                played.append(found[1])
+        assert len(set(played)) >= 3, played
+        assert played == sorted(played, key=lambda t: int(t.replace(":", "")))
+        await pilot.press("q")
+
+
+async def test_status_bar_shows_packets_per_second_and_time_left(tmp_path: Path) -> None:
+    path = big_capture(tmp_path / "small.pcap", sessions=10)
+    app = MonitorApp(FileSource([path]), refresh_seconds=3600)
+    async with app.run_test(size=(150, 45)) as pilot:
+        for packets, done in ((1000, 100), (4000, 400)):
+            app.progress = Progress(packets=packets, bytes_done=done, bytes_total=1000)
+            app.update_status()
+            await pilot.pause(0.3)
+        text = str(app.query_one("#status").render())
+        assert "reading 40%" in text and "pkt/s" in text and "ETA" in text, text
         await pilot.press("q")

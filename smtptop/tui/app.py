@@ -54,6 +54,7 @@ failure. In transcripts C: is the client, S: the server (2xx green, 4xx yellow,
 status bar says so (--bell rings, --alert-exec runs your command).
 """
 DAY = 86400.0
+SESSION_ROWS = 2000  # rows of the drill-down's session table; o, / and a server narrow it
 TOAST_SECONDS = 4
 
 
@@ -216,6 +217,7 @@ class HostScreen(Screen[None]):
         self.server: str | None = None  # show only the sessions to this server
         self.needle = ""
         self.expanded = False
+        self._made: dict[int, tuple[bool, tuple[Text, ...]]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -276,12 +278,23 @@ class HostScreen(Screen[None]):
         shown = [s for s in kept if self._wanted(s, needle)]
         shown.sort(key=self._sort_key("sessions", rows.SESSION_COLUMNS),
                    reverse=self.reverse["sessions"])  # fmt: skip
-        when = dated(app.model)
         table = self.query_one("#sessions", KeyedTable)
-        table.show([(str(s.id), rows.session_cells(s, when)) for s in shown])
+        table.show([(str(s.id), self._cells(s, dated(app.model))) for s in shown[:SESSION_ROWS]])
         table.set_empty(Text(f"no {self._what()} session" if kept else "no session kept",
                              style="dim"))  # fmt: skip
         self.query_one("#sessions-bar", Static).update(self._bar(len(shown), len(kept)))
+        if len(self._made) > 2 * len(kept):  # forget the rows of sessions no longer kept
+            ids = {s.id for s in kept}
+            self._made = {i: cells for i, cells in self._made.items() if i in ids}
+
+    def _cells(self, session: Session, when: bool) -> tuple[Text, ...]:
+        """A session's row; a finished session's is made once (a spambot keeps thousands)."""
+        if not session.closed:
+            return rows.session_cells(session, when)
+        cells = self._made.get(session.id)
+        if cells is None or cells[0] != when:
+            cells = self._made[session.id] = (when, rows.session_cells(session, when))
+        return cells[1]
 
     def _what(self) -> str:
         """The sessions shown, in words: "rejected", "to 192.0.2.7", "matching 'x'"."""
@@ -296,6 +309,8 @@ class HostScreen(Screen[None]):
         text = Text(" Sessions: ", style="bold")
         text.append(self._what(), style="cyan" if shown != kept else "")
         text.append(f" ({shown:,} of {kept:,})  ", style="dim")
+        if shown > SESSION_ROWS:
+            text.append(f"the first {SESSION_ROWS:,} listed  ", style="yellow")
         text.append("o: kind  Enter on a server: its sessions" + ("  Esc: all" if shown != kept
                     else ""), style="dim")  # fmt: skip
         return text
