@@ -1,4 +1,8 @@
-"""Command line: ``smtptop report`` (and, as they arrive, the monitor's own options)."""
+"""Command line: the monitor (``smtptop``, ``smtptop demo``), ``smtptop report`` and
+``smtptop interfaces``.
+
+Every option is honest: one that cannot apply to what was asked is refused with one line,
+never silently ignored, and an option means the same before or after the command."""
 
 from __future__ import annotations
 
@@ -9,19 +13,29 @@ import os
 import signal
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from smtptop import __version__
 from smtptop.decode import DEFAULT_PORTS  # struct only: --help stays quick
+from smtptop.keys import keys_text  # plain data: --help lists the keys without Textual
+
+if TYPE_CHECKING:
+    from smtptop.source import FileSource
 
 EXIT_OK = 0
 EXIT_INPUT = 1
 EXIT_USAGE = 2
 GC_YOUNG_THRESHOLD = 50_000
 PROGRESS_EVERY = 0.25  # seconds between redraws of the report's progress line
+DEMO_SPEED = 10.0
+REPORT_DURATION = 60.0  # seconds a live report captures when -i comes without --duration
+MAX_VALUE = 1e6  # for --speed and --duration: anything larger is a slip of the keyboard
+SUB = "sub_"  # prefix of the destinations of a command's copy of a shared option
 
 
 def sample_path() -> str:
@@ -46,54 +60,293 @@ def _network(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not an address or CIDR network: {text!r}") from None
 
 
-def _speed(text: str) -> float:
+def _positive(text: str) -> float:
     try:
-        speed = float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < speed <= 1e6:
-        raise argparse.ArgumentTypeError("speed must be above 0")
-    return speed
+    if not 0 < value <= MAX_VALUE:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most {MAX_VALUE:,.0f}: {text!r}")
+    return value
 
 
-def _engine_options() -> argparse.ArgumentParser:
-    """Options shared by the monitor and the report."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--ports",
-        type=_ports,
-        default=DEFAULT_PORTS,
-        metavar="P,...",
+def _top(text: str) -> int:
+    try:
+        top = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if top < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {top}")
+    return top
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and a hint, not the usage block:
+    the line is what a user reads, and ``--help`` is one command away."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, Parser] = {}  # the commands' parsers, by name
+
+    def error(self, message: str) -> NoReturn:
+        message = message.removeprefix("argument ")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+@dataclass(slots=True, frozen=True)
+class Shared:
+    """An option of the monitor that commands may share: its flag, its default (filled in
+    after parsing, see `_merge`) and what argparse needs to know about it."""
+
+    flag: str
+    default: Any
+    settings: dict[str, Any]
+
+
+def _shared(flag: str, default: Any, **settings: Any) -> Shared:
+    return Shared(flag, default, settings)
+
+
+# Each is added to the main parser and to every command it applies to, all with a suppressed
+# default, so that which were given, and where, can be told apart afterwards.
+OPTIONS: dict[str, Shared] = {
+    "read": _shared(
+        "-r", [], action="extend", nargs="+", metavar="FILE",
+        help="monitor capture files (pcap/pcapng, .gz too): -r a.pcap b.pcap or -r a -r b; "
+        "read in the order of their first packets, whatever the order given",
+    ),
+    "interface": _shared(
+        "-i", None, metavar="IFACE",
+        help="capture on this interface (default: the one carrying the default route)",
+    ),
+    "speed": _shared(
+        "--speed", None, type=_positive, metavar="X",
+        help="replay files at X times their captured pace (default: as fast as possible)",
+    ),
+    "top": _shared("--top", 200, type=_top, metavar="N", help="show the top N hosts (default 200)"),
+    "bell": _shared(
+        "--bell", False, action="store_true",
+        help="ring the terminal bell when a host turns spambot",
+    ),
+    "alert_exec": _shared(
+        "--alert-exec", None, metavar="CMD",
+        help="run CMD (with a shell) when a host turns spambot, the host's JSON on its stdin",
+    ),
+    "ports": _shared(
+        "--ports", DEFAULT_PORTS, type=_ports, metavar="P,...",
         help=f"SMTP ports (default: {','.join(map(str, sorted(DEFAULT_PORTS)))})",
-    )
-    common.add_argument(
-        "--lan",
-        type=_network,
-        action="append",
-        default=[],
-        metavar="CIDR",
+    ),
+    "lan": _shared(
+        "--lan", [], type=_network, action="append", metavar="CIDR",
         help="also count this network as LAN (repeatable)",
-    )
-    common.add_argument(
-        "--show-credentials",
-        action="store_true",
+    ),
+    "show_credentials": _shared(
+        "--show-credentials", False, action="store_true",
         help="show AUTH exchanges unmasked (off by default)",
-    )
-    common.add_argument(
-        "--error-log", metavar="FILE",
-        help="where analysis failures are logged (default: "
-        "~/.local/state/smtptop/errors.log, made on the first one)",
-    )  # fmt: skip
-    common.add_argument(
-        "--smarthost", action="append", default=[], metavar="HOST",
+    ),
+    "smarthost": _shared(
+        "--smarthost", [], action="append", metavar="HOST",
         help="the office's mail relay, by address or greeting name (repeatable; "
         "default: the server most LAN hosts use)",
-    )  # fmt: skip
-    common.add_argument(
-        "--mail-server", action="append", default=[], metavar="IP",
+    ),
+    "mail_server": _shared(
+        "--mail-server", [], action="append", metavar="IP",
         help="a LAN host that is a mail server itself: not judged on volume (repeatable)",
+    ),
+    "error_log": _shared(
+        "--error-log", None, metavar="FILE",
+        help="where analysis failures are logged (default: "
+        "~/.local/state/smtptop/errors.log, made on the first one)",
+    ),
+    "promisc": _shared(
+        "--no-promisc", True, action="store_false",
+        help="leave the interface's promiscuous mode alone (live capture only)",
+    ),
+    "expression": _shared(
+        "-f", None, metavar="EXPR",
+        help="a kernel filter in tcpdump syntax instead of the built-in one "
+        "(needs libpcap; live capture only)",
+    ),
+    "write": _shared(
+        "-w", None, metavar="FILE",
+        help="also write the captured packets to a pcap file "
+        "(raw: AUTH secrets included; live capture only)",
+    ),
+    "user": _shared(
+        "--user", None, metavar="USER",
+        help="after opening the socket, run as USER (default: $SUDO_USER, else nobody; "
+        "live capture only)",
+    ),
+}  # fmt: skip
+APPENDED = ("read", "lan", "smarthost", "mail_server")  # given before and after the command
+ENGINE = ("ports", "lan", "show_credentials", "smarthost", "mail_server", "error_log")
+LIVE = ("interface", "promisc", "expression", "write", "user")
+LIVE_ONLY = ("promisc", "expression", "write", "user")
+ALERTS = ("top", "bell", "alert_exec")
+MONITOR = ("read", "interface", "speed", *ALERTS, *ENGINE, *LIVE_ONLY)
+APPLIES = {
+    None: MONITOR,
+    "demo": ("speed", *ALERTS, *ENGINE),
+    "report": (*LIVE, *ENGINE),
+    "interfaces": (),
+}
+HELP = {  # a command's own wording of a shared option
+    ("demo", "speed"): f"replay at X times the captured pace (default {DEMO_SPEED:g})",
+    ("report", "interface"): "capture on this interface for --duration seconds",
+}
+
+
+def _flag(name: str) -> str:
+    return OPTIONS[name].flag
+
+
+def _add_shared(parser: argparse.ArgumentParser, command: str | None) -> None:
+    """Every shared option, on every parser: those that do not apply to the command are
+    hidden from its help, and refused with the same line wherever they were put."""
+    prefix = SUB if command else ""
+    for name, option in OPTIONS.items():
+        text = option.settings["help"] if name in APPLIES[command] else argparse.SUPPRESS
+        settings = {**option.settings, "help": HELP.get((command, name), text)}
+        parser.add_argument(option.flag, dest=prefix + name, default=argparse.SUPPRESS, **settings)
+
+
+EXAMPLES = """\
+examples:
+  sudo smtptop                        capture where the default route goes
+  sudo smtptop -i eth1                capture on eth1 (`smtptop interfaces` lists them)
+  sudo smtptop -i eth1 -w ev.pcap     keep the packets too (AUTH secrets included)
+  smtptop demo                        replay the bundled capture of an infected office
+  smtptop -r capture.pcap --speed 5   replay a file at 5 times its pace
+  smtptop -r mon.pcap tue.pcap.gz     several files, read in time order
+  smtptop report capture.pcap --json  per-host facts, without the monitor
+  sudo smtptop report -i eth1 --duration 600 --json -o spam.json
+                                      capture for 10 minutes, headless (for cron)
+
+Options mean the same before or after the command: `smtptop --lan 10.9.0.0/16 report
+FILE` is `smtptop report --lan 10.9.0.0/16 FILE`. One that does not apply is an error.
+"""
+
+REPORT_EXAMPLES = """\
+examples:
+  smtptop report capture.pcap                 a table, the worst hosts first
+  smtptop report a.pcap b.pcap.gz --json      files are read in time order
+  smtptop report --sample --csv -o hosts.csv  the bundled capture, as CSV
+  sudo smtptop report -i eth1 --duration 600 --json -o spam.json
+"""
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="smtptop",
+        description="Which LAN host talks SMTP to whom, and what the servers answered.\n"
+        "With no -r or -i, captures on the interface that carries the default route.",
+        epilog=EXAMPLES + "\nkeys in the monitor:\n" + textwrap.indent(keys_text(), "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"smtptop {__version__}")
+    _add_shared(parser, None)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = parser.commands["demo"] = commands.add_parser(
+        "demo",
+        help="replay the bundled office capture in the monitor",
+        description="Replay the bundled capture of an office with one spambot-infected PC.",
+    )
+    _add_shared(demo, "demo")
+    interfaces = parser.commands["interfaces"] = commands.add_parser(
+        "interfaces",
+        help="list the network interfaces (* marks the default-route one)",
+        description="List network interfaces with their addresses.",
+    )
+    _add_shared(interfaces, "interfaces")
+    report = parser.commands["report"] = commands.add_parser(
+        "report",
+        help="analyse capture files (or capture for a while) and print per-host SMTP facts",
+        description="Analyse pcap/pcapng files (optionally .gz), or capture on an interface\n"
+        "for --duration seconds, and print per-host SMTP facts.",
+        epilog=REPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_shared(report, "report")
+    report.add_argument(
+        "--duration", type=_positive, metavar="SECONDS",
+        help=f"with -i: capture for this long (default {REPORT_DURATION:g}; Ctrl-C stops early)",
     )  # fmt: skip
-    return common
+    report.add_argument(
+        "files", nargs="*", metavar="FILE",
+        help="capture files, read in the order of their first packets",
+    )  # fmt: skip
+    report.add_argument("--sample", action="store_true", help="analyse the bundled demo capture")
+    form = report.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print JSON (see the README)")
+    form.add_argument("--csv", action="store_true", help="print CSV, one row per host")
+    report.add_argument(
+        "-o", "--output", metavar="FILE", help="write the report to FILE (atomically)"
+    )
+    return parser
+
+
+def _merge(args: argparse.Namespace) -> set[str]:
+    """Fold a command's copies of the shared options into the main ones (later wins, lists
+    add up), fill in the defaults, and say which options were given."""
+    given = set()
+    for name, option in OPTIONS.items():
+        default = option.default
+        before = getattr(args, name, argparse.SUPPRESS)
+        after = getattr(args, SUB + name, argparse.SUPPRESS)
+        if hasattr(args, SUB + name):
+            delattr(args, SUB + name)
+        if before is argparse.SUPPRESS and after is argparse.SUPPRESS:
+            setattr(args, name, list(default) if isinstance(default, list) else default)
+            continue
+        given.add(name)
+        values = [v for v in (before, after) if v is not argparse.SUPPRESS]
+        if name in APPENDED:
+            setattr(args, name, [item for value in values for item in value])
+        else:
+            setattr(args, name, values[-1])
+    return given
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, checked and resolved: an option that cannot apply to what was asked
+    exits with one line and status 2; ``demo`` becomes the monitor on the bundled capture,
+    ``report --sample`` one more file."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = _merge(args)
+    command = args.command
+    for path in args.read:  # `smtptop -r a.pcap report`: -r took the command for a file
+        if path in parser.commands and not os.path.exists(path):
+            parser.error(f"-r does not apply to 'smtptop {path}'")
+    for name in sorted(given - set(APPLIES[command])):
+        where = ", which takes its files as arguments" if name == "read" else ""
+        parser.error(f"{_flag(name)} does not apply to 'smtptop {command}'{where}")
+    live_only = sorted(given & set(LIVE_ONLY))
+    if command == "report":
+        report = parser.commands["report"]
+        args.files = [*args.files, *([sample_path()] if args.sample else [])]
+        if args.interface is not None and args.files:
+            report.error("give capture files or -i IFACE, not both")
+        if args.interface is None and not args.files:
+            report.error("give capture files, --sample, or -i IFACE")
+        if args.interface is None and args.duration is not None:
+            report.error("--duration only applies to a live capture (-i)")
+        if args.interface is None and live_only:
+            report.error(f"{_flag(live_only[0])} only applies to a live capture (-i)")
+        if args.interface is not None and args.duration is None:
+            args.duration = REPORT_DURATION
+    elif command == "demo":
+        args.read = [sample_path()]
+        if args.speed is None:
+            args.speed = DEMO_SPEED
+    elif command is None:
+        if args.read and args.interface is not None:
+            parser.error("-r reads files and -i captures live: give one or the other")
+        if args.read and live_only:
+            parser.error(f"{_flag(live_only[0])} only applies to a live capture (-i), not to -r")
+        if not args.read and args.speed is not None:
+            parser.error("--speed only applies to replaying files (-r, demo)")
+    return args
 
 
 def _error_log(args: argparse.Namespace):  # -> ErrorLog
@@ -109,103 +362,6 @@ def _detect_config(args: argparse.Namespace):  # -> DetectConfig
         smarthosts=tuple(h.lower() for h in args.smarthost),
         mail_servers=tuple(args.mail_server),
     )
-
-
-def _add_alert_options(parser: argparse.ArgumentParser) -> None:
-    """What the monitor does when a host first turns spambot (it always notifies)."""
-    parser.add_argument(
-        "--bell", action="store_true", help="ring the terminal bell when a host turns spambot"
-    )
-    parser.add_argument(
-        "--alert-exec", metavar="CMD",
-        help="run CMD (with a shell) when a host turns spambot, the host's JSON on its stdin",
-    )  # fmt: skip
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = _engine_options()
-    live = _live_options()
-    parser = argparse.ArgumentParser(
-        prog="smtptop",
-        description="Which LAN host talks SMTP to whom, and what the servers answered. "
-        "With no -r or -i, captures on the interface that carries the default route.",
-        parents=[common, live],
-    )
-    parser.add_argument("--version", action="version", version=f"smtptop {__version__}")
-    parser.add_argument(
-        "-r", dest="read", action="append", default=[], metavar="FILE",
-        help="monitor a capture file (pcap/pcapng, .gz too); repeatable",
-    )  # fmt: skip
-    parser.add_argument(
-        "--speed", type=_speed, metavar="X",
-        help="replay with the captured timing at X times speed (default: as fast as possible)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--top", type=int, default=200, metavar="N", help="show the top N hosts (default 200)"
-    )
-    _add_alert_options(parser)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser(
-        "demo",
-        help="replay the bundled office capture in the monitor",
-        description="Replay the bundled capture of an office with one spambot-infected PC.",
-        parents=[common],
-    )
-    _add_alert_options(demo)
-    demo.add_argument(
-        "--speed", type=_speed, default=10.0, metavar="X", help="replay speed (default 10x)"
-    )
-    commands.add_parser(
-        "interfaces",
-        help="list the network interfaces (* marks the default-route one)",
-        description="List network interfaces with their addresses.",
-    )
-    report = commands.add_parser(
-        "report",
-        help="analyse capture files (or capture for a while) and print per-host SMTP facts",
-        description="Analyse pcap/pcapng files (optionally .gz), or capture on an interface "
-        "for --duration seconds, and print per-host SMTP facts.",
-        parents=[common, live],
-    )
-    report.add_argument(
-        "--duration", type=_speed, default=60.0, metavar="SECONDS",
-        help="with -i: capture for this long (default 60; Ctrl-C stops early)",
-    )  # fmt: skip
-    report.add_argument("files", nargs="*", metavar="FILE", help="capture files, read in order")
-    report.add_argument("--sample", action="store_true", help="analyse the bundled demo capture")
-    form = report.add_mutually_exclusive_group()
-    form.add_argument("--json", action="store_true", help="print JSON (see the README)")
-    form.add_argument("--csv", action="store_true", help="print CSV, one row per host")
-    report.add_argument(
-        "-o", "--output", metavar="FILE", help="write the report to FILE (atomically)"
-    )
-    return parser
-
-
-def _live_options() -> argparse.ArgumentParser:
-    """Options of a live capture, for the monitor and the headless report."""
-    live = argparse.ArgumentParser(add_help=False)
-    live.add_argument(
-        "-i", dest="interface", metavar="IFACE",
-        help="capture on this interface (the monitor's default: the default-route interface)",
-    )  # fmt: skip
-    live.add_argument(
-        "--no-promisc", dest="promisc", action="store_false",
-        help="do not put the interface in promiscuous mode",
-    )  # fmt: skip
-    live.add_argument(
-        "-f", dest="expression", metavar="EXPR",
-        help="kernel filter in tcpdump syntax instead of the built-in one (needs libpcap)",
-    )  # fmt: skip
-    live.add_argument(
-        "-w", dest="write", metavar="FILE",
-        help="also write the captured packets to a pcap file (raw: AUTH secrets included)",
-    )  # fmt: skip
-    live.add_argument(
-        "--user", metavar="USER",
-        help="after opening the socket, run as USER (default: $SUDO_USER, else nobody)",
-    )  # fmt: skip
-    return live
 
 
 def open_live(args: argparse.Namespace, iface: str):  # -> (LiveSource, lan networks)
@@ -235,18 +391,41 @@ def give_up_root(args: argparse.Namespace, source: object) -> None:
         raise
 
 
-def run_monitor(args: argparse.Namespace, paths: list[str], speed: float | None) -> int:
+def in_time_order(paths: Sequence[str]) -> list[str]:
+    """The files sorted by the time of their first packet, so that the pieces of one capture
+    (``tcpdump -C`` or ``-G``) are read as one, in whatever order they were named.  Only the
+    first record of each is read; files without one come first.  A file that cannot be read
+    raises its one-line CaptureError."""
+    from smtptop.capture import CaptureFile
+
+    starts = []
+    for index, path in enumerate(paths):
+        records = iter(CaptureFile(path))
+        first = next(records, None)
+        records.close()
+        starts.append((-float("inf") if first is None else first[0], index, path))
+    return [path for _, _, path in sorted(starts)]
+
+
+def file_source(args: argparse.Namespace) -> FileSource:
+    """The monitor's capture files (``-r``, or demo's), in time order."""
+    from smtptop.source import FileSource
+
+    return FileSource(in_time_order(args.read), speed=args.speed)
+
+
+def run_monitor(args: argparse.Namespace) -> int:
     from smtptop.analyzer import EngineConfig
     from smtptop.capture import CaptureError
     from smtptop.live import CaptureSetupError, default_interface
-    from smtptop.source import FileSource, Source
+    from smtptop.source import Source
     from smtptop.tui.app import MonitorApp
 
     lan = list(args.lan)
     source: Source
     try:
-        if paths:
-            source = FileSource(paths, speed=speed)
+        if args.read:
+            source = file_source(args)
         else:
             iface = args.interface or default_interface()
             if iface is None:
@@ -261,7 +440,7 @@ def run_monitor(args: argparse.Namespace, paths: list[str], speed: float | None)
         config=EngineConfig(ports=args.ports),
         lan=lan,
         show_credentials=args.show_credentials,
-        top=max(1, getattr(args, "top", 200)),
+        top=args.top,
         detect=_detect_config(args),
         bell=args.bell,
         alert_exec=args.alert_exec,
@@ -291,17 +470,11 @@ def run_report(args: argparse.Namespace) -> int:
     from smtptop.live import CaptureSetupError
     from smtptop.pipeline import EngineFailed
     from smtptop.report import analyze, analyze_live, render_csv, render_json, render_table
+    from smtptop.text import plural
 
-    paths = list(args.files) + ([sample_path()] if args.sample else [])
-    if not paths and not args.interface:
-        print("smtptop report: give capture files, --sample, or -i IFACE", file=sys.stderr)
-        return EXIT_USAGE
-    if paths and args.interface:
-        print("smtptop report: files or an interface, not both", file=sys.stderr)
-        return EXIT_USAGE
     errors = _error_log(args)
     try:
-        if args.interface:
+        if args.interface is not None:
             # a service manager stops with SIGTERM: report what was captured, as for Ctrl-C
             signal.signal(signal.SIGTERM, _interrupt)
             source, lan = open_live(args, args.interface)
@@ -316,6 +489,7 @@ def run_report(args: argparse.Namespace) -> int:
                 on_error=errors,
             )
         else:
+            paths = in_time_order(args.files)
             progress = ReadProgress(paths, sys.stderr) if sys.stderr.isatty() else None
             try:
                 analysis = analyze(
@@ -348,11 +522,11 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"smtptop: warning: {warning}", file=sys.stderr)
     if analysis.stats.errors:
         print(
-            f"smtptop: {analysis.stats.errors} packets could not be analysed; "
+            f"smtptop: {plural(analysis.stats.errors, 'packet')} could not be analysed; "
             f"details in {errors.path}",
             file=sys.stderr,
         )
-    return EXIT_INPUT if analysis.warnings and not args.interface else EXIT_OK
+    return EXIT_INPUT if analysis.warnings and args.interface is None else EXIT_OK
 
 
 class ReadProgress:
@@ -428,17 +602,14 @@ def tune_collector() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     tune_collector()
     try:
         if args.command == "report":
             return run_report(args)
-        if args.command == "demo":
-            return run_monitor(args, [sample_path()], args.speed)
         if args.command == "interfaces":
             return run_interfaces()
-        return run_monitor(args, args.read, args.speed)
+        return run_monitor(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

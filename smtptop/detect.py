@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from smtptop import blocklists, dialect
 from smtptop.model import AddressSet, Host, Model, Session, is_lan
+from smtptop.text import plural
 
 WINDOW = 600.0
 MIN_SESSIONS = 3  # one session is thin evidence, unless a blocklist already named the host
@@ -264,15 +265,13 @@ class Detector:
         reasons = []
         servers, sessions = _direct(evidence, relays)
         if servers:
-            relay = ", ".join(sorted(relays)) or "none known"
-            reasons.append(
-                Reason(
-                    "direct-to-mx",
-                    f"{sessions} sessions on port 25 to {servers} servers "
-                    f"other than the smarthost ({relay})",
-                    30,
-                )
-            )
+            direct = f"{plural(sessions, 'session')} on port 25 to {plural(servers, 'server')}"
+            if relays:
+                smarthost = "smarthost" if len(relays) == 1 else "smarthosts"
+                direct += f" other than the {smarthost} ({', '.join(sorted(relays))})"
+            else:
+                direct += " (no smarthost known)"
+            reasons.append(Reason("direct-to-mx", direct, 30))
         recent = sum(1 for s in host.servers.values() if now - s.last_seen <= WINDOW)
         if recent > 5:
             points = 35 if recent > 20 else 20
@@ -281,7 +280,8 @@ class Detector:
             reasons.append(
                 Reason(
                     "many-destinations",
-                    f"{more}{recent} distinct servers in the last 10 minutes (more than 5)",
+                    f"{more}{plural(recent, 'distinct server')} in the last 10 minutes "
+                    "(more than 5)",
                     points,
                 )
             )
@@ -290,8 +290,8 @@ class Detector:
             reasons.append(
                 Reason(
                     "rate",
-                    f"{per_minute:g} sessions in the last minute, up to {host.max_parallel} "
-                    "at once",
+                    f"{plural(int(per_minute), 'session')} in the last minute, "
+                    f"up to {host.max_parallel:,} at once",
                     10,
                 )
             )
@@ -310,13 +310,14 @@ class Detector:
             reasons.append(
                 Reason(
                     "blocklist",
-                    f"{name}: {kind} {count} times ({hit.evidence!r})",
+                    f"{name}: {kind} {plural(count, 'time')} ({hit.evidence!r})",
                     40 if index == 0 else 0,
                 )
             )
         rejected, sessions = host.rejected_sessions, host.sessions
         if rejected >= 3 and rejected >= 0.3 * sessions:
-            reasons.append(Reason("rejections", f"{rejected} of {sessions} sessions rejected", 15))
+            shown = f"{rejected:,} of {plural(sessions, 'session')} rejected"
+            reasons.append(Reason("rejections", shown, 15))
         kinds: dict[str, str] = {}
         for name in host.helos:
             for kind in self._helo(name, host.ip):
@@ -326,11 +327,15 @@ class Detector:
             reasons.append(Reason("helo", shown, 15))
         if len(host.helos) > 3:
             reasons.append(
-                Reason("helo-changes", f"{len(host.helos)} different HELO/EHLO names", 10)
+                Reason("helo-changes", plural(len(host.helos), "different HELO/EHLO name"), 10)
             )
         if evidence.pregreet:
             reasons.append(
-                Reason("pregreet", f"spoke before the greeting in {evidence.pregreet} sessions", 20)
+                Reason(
+                    "pregreet",
+                    f"spoke before the greeting in {plural(evidence.pregreet, 'session')}",
+                    20,
+                )
             )
         domains = len(host.sender_domains)
         if domains >= 3:
@@ -338,7 +343,7 @@ class Detector:
             reasons.append(
                 Reason(
                     "sender-domains",
-                    f"{domains} different MAIL FROM domains ({sample}, ...)",
+                    f"{plural(domains, 'different MAIL FROM domain')} ({sample}, ...)",
                     20 if domains >= 10 else 10,
                 )
             )
@@ -350,7 +355,8 @@ class Detector:
             reasons.append(
                 Reason(
                     "no-quit",
-                    f"{evidence.without_quit} of {evidence.sessions} sessions ended without QUIT",
+                    f"{evidence.without_quit:,} of {plural(evidence.sessions, 'session')} "
+                    "ended without QUIT",
                     5,
                 )
             )
@@ -358,7 +364,8 @@ class Detector:
         if identity is not None:
             mx = identity.mx_lookups(now, WINDOW)
             if mx >= 10:
-                reasons.append(Reason("dns-mx", f"{mx} MX lookups in the last 10 minutes", 10))
+                shown = f"{plural(mx, 'MX lookup')} in the last 10 minutes"
+                reasons.append(Reason("dns-mx", shown, 10))
         direct = _direct(evidence, relays)[0] > 0
         families = set(evidence.dialects)
         if direct and families and not families & MAIL_CLIENTS:

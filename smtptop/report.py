@@ -21,6 +21,7 @@ from smtptop.detect import VERDICT_ORDER, DetectConfig, Detector, Verdict
 from smtptop.model import Host, Identity, Model, Session, rank
 from smtptop.pipeline import APPLY_EVERY, Batch, engine_batches, worth_a_second_process
 from smtptop.source import Bursts, Source
+from smtptop.text import plural
 from smtptop.vendor import vendor
 
 LIVE_APPLY_SECONDS = 0.05  # a live capture's runs end this often, to check the deadline
@@ -307,23 +308,24 @@ def render_table(analysis: Analysis, *, lan_only: bool = False) -> str:
             lines.append("")
             lines.append(f"{h.ip} is {verdict.verdict} (score {verdict.score}):")
             lines.extend(f"  +{r.points:<3d}{r.signal:<18}{r.evidence}" for r in verdict.reasons)
-    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(stats.skipped.items()))
+    skipped = ", ".join(f"{n:,} {reason}" for reason, n in sorted(stats.skipped.items()))
     lines.append("")
     lines.append(
-        f"{stats.packets} packets, {stats.smtp_packets} on SMTP ports, "
-        f"{model.sessions_total} SMTP sessions, {stats.errors} analysis errors"
+        f"{plural(stats.packets, 'packet')}, {stats.smtp_packets:,} on SMTP ports, "
+        f"{plural(model.sessions_total, 'SMTP session')}, "
+        f"{plural(stats.errors, 'analysis error')}"
     )
     if stats.tcp_conflicts:
         lines.append(
-            f"{stats.tcp_conflicts} retransmissions contradicted the data already seen "
-            "(the first copy was kept)"
+            f"{plural(stats.tcp_conflicts, 'retransmission')} contradicted the data already "
+            "seen (the first copy was kept)"
         )
     if skipped:
         lines.append(f"skipped: {skipped}")
     if model.sessions_evicted:
         lines.append(
-            f"{model.sessions_evicted} older sessions summarised (not kept in full; "
-            f"{len(model.finished)} kept, the most recent per host, rejected ones first)"
+            f"{plural(model.sessions_evicted, 'older session')} summarised (not kept in full; "
+            f"{len(model.finished):,} kept, the most recent per host, rejected ones first)"
         )
     lines.extend(f"warning: {w}" for w in analysis.warnings)
     return "\n".join(lines) + "\n"

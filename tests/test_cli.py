@@ -159,11 +159,44 @@ def test_truncated_file_reports_what_was_read(name: str, mangle, tmp_path: Path)
 
 
 def test_bad_arguments_are_usage_errors() -> None:
-    assert smtptop("report").returncode == 2
-    bad = smtptop("report", "--ports", "25,x", str(SAMPLE))
-    assert bad.returncode == 2 and "port" in bad.stderr
-    bad = smtptop("report", "--lan", "not-a-net", str(SAMPLE))
-    assert bad.returncode == 2 and "CIDR" in bad.stderr
+    for args, says in [
+        (["report"], "give capture files"),
+        (["report", "--ports", "25,x", str(SAMPLE)], "port"),
+        (["report", "--lan", "not-a-net", str(SAMPLE)], "CIDR"),
+    ]:
+        bad = smtptop(*args)
+        assert bad.returncode == 2 and bad.stdout == ""
+        assert bad.stderr.count("\n") == 1 and says in bad.stderr, bad.stderr
+        assert "(see smtptop report --help)" in bad.stderr and "usage:" not in bad.stderr
+
+
+def test_counts_agree_with_their_nouns(tmp_path: Path) -> None:
+    """One of a thing is singular: "1 session ... to 1 server", never "1 sessions"."""
+    conv = synth.Conversation("192.168.3.3", 40000, "198.51.100.1", 25, start=1.0)
+    conv.smtp(
+        [
+            ("C", b"EHLO pc.example\r\n"),  # before the greeting
+            ("S", b"220 mx\r\n"),
+            ("S", b"554 5.7.1 blocked using zen.spamhaus.org\r\n"),
+            ("C", b"QUIT\r\n"),
+            ("S", b"221 bye\r\n"),
+        ]
+    )
+    conv.close()
+    path = tmp_path / "one.pcap"
+    synth.write_pcap(path, conv.frames, synth.LINKTYPE_ETHERNET)
+    out = smtptop("report", str(path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "  +30 direct-to-mx      1 session on port 25 to 1 server (no smarthost known)" in lines
+    assert "Spamhaus ZEN: refused 1 time ('zen.spamhaus.org')" in out.stdout
+    assert "spoke before the greeting in 1 session\n" in out.stdout
+    assert f"{len(conv.frames)} packets, " in out.stdout
+    assert ", 1 SMTP session, 0 analysis errors\n" in out.stdout
+    many = smtptop("report", str(SAMPLE)).stdout
+    assert "63 sessions on port 25 to 56 servers other than the smarthost (198.51.100.25)" in many
+    packets = sum(1 for _ in CaptureFile(str(SAMPLE)))
+    assert packets >= 1000 and f"\n{packets:,} packets, " in many  # thousands are marked
 
 
 def test_help_and_version_are_quick_to_reach() -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from fuzz_engine import (
+    PACKAGE,
     Checker,
+    _exception_signature,
     check,
     corpus,
     fuzz,
@@ -64,6 +66,19 @@ def test_the_checker_sees_exceptions_the_analyzer_catches() -> None:
         checker.feed(ts, linktype, frame)
     signatures = [f.signature for f in checker.finish()]
     assert signatures == ["caught:ZeroDivisionError@analyzer.py:feed"]
+
+
+def test_a_signature_names_the_package_not_a_folder_called_smtptop() -> None:
+    """A clone named smtptop (git's default) puts "smtptop" in every test file's path: the
+    place of a finding is still the innermost frame inside the package itself."""
+    text = (
+        "Traceback (most recent call last):\n"
+        f'  File "{PACKAGE}analyzer.py", line 10, in feed\n'
+        '  File "/home/me/smtptop/tests/test_fuzz_smoke.py", line 5, in broken\n'
+        '  File "/srv/smtptop-dev/smtptop.py", line 7, in helper\n'
+        "ZeroDivisionError: division by zero\n"
+    )
+    assert _exception_signature("caught", text=text) == "caught:ZeroDivisionError@analyzer.py:feed"
 
 
 def test_fuzz_smoke() -> None:

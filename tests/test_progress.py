@@ -110,6 +110,10 @@ async def test_status_bar_shows_packets_per_second_and_time_left(tmp_path: Path)
     path = big_capture(tmp_path / "small.pcap", sessions=10)
     app = MonitorApp(FileSource([path]), refresh_seconds=3600)
     async with app.run_test(size=(150, 45)) as pilot:
+        deadline = time.monotonic() + 20
+        while not app.progress.finished:  # no batch may come after the figures set here
+            assert time.monotonic() < deadline, "the capture did not finish loading"
+            await pilot.pause(0.05)
         for packets, done in ((1000, 100), (4000, 400)):
             app.progress = Progress(packets=packets, bytes_done=done, bytes_total=1000)
             app.update_status()

@@ -1,0 +1,258 @@
+"""The command line's options: refused combinations, the same meaning before or after the
+command, several capture files read in time order, and a --help that shows how to use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from smtptop import synth
+from smtptop.cli import file_source, main, parse_args, sample_path
+from smtptop.keys import keys_text
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = sample_path()
+
+
+def smtptop(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smtptop", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd="/",
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+# (argv, what the one line must say); "W" stands for a -w file that must never be made
+REFUSED = [
+    (["-r", SAMPLE, "-i", "lo"], "-r reads files and -i captures live"),
+    (["-i", "lo", "-r", SAMPLE], "-r reads files and -i captures live"),
+    (["-r", SAMPLE, "-w", "W"], "-w only applies to a live capture (-i), not to -r"),
+    (["--no-promisc", "-r", SAMPLE], "--no-promisc only applies to a live capture"),
+    (["-r", SAMPLE, "-f", "tcp port 25"], "-f only applies to a live capture"),
+    (["-r", SAMPLE, "--user", "nobody"], "--user only applies to a live capture"),
+    (["demo", "-w", "W"], "-w does not apply to 'smtptop demo'"),
+    (["-w", "W", "demo"], "-w does not apply to 'smtptop demo'"),
+    (["demo", "-i", "lo"], "-i does not apply to 'smtptop demo'"),
+    (["-i", "lo", "demo"], "-i does not apply to 'smtptop demo'"),
+    (["-r", SAMPLE, "demo"], "-r does not apply to 'smtptop demo'"),
+    (["report", "--duration", "5", SAMPLE], "--duration only applies to a live capture"),
+    (["report", "--sample", "--duration", "5"], "--duration only applies to a live capture"),
+    (["report", "-i", "lo", "--duration", "0"], "--duration: must be above 0"),
+    (["report", "--sample", "-w", "W"], "-w only applies to a live capture (-i)"),
+    (["report", "--sample", "--user", "nobody"], "--user only applies to a live capture"),
+    (["report", "--sample", "-i", "lo"], "give capture files or -i IFACE, not both"),
+    (["report", "-i", "lo", SAMPLE], "give capture files or -i IFACE, not both"),
+    (["report"], "give capture files, --sample, or -i IFACE"),
+    (["--top", "0"], "--top: must be 1 or more"),
+    (["--top", "-5", "-r", SAMPLE], "--top: must be 1 or more"),
+    (["demo", "--top", "0"], "--top: must be 1 or more"),
+    (["--top", "many"], "--top: not a whole number"),
+    (["-r", SAMPLE, "--speed", "0"], "--speed: must be above 0"),
+    (["--speed", "-2", "-r", SAMPLE], "--speed: must be above 0"),
+    (["--speed", "nan", "demo"], "--speed: must be above 0"),
+    (["demo", "--speed", "fast"], "--speed: not a number"),
+    (["--speed", "5"], "--speed only applies to replaying files"),
+    (["-i", "lo", "--speed", "5"], "--speed only applies to replaying files"),
+    (["--top", "5", "report", "--sample"], "--top does not apply to 'smtptop report'"),
+    (["report", "--sample", "--top", "5"], "--top does not apply to 'smtptop report'"),
+    (["report", "--sample", "--bell"], "--bell does not apply to 'smtptop report'"),
+    (["report", "--sample", "--speed", "2"], "--speed does not apply to 'smtptop report'"),
+    (["report", "-r", SAMPLE], "-r does not apply to 'smtptop report'"),
+    (["-r", SAMPLE, "report"], "-r does not apply to 'smtptop report'"),
+    (["interfaces", "--top", "3"], "--top does not apply to 'smtptop interfaces'"),
+    (["--lan", "10.0.0.0/8", "interfaces"], "--lan does not apply to 'smtptop interfaces'"),
+    (["report", "--json", "--csv", "--sample"], "--csv: not allowed with argument --json"),
+    (["--ports", "25,x", "report", SAMPLE], "--ports: not a list of port numbers"),
+    (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "says"), REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+def test_a_combination_that_cannot_apply_is_one_line_and_status_2(
+    argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    written = tmp_path / "evidence.pcap"
+    argv = [str(written) if arg == "W" else arg for arg in argv]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    out = capsys.readouterr()
+    assert exited.value.code == 2
+    assert out.out == ""
+    lines = out.err.splitlines()
+    assert len(lines) == 1, out.err
+    assert says in lines[0]
+    assert lines[0].startswith("smtptop") and ": error: " in lines[0]
+    assert lines[0].endswith(" --help)") and "(see smtptop" in lines[0]
+    assert "usage:" not in out.err
+    assert not written.exists()
+
+
+def test_the_real_command_refuses_with_one_line_too() -> None:
+    out = smtptop("--top", "0", "-r", SAMPLE)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == "smtptop: error: --top: must be 1 or more, not 0 (see smtptop --help)\n"
+    out = smtptop("report", "--duration", "5", SAMPLE)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        "smtptop report: error: --duration only applies to a live capture (-i) "
+        "(see smtptop report --help)"
+    ]
+
+
+SAME = [
+    (["--speed", "5", "demo"], ["demo", "--speed", "5"], {"speed": 5.0, "read": [SAMPLE]}),
+    (["--top", "7", "--bell", "demo"], ["demo", "--bell", "--top", "7"], {"top": 7, "bell": True}),
+    (
+        ["--alert-exec", "cat", "--error-log", "/tmp/e.log", "demo"],
+        ["demo", "--error-log", "/tmp/e.log", "--alert-exec", "cat"],
+        {"alert_exec": "cat", "error_log": "/tmp/e.log"},
+    ),
+    (
+        ["--lan", "10.9.0.0/16", "report", SAMPLE],
+        ["report", "--lan", "10.9.0.0/16", SAMPLE],
+        {"lan": ["10.9.0.0/16"], "files": [SAMPLE]},
+    ),
+    (
+        ["--ports", "25,2526", "--show-credentials", "report", "--sample"],
+        ["report", "--sample", "--show-credentials", "--ports", "25,2526"],
+        {"ports": frozenset({25, 2526}), "show_credentials": True},
+    ),
+    (
+        ["--smarthost", "relay.example", "--mail-server", "10.0.0.5", "report", SAMPLE],
+        ["report", "--mail-server", "10.0.0.5", SAMPLE, "--smarthost", "relay.example"],
+        {"smarthost": ["relay.example"], "mail_server": ["10.0.0.5"]},
+    ),
+    (
+        ["-i", "eth1", "-w", "x.pcap", "--user", "nobody", "--no-promisc", "report"],
+        ["report", "--no-promisc", "-i", "eth1", "--user", "nobody", "-w", "x.pcap"],
+        {"interface": "eth1", "write": "x.pcap", "user": "nobody", "promisc": False},
+    ),
+]
+
+
+@pytest.mark.parametrize(("before", "after", "values"), SAME)
+def test_an_option_means_the_same_before_or_after_the_command(
+    before: list[str], after: list[str], values: dict[str, object]
+) -> None:
+    resolved = vars(parse_args(before))
+    assert resolved == vars(parse_args(after))
+    assert {name: resolved[name] for name in values} == values
+
+
+def test_repeated_options_add_up_across_the_command() -> None:
+    args = parse_args(["--lan", "10.1.0.0/16", "report", "--lan", "10.2.0.0/16", "--sample"])
+    assert args.lan == ["10.1.0.0/16", "10.2.0.0/16"]
+    assert parse_args(["--speed", "2", "demo", "--speed", "3"]).speed == 3.0
+
+
+def test_defaults_are_filled_in_for_what_was_not_given() -> None:
+    demo = parse_args(["demo"])
+    assert (demo.speed, demo.read, demo.top, demo.lan) == (10.0, [SAMPLE], 200, [])
+    replay = parse_args(["-r", SAMPLE])
+    assert (replay.speed, replay.interface, replay.promisc) == (None, None, True)
+    assert parse_args(["report", "-i", "lo"]).duration == 60.0
+    assert parse_args(["report", "-i", "lo", "--duration", "600"]).duration == 600.0
+    assert parse_args(["report", SAMPLE]).duration is None
+    assert parse_args(["report", "--sample", SAMPLE]).files == [SAMPLE, SAMPLE]
+
+
+def test_lan_given_before_the_command_reaches_the_report(tmp_path: Path) -> None:
+    """Through the real command: the option before `report` counts as it does after it."""
+    path = tmp_path / "outside.pcap"
+    conv = synth.Conversation("203.0.113.5", 40000, "198.51.100.1", 25, start=1.0)
+    conv.smtp([("S", b"220 mx\r\n"), ("C", b"HELO a.example\r\n"), ("S", b"250 ok\r\n")])
+    synth.write_pcap(path, conv.frames, synth.LINKTYPE_ETHERNET)
+    runs = {
+        "none": smtptop("report", "--json", str(path)),
+        "before": smtptop("--lan", "203.0.113.0/24", "report", "--json", str(path)),
+        "after": smtptop("report", "--json", "--lan", "203.0.113.0/24", str(path)),
+    }
+    lan = {where: json.loads(out.stdout)["hosts"][0]["lan"] for where, out in runs.items()}
+    assert lan == {"none": False, "before": True, "after": True}
+
+
+def split_capture(folder: Path) -> tuple[Path, Path]:
+    """One SMTP session cut in two files, as `tcpdump -G` rotation leaves it."""
+    conv = synth.Conversation("192.168.7.20", 40001, "198.51.100.9", 25, start=1_700_000_000.0)
+    conv.smtp([("S", b"220 mx.example ESMTP\r\n"), ("C", b"EHLO pc.example\r\n")])
+    conv.smtp([("S", b"250 mx.example\r\n")])
+    cut = len(conv.frames)
+    conv.smtp(
+        [
+            ("C", b"MAIL FROM:<a@example.org>\r\n", 5.0),
+            ("S", b"250 ok\r\n"),
+            ("C", b"RCPT TO:<b@example.net>\r\n"),
+            ("S", b"550 5.1.1 no such user\r\n"),
+            ("C", b"QUIT\r\n"),
+            ("S", b"221 bye\r\n"),
+        ]
+    )
+    conv.close()
+    early, late = folder / "b-early.pcap", folder / "a-late.pcap"
+    synth.write_pcap(early, conv.frames[:cut], synth.LINKTYPE_ETHERNET)
+    synth.write_pcap(late, conv.frames[cut:], synth.LINKTYPE_ETHERNET)
+    return early, late
+
+
+def test_report_reads_files_in_time_order_whatever_the_order_given(tmp_path: Path) -> None:
+    early, late = split_capture(tmp_path)
+    given_late_first = smtptop("report", "--json", str(late), str(early))
+    given_early_first = smtptop("report", "--json", str(early), str(late))
+    assert given_late_first.returncode == 0, given_late_first.stderr
+    assert given_late_first.stdout == given_early_first.stdout
+    report = json.loads(given_late_first.stdout)
+    [session] = report["sessions"]
+    assert (session["helo"], session["partial"], session["outcome"]) == (
+        "pc.example",
+        False,
+        "rejected",
+    )
+    assert session["mail_from"] == ["a@example.org"]
+
+
+@pytest.mark.parametrize(
+    "argv", [["-r", "LATE", "-r", "EARLY"], ["-r", "LATE", "EARLY"], ["-r", "EARLY", "LATE"]]
+)
+def test_the_monitor_reads_every_file_in_time_order(argv: list[str], tmp_path: Path) -> None:
+    early, late = split_capture(tmp_path)
+    names = {"EARLY": str(early), "LATE": str(late)}
+    source = file_source(parse_args([names.get(arg, arg) for arg in argv]))
+    assert source.paths == [str(early), str(late)]
+    times = [ts for ts, _, _ in source.frames(threading.Event())]
+    assert len(times) > 10 and times == sorted(times)
+
+
+def test_a_file_that_cannot_be_read_still_gives_its_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pcap"
+    for argv in (["report", SAMPLE, str(missing)], ["-r", SAMPLE, str(missing)]):
+        out = smtptop(*argv)
+        assert out.returncode == 1, out
+        assert out.stderr == f"smtptop: {missing}: no such file\n"
+
+
+def test_help_shows_examples_and_the_keys() -> None:
+    out = smtptop("--help")
+    assert out.returncode == 0
+    for example in (
+        "sudo smtptop -i eth1 ",
+        "smtptop demo ",
+        "smtptop -r capture.pcap --speed 5 ",
+        "smtptop report capture.pcap --json ",
+        "sudo smtptop report -i eth1 --duration 600 --json -o spam.json\n",
+    ):
+        assert f"\n  {example}" in out.stdout
+    assert textwrap.indent(keys_text(), "  ") in out.stdout
+    assert "read in the order of their first packets" in " ".join(out.stdout.split())
+    report = smtptop("report", "--help")
+    assert "read in the order of their first packets" in " ".join(report.stdout.split())
+    assert "--duration SECONDS" in report.stdout and "--top" not in report.stdout
