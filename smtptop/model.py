@@ -17,14 +17,29 @@ Definitions (the README documents them; tests follow them):
 Memory is bounded by :class:`ModelLimits`.  Counts never depend on what is kept: a session is
 counted into its host, its host's server and the server table when it opens and as replies
 come, so evicting the session later changes no figure.  Finished sessions are kept in full
-under a count and a byte budget, and evicted by this policy (:meth:`Model.close_session`):
+under one global budget, ``max_sessions`` sessions and ``max_kept_bytes`` bytes, and evicted
+by this policy (:meth:`Model.close_session`):
 
-* each host keeps its most recent ``max_sessions_per_host`` sessions;
-* over a budget, globally or per host, the oldest kept session goes, taken from those that
-  were not rejected while they are more than a quarter of what is kept, else from the
-  rejected ones: rejected sessions, the evidence an admin wants, stay longest;
+* while both budgets have room, every host keeps all its sessions: there is no per-host cap,
+  so the spambot an admin hunts keeps all its evidence while there is room for it;
+* over a budget, a session goes from the host that keeps the most sessions (of hosts that
+  keep as many, the one that has kept that many longest), so a spambot with 10,000 sessions
+  gives up sessions before a PC with 5 loses any;
+* within that host its oldest session goes, taken from those that were not rejected while
+  they are more than a quarter of what it keeps, else from its rejected ones: rejected
+  sessions, the evidence an admin wants, stay longest;
+* the victim host is chosen by kept sessions for both budgets, not by bytes: sessions are
+  what the drill-down shows, and a session's footprint is bounded by the transcript, reply
+  and address limits (under 0.5 MiB with the default limits), so no host holds much of the
+  byte budget with few sessions; choosing by bytes would take the one long session of a
+  quiet host first;
+* sessions whose host was not kept (``max_hosts``) are kept as one more host, without an
+  address, which holds them all and so tends to give them up first;
 * ``sessions_evicted`` (per host and in total) counts what went, so that kept + evicted +
   open == sessions seen.
+
+Eviction is O(1) per session: hosts sit in buckets by how many sessions they keep, a count
+changes by one at a time, so the fullest bucket is found from the previous one.
 
 Distinct destinations per host are exact, in packed addresses (:class:`AddressSet`), up to a
 byte budget for all hosts together; per-server rows of a host are its most recently used
@@ -90,7 +105,6 @@ class ModelLimits:
     """How much the model keeps; everything beyond is counted, not stored."""
 
     max_sessions: int = 20000  # finished sessions kept in full, all hosts together
-    max_sessions_per_host: int = 100
     max_kept_bytes: int = 64 << 20  # Session.footprint() of the kept sessions together
     max_hosts: int = 100000
     max_servers: int = 200000  # the server table (Model.servers)
@@ -438,11 +452,10 @@ class Model:
         self.hosts: dict[str, Host] = {}
         self.open: dict[int, Session] = {}
         self.finished: dict[int, Session] = {}  # kept in full, in the order they ended
-        # the same sessions by class, oldest first: (not rejected, rejected)
-        self._kept: tuple[OrderedDict[int, Session], OrderedDict[int, Session]] = (
-            OrderedDict(),
-            OrderedDict(),
-        )
+        # hosts by the sessions they keep, each bucket in the order its hosts entered it
+        self._by_kept: dict[int, OrderedDict[str, Host]] = {}
+        self._most_kept = 0  # the fullest bucket
+        self._unhosted = Host("", False, 0.0, 0.0)  # keeps the sessions of hosts not kept
         self.kept_bytes = 0
         self.sessions_total = 0
         self.sessions_evicted = 0
@@ -533,33 +546,43 @@ class Model:
 
     def _keep(self, session: Session, host: Host | None) -> None:
         """Keep a finished session in full, then evict by the policy in the module's
-        docstring until the host's and the global budgets hold.  O(1) amortised: each session
-        is kept once and evicted at most once, from the old end of a queue."""
-        limits, kept = self.limits, self._kept
-        rejected = int(session.rejected)
+        docstring until the global budgets hold.  O(1) amortised: each session is kept once
+        and evicted at most once, and each moves its host by one bucket."""
+        limits = self.limits
+        if host is None:
+            host = self._unhosted
         self.finished[session.id] = session
-        kept[rejected][session.id] = session
         self.kept_bytes += session.footprint()
-        if host is not None:
-            host.kept[rejected].append(session.id)
-            if host.sessions_kept > limits.max_sessions_per_host:
-                self._evict(host.kept[_victim(*map(len, host.kept))][0])
-        while self.finished and (
-            len(self.finished) > limits.max_sessions or self.kept_bytes > limits.max_kept_bytes
-        ):
-            self._evict(next(iter(kept[_victim(*map(len, kept))])))
+        host.kept[int(session.rejected)].append(session.id)
+        self._rebucket(host, 1)
+        while len(self.finished) > limits.max_sessions or self.kept_bytes > limits.max_kept_bytes:
+            self._evict(next(iter(self._by_kept[self._most_kept].values())))
 
-    def _evict(self, session_id: int) -> None:
-        """Forget a kept session: the oldest of its class for its host."""
-        session = self.finished.pop(session_id)
-        rejected = int(session.rejected)
-        del self._kept[rejected][session_id]
+    def _evict(self, host: Host) -> None:
+        """Forget the oldest kept session of a host, from the class :func:`_victim` picks."""
+        session = self.finished.pop(host.kept[_victim(*map(len, host.kept))].popleft())
         self.kept_bytes -= session.footprint()
         self.sessions_evicted += 1
-        host = self.hosts.get(session.client_ip)
-        if host is not None and host.kept[rejected] and host.kept[rejected][0] == session_id:
-            host.kept[rejected].popleft()
-            host.sessions_evicted += 1
+        host.sessions_evicted += 1
+        self._rebucket(host, -1)
+
+    def _rebucket(self, host: Host, step: int) -> None:
+        """Move a host whose kept sessions just changed by ``step`` (1 or -1) to the end of
+        its new bucket, and keep ``_most_kept`` on the fullest bucket."""
+        buckets, count = self._by_kept, host.sessions_kept
+        before = count - step
+        if before:
+            bucket = buckets[before]
+            del bucket[host.ip]
+            if not bucket:
+                del buckets[before]
+        if count:
+            bucket = buckets.get(count)
+            if bucket is None:
+                bucket = buckets[count] = OrderedDict()
+            bucket[host.ip] = host
+        if count > self._most_kept or (before == self._most_kept and before not in buckets):
+            self._most_kept = count  # grew past it, or emptied it and sits one below
 
     def sessions(self) -> list[Session]:
         """Kept sessions, finished ones first, in the order they ended, then open ones."""

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from smtptop.model import Model, ModelLimits, is_lan, mailbox
-from smtptop.report import Analysis, render_csv, render_table, to_json
+from smtptop.model import Model, ModelLimits, Session, is_lan, mailbox
+from smtptop.report import Analysis, analyze, render_csv, render_table, to_json
 from smtptop.smtp import Side, SmtpParser
 
 from smtptop.analyzer import Stats  # isort: skip
 
 C, S = Side.CLIENT, Side.SERVER
+ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Sup3r-S3cret-pw"
 
 
@@ -247,46 +252,172 @@ def kept_ids(model: Model, ip: str = "192.168.0.5") -> list[int]:
     return [s.id for s in model.host_sessions(ip)]
 
 
-def test_each_host_keeps_its_most_recent_sessions() -> None:
-    model = Model(limits=ModelLimits(max_sessions_per_host=3))
-    for i in range(6):
-        play(model, i, ACCEPTED)
-    play(model, 6, ACCEPTED, client="192.168.0.6")
-    assert kept_ids(model) == [3, 4, 5] and kept_ids(model, "192.168.0.6") == [6]
+def test_a_host_keeps_all_its_sessions_while_the_budget_has_room() -> None:
+    """No per-host cap: 500 sessions of one host are all kept under the default budget."""
+    model = Model()
+    for i in range(500):
+        play(model, i, REJECTED if i % 2 else ACCEPTED)
+    play(model, 500, ACCEPTED, client="192.168.0.6")
     host = model.hosts["192.168.0.5"]
-    assert (host.sessions, host.sessions_kept, host.sessions_evicted) == (6, 3, 3)
-    assert model.sessions_evicted == 3 and model.session(2) is None
-    assert host.accepted_messages == 6  # the counts do not depend on what is kept
+    assert (host.sessions, host.sessions_kept, host.sessions_evicted) == (500, 500, 0)
+    assert kept_ids(model) == list(range(500)) and model.sessions_evicted == 0
 
 
-def test_rejected_sessions_are_kept_longest() -> None:
-    """Those not rejected go first while they are more than a quarter of what is kept."""
-    model = Model(limits=ModelLimits(max_sessions_per_host=4))
-    for i, script in enumerate([REJECTED] * 3 + [ACCEPTED] * 3):
-        play(model, i, script)
-    assert kept_ids(model) == [0, 1, 2, 5]  # the latest accepted one stays visible
-    play(model, 6, REJECTED)
-    assert kept_ids(model) == [1, 2, 5, 6]  # now the oldest rejected one goes
-    play(model, 7, REJECTED, client="192.168.0.6")
-    assert model.hosts["192.168.0.5"].sessions_evicted == 3
-    assert model.hosts["192.168.0.5"].rejected_sessions == 4
+def test_the_busiest_host_gives_up_sessions_and_keeps_its_rejected_ones_longest() -> None:
+    """Over the budget, sessions go from the host keeping the most; quiet hosts keep all of
+    theirs, even the oldest, and the busy host keeps its rejected sessions longest."""
+    model = Model(limits=ModelLimits(max_sessions=20))
+    quiet = [f"192.168.0.{n}" for n in (6, 7, 8)]
+    for i in range(9):
+        play(model, i, ACCEPTED, client=quiet[i % 3])
+    for i in range(9, 69):
+        play(model, i, REJECTED if i % 2 else ACCEPTED)  # 30 of each, alternating
+    assert all(kept_ids(model, ip) == list(range(n, 9, 3)) for n, ip in enumerate(quiet))
+    assert all(model.hosts[ip].sessions_evicted == 0 for ip in quiet)
+    busy = model.hosts["192.168.0.5"]
+    assert (busy.sessions_kept, busy.sessions_evicted) == (11, 49)
+    kept = model.host_sessions(busy.ip)
+    accepted = [s.id for s in kept if not s.rejected]
+    rejected = [s.id for s in kept if s.rejected]
+    assert accepted == [64, 66, 68]  # the newest: they went while over a quarter of 12
+    assert rejected == list(range(53, 69, 2))  # the rest, going further back
+    assert (busy.sessions, busy.rejected_sessions, busy.accepted_messages) == (60, 30, 30)
+    play(model, 69, ACCEPTED, client=quiet[0])  # a quiet host grows: the busy one pays
+    assert len(kept_ids(model, quiet[0])) == 4 and busy.sessions_evicted == 50
 
 
-def test_global_budgets_by_count_and_bytes() -> None:
+def test_hosts_keeping_as_many_give_up_in_the_order_they_got_there() -> None:
+    """A tie between hosts goes to the one that has kept that many longest, whatever its
+    sessions' outcomes: rejected sessions are kept longest within a host, not across."""
     model = Model(limits=ModelLimits(max_sessions=5))
     for i in range(4):
         play(model, i, ACCEPTED, client=f"192.168.0.{10 + i}")
     for i in range(4, 8):
         play(model, i, REJECTED, client=f"192.168.0.{10 + i}")
-    # others were more than a quarter: the oldest of them went, the rejected ones stayed
     assert sorted(model.finished) == [3, 4, 5, 6, 7]
-    one = model.finished[3].footprint()
-    model = Model(limits=ModelLimits(max_kept_bytes=one * 5 // 2))
+    assert [model.hosts[f"192.168.0.{10 + i}"].sessions_evicted for i in range(8)] == [
+        1, 1, 1, 0, 0, 0, 0, 0
+    ]  # fmt: skip
+
+
+def test_the_byte_budget_holds_and_takes_from_the_busiest_host() -> None:
+    model = Model()
+    one = play(model, 0, ACCEPTED).footprint()
+    limit = one * 5 // 2
+    model = Model(limits=ModelLimits(max_kept_bytes=limit))
     for i in range(6):
         play(model, i, ACCEPTED)
-    assert kept_ids(model) == [4, 5] and model.kept_bytes <= one * 5 // 2
+    assert kept_ids(model) == [4, 5] and model.kept_bytes <= limit
     assert len(model.finished) + model.sessions_evicted == model.sessions_total == 6
     assert model.kept_bytes == sum(s.footprint() for s in model.finished.values())
+    play(model, 6, ACCEPTED, client="192.168.0.6")
+    assert kept_ids(model) == [5] and kept_ids(model, "192.168.0.6") == [6]
+    assert model.kept_bytes <= limit
+
+
+def test_the_bundled_capture_summarises_no_session() -> None:
+    """Far below the budget: every host of the demo keeps every session."""
+    model = analyze([str(ROOT / "smtptop" / "data" / "office.pcap")], parallel=False).model
+    assert model.sessions_total > 0 and model.sessions_evicted == 0
+    assert len(model.finished) == model.sessions_total
+    assert all(
+        h.sessions_evicted == 0 and h.sessions_kept == h.sessions for h in model.hosts.values()
+    )
+
+
+def _events(script) -> list:
+    parser = SmtpParser()
+    for side, data in script:
+        parser.receive_data(side, data, 1.0)
+    parser.close(2.0)
+    return list(parser.events())
+
+
+SCRIPTS = (
+    _events(REJECTED),
+    _events(ACCEPTED),
+    _events(greet(*MAIL, *(RCPT_OK * 30), *DATA, (S, b"250 queued\r\n"))),  # a long one
+)
+
+
+@dataclass(slots=True)
+class Reference:
+    """The eviction policy written plainly, in O(kept) per eviction, to check the model:
+    groups of kept sessions per host ("" for sessions of hosts not kept), oldest first."""
+
+    limits: ModelLimits
+    kept: dict[str, list[Session]] = field(default_factory=dict)
+    entered: dict[str, int] = field(default_factory=dict)  # when a group got its size
+    evicted: dict[str, int] = field(default_factory=dict)
+    tick: int = 0
+
+    def keep(self, group: str, session: Session) -> None:
+        self._resized(group, [*self.kept.get(group, []), session])
+        while (
+            sum(map(len, self.kept.values())) > self.limits.max_sessions
+            or sum(s.footprint() for g in self.kept.values() for s in g)
+            > self.limits.max_kept_bytes
+        ):
+            busiest = min(self.kept, key=lambda g: (-len(self.kept[g]), self.entered[g]))
+            sessions = self.kept[busiest]
+            others = [s for s in sessions if not s.rejected]
+            rejected = [s for s in sessions if s.rejected]
+            many_others = others and (not rejected or len(others) * 4 > len(sessions))
+            goes = others[0] if many_others else rejected[0]
+            self._resized(busiest, [s for s in sessions if s is not goes])
+            self.evicted[busiest] = self.evicted.get(busiest, 0) + 1
+
+    def _resized(self, group: str, sessions: list[Session]) -> None:
+        self.tick += 1
+        self.entered[group] = self.tick
+        self.kept[group] = sessions
+        if not sessions:
+            del self.kept[group]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 3), st.sampled_from([0, 0, 0, 1, 1, 2])),
+        min_size=10,
+        max_size=150,
+    ),
+    st.integers(0, 20),
+    st.integers(0, 80_000),
+)
+@example([(False, 0, 0)] * 5 + [(False, 0, 1)] * 2 + [(True, 0, 0)] * 7, 6, 80_000)  # 2 of 7
+def test_random_eviction_counts_every_session_and_follows_the_policy(
+    steps: list[tuple[bool, int, int]], max_sessions: int, max_kept_bytes: int
+) -> None:
+    """Random opens and closes from 4 clients, one past ``max_hosts``: the model keeps
+    exactly what the plain policy keeps, the budgets hold, and kept + evicted + open equals
+    the sessions seen, per host and in total."""
+    limits = ModelLimits(max_sessions=max_sessions, max_kept_bytes=max_kept_bytes, max_hosts=3)
+    model, reference, opened = Model(limits=limits), Reference(limits), []
+    for number, (close, client, script) in enumerate(steps):
+        if close and opened:
+            session = model.open[opened.pop(client % len(opened))]
+            model.close_session(
+                session.id, 3.0, "closed", client_bytes=0, server_bytes=0, packets=0
+            )
+            reference.keep(session.client_ip if session.client_ip in model.hosts else "", session)
+        else:
+            ip = f"192.168.0.{client}"
+            model.open_session(
+                number, (ip, 40000 + number), ("198.51.100.1", 25), 0.0, midstream=False
+            )
+            for event in SCRIPTS[script]:
+                model.apply(number, event)
+            opened.append(number)
+        assert sorted(model.finished) == sorted(s.id for g in reference.kept.values() for s in g)
+        assert len(model.finished) <= max_sessions and model.kept_bytes <= max_kept_bytes
+        assert model.kept_bytes == sum(s.footprint() for s in model.finished.values())
+        assert (
+            len(model.finished) + model.sessions_evicted + len(model.open) == model.sessions_total
+        )
+        for host in model.hosts.values():
+            assert host.sessions_evicted == reference.evicted.get(host.ip, 0)
+            assert host.sessions_kept + host.sessions_evicted + host.open_sessions == host.sessions
 
 
 def test_aggregates_stay_exact_when_sessions_and_server_rows_go() -> None:
@@ -331,7 +462,7 @@ def test_address_set_is_exact() -> None:
 
 
 def test_summarised_sessions_are_visible_in_every_report() -> None:
-    model = Model(limits=ModelLimits(max_sessions_per_host=2, max_servers_per_host=1))
+    model = Model(limits=ModelLimits(max_sessions=2, max_servers_per_host=1))
     for i in range(5):
         play(model, i, REJECTED, server=f"198.51.100.{i}")
     analysis = Analysis(model, Stats())
