@@ -1,8 +1,10 @@
 """Render the README's screenshots: the real monitor on the bundled sample, headless.
 
-Run ``python screenshots/generate.py`` after changing what the monitor shows;
+Each picture is what ``smtptop demo`` (the command the README's "Try it" runs) shows once
+the capture is replayed, at 150 columns and in an 80x24 terminal; its window title is that
+command.  Run ``python screenshots/generate.py`` after changing what the monitor shows;
 tests/test_screenshots.py fails while the committed pictures are stale.  The SVGs are
-Textual's own; the PNGs come from CairoSVG (``pip install cairosvg``, with Debian's
+Textual's own; the PNGs come from CairoSVG (``pip install '.[screenshots]'``, with Debian's
 ``fonts-firacode``), because rsvg-convert misplaces Textual's spans.
 """
 
@@ -22,12 +24,23 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from textual.pilot import Pilot
 
+    from smtptop.source import FileSource
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SAMPLE = ROOT / "smtptop" / "data" / "office.pcap"
 SPAMBOT = "192.168.0.108"
 WIDTH = 150
-SIZES = {"hosts": (WIDTH, 12), "drilldown": (WIDTH, 40), "transcript": (WIDTH, 26)}
+# name: (columns, lines), and the view: the host table, the spambot's drill-down, or the
+# transcript of a session Spamhaus refused.
+SHOTS = {
+    "hosts": ((WIDTH, 12), "hosts"),
+    "drilldown": ((WIDTH, 40), "drilldown"),
+    "transcript": ((WIDTH, 26), "transcript"),
+    "hosts-80x24": ((80, 24), "hosts"),
+    "drilldown-80x24": ((80, 24), "drilldown"),
+}
+COMMAND = "smtptop demo"  # the window title: the command the README shows beside them
 LOAD_SECONDS = 60.0
 # Rich lays each run of text over its cells with textLength; cairo ignores that and advances
 # Fira Code by its hinted width, so runs are spaced out to their cells before conversion.
@@ -88,30 +101,41 @@ async def open_spamhaus_rejection(pilot: Pilot[None]) -> None:
     await pilot.pause()
 
 
+def demo_source() -> FileSource:
+    """The source ``smtptop demo`` reads (the sample, labelled as replayed at the demo's
+    speed), read at once: the end of a replay looks the same, without its minute of waiting."""
+    from smtptop.cli import DEMO_SPEED
+    from smtptop.source import FileSource
+
+    source = FileSource([str(SAMPLE)], speed=DEMO_SPEED)
+    source.speed = None
+    return source
+
+
 async def render(name: str) -> str:
     """One screenshot of the monitor on the sample, as Textual's SVG."""
-    from smtptop.source import FileSource
     from smtptop.tui.app import MonitorApp
     from smtptop.tui.tables import KeyedTable
 
+    size, view = SHOTS[name]
     # No periodic redraw: the views are drawn explicitly once the file is read.
-    app = MonitorApp(FileSource([str(SAMPLE)]), refresh_seconds=3600)
-    async with app.run_test(size=SIZES[name]) as pilot:
+    app = MonitorApp(demo_source(), refresh_seconds=3600)
+    async with app.run_test(size=size) as pilot:
         await wait_loaded(pilot)
-        if name in ("drilldown", "transcript"):
+        if view in ("drilldown", "transcript"):
             hosts = app.query_one("#hosts", KeyedTable)
             hosts.move_cursor(row=hosts.keys.index(SPAMBOT))
             await pilot.press("enter")
             await pilot.pause()
-        if name == "transcript":
+        if view == "transcript":
             await open_spamhaus_rejection(pilot)
-        return app.export_screenshot(title=f"smtptop -r {SAMPLE.name}")
+        return app.export_screenshot(title=COMMAND)
 
 
 def render_all() -> dict[str, str]:
     """Every screenshot by name, times in UTC."""
     with utc():
-        return {name: asyncio.run(render(name)) for name in SIZES}
+        return {name: asyncio.run(render(name)) for name in SHOTS}
 
 
 def fit_runs(svg: str) -> str:

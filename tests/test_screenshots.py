@@ -2,7 +2,9 @@
 
 The SVGs are regenerated headless and their terminal text compared with the committed ones:
 text, not bytes or pixels, so a Textual or font upgrade that only restyles them does not fail
-here.  ``python screenshots/generate.py`` brings them up to date.
+here.  ``python screenshots/generate.py`` brings them up to date.  Each is in the README's
+"Try it", as big as its name says (150 columns unless it says ``-80x24``), titled with the
+command shown there.
 """
 
 from __future__ import annotations
@@ -23,7 +25,17 @@ RUN = re.compile(
     re.S,
 )
 VIEWBOX = re.compile(r'<svg [^>]*viewBox="0 0 ([\d.]+) ([\d.]+)"')
+TITLE = re.compile(r'<text class="terminal-\d+-title"[^>]*>(.*?)</text>', re.S)
 FIX = "regenerate them: python screenshots/generate.py"
+README = SHOTS.parent / "README.md"
+# name: (columns, lines) of the terminal it shows
+NAMES = {
+    "hosts": (150, 12),
+    "drilldown": (150, 40),
+    "transcript": (150, 26),
+    "hosts-80x24": (80, 24),
+    "drilldown-80x24": (80, 24),
+}
 
 
 def generator() -> ModuleType:
@@ -69,7 +81,17 @@ def fresh() -> dict[str, str]:
     return generator().render_all()
 
 
-@pytest.mark.parametrize("name", ["hosts", "drilldown", "transcript"])
+def try_it() -> str:
+    """The README's "Try it" section."""
+    text = README.read_text(encoding="utf-8")
+    return text.split("\n## Try it\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_generator_makes_these() -> None:
+    assert list(generator().SHOTS) == list(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_screenshot_is_current(fresh: dict[str, str], name: str) -> None:
     committed = SHOTS / f"{name}.svg"
     assert committed.exists(), f"{committed} is missing: {FIX}"
@@ -78,7 +100,46 @@ def test_screenshot_is_current(fresh: dict[str, str], name: str) -> None:
     assert old == new, f"screenshots/{name}.svg no longer shows what the monitor shows: {FIX}"
 
 
-@pytest.mark.parametrize("name", ["hosts", "drilldown", "transcript"])
+@pytest.mark.parametrize("name", NAMES)
+def test_screenshot_size(fresh: dict[str, str], name: str) -> None:
+    """The terminal in the picture is as big as its name says: every line of it drawn (the
+    footer is the last), none wider."""
+    columns, lines = NAMES[name]
+    text = terminal_text(fresh[name])
+    assert len(text) == lines, f"{name}: {len(text)} lines"
+    assert max(len(line) for line in text) <= columns, f"{name}: wider than {columns}"
+    assert any(len(line) > columns - 4 for line in text), f"{name}: narrower than {columns}"
+
+
+def test_80_columns_show_what_the_issue_asks() -> None:
+    """At 80x24 the host view keeps host, verdict, sessions, destinations, rejected and
+    tempfailed, and marks the hidden columns; the drill-down shows sessions' outcomes."""
+    hosts = terminal_text((SHOTS / "hosts-80x24.svg").read_text(encoding="utf-8"))
+    header = next(line for line in hosts if line.split()[:1] == ["Host"])
+    assert re.search(r"  \+\d+ cols →$", header), f"no hidden-columns mark: {header!r}"
+    for label in ("Verdict", "Sess", "Dest", "Rej", "Temp"):
+        assert label in header, f"{label} is not shown at 80 columns: {header!r}"
+    drill = terminal_text((SHOTS / "drilldown-80x24.svg").read_text(encoding="utf-8"))
+    outcomes = [line for line in drill if re.search(r"\d\d:\d\d:\d\d .* rejected 55\d ", line)]
+    assert len(outcomes) >= 5, "the drill-down shows few rejected sessions at 80x24"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_readme_shows_it_under_its_command(name: str) -> None:
+    """The README's "Try it" shows the picture, and runs the command in its title."""
+    section = try_it()
+    assert f"](screenshots/{name}.png)" in section, f"README's Try it lacks {name}.png"
+    found = TITLE.search((SHOTS / f"{name}.svg").read_text(encoding="utf-8"))
+    assert found is not None, f"screenshots/{name}.svg has no title"
+    title = html.unescape(found[1]).replace("\xa0", " ")
+    assert title == generator().COMMAND, title
+    commands = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert re.search(rf"(^|[ /]){re.escape(title)}$", commands, re.M), (
+        f"the window title {title!r} is not the command README's Try it runs"
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_png_matches_svg(name: str) -> None:
     """A PNG beside each SVG, of the SVG's size (CairoSVG draws 1 px per SVG unit)."""
     png, svg = SHOTS / f"{name}.png", SHOTS / f"{name}.svg"

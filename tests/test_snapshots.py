@@ -22,7 +22,7 @@ from smtptop.source import FileSource
 from smtptop.tui.app import HelpScreen, HostScreen, MonitorApp, TranscriptScreen
 from smtptop.tui.tables import KeyedTable
 
-SIZE = (140, 40)
+SIZES = [(80, 24), (120, 40), (200, 50)]
 SPAMBOT = "192.168.0.108"
 LOAD_SECONDS = 60.0
 
@@ -62,8 +62,10 @@ async def loaded(pilot: Pilot[None]) -> None:
 
 
 async def spambot(pilot: Pilot[None]) -> None:
-    """The spambot's drill-down."""
+    """The spambot's drill-down (without the toast that announced it, which would hide
+    the bottom right of the screen)."""
     await loaded(pilot)
+    pilot.app.clear_notifications()
     hosts = pilot.app.query_one("#hosts", KeyedTable)
     assert hosts.keys[0] == SPAMBOT
     hosts.move_cursor(row=0)
@@ -96,26 +98,26 @@ async def spamhaus_rejection(pilot: Pilot[None]) -> None:
 
 async def help_screen(pilot: Pilot[None]) -> None:
     await loaded(pilot)
+    pilot.app.clear_notifications()
     await pilot.press("question_mark")
     await pilot.pause()
     assert isinstance(pilot.app.screen, HelpScreen)
 
 
-def test_hosts(snap_compare: SnapCompare) -> None:
-    """Every host of the sample; the spambot on top."""
-    assert snap_compare(monitor(), terminal_size=SIZE, run_before=loaded)
+VIEWS = {
+    "hosts": loaded,  # every host of the sample, the spambot on top
+    "drilldown": spambot,  # the spambot's servers and sessions
+    "transcript": spamhaus_rejection,  # a session refused: the office is on a blocklist
+}
 
 
-def test_drilldown(snap_compare: SnapCompare) -> None:
-    """The spambot's servers and sessions."""
-    assert snap_compare(monitor(), terminal_size=SIZE, run_before=spambot)
-
-
-def test_transcript(snap_compare: SnapCompare) -> None:
-    """A session refused because the office's address is on a Spamhaus blocklist."""
-    assert snap_compare(monitor(), terminal_size=SIZE, run_before=spamhaus_rejection)
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_view(snap_compare: SnapCompare, view: str, size: tuple[int, int]) -> None:
+    """Each screen at the smallest terminal it must fit, a common one and a wide one."""
+    assert snap_compare(monitor(), terminal_size=size, run_before=VIEWS[view])
 
 
 def test_help(snap_compare: SnapCompare) -> None:
-    """The help over the host table."""
-    assert snap_compare(monitor(), terminal_size=SIZE, run_before=help_screen)
+    """The help over the host table, in the smallest terminal."""
+    assert snap_compare(monitor(), terminal_size=(80, 24), run_before=help_screen)

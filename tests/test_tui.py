@@ -4,6 +4,7 @@ hostile text."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -309,3 +310,154 @@ async def test_drill_down_shows_the_verdict_and_who_the_host_is() -> None:
         assert "wxpanna.studio.lan" in panel and "d4:be:d9:5e:10:8c" in panel
         title = str(app.screen.query_one("#title").render())
         assert "wxpanna.studio.lan" in title
+
+
+def screen_text(app: MonitorApp) -> str:
+    """The terminal as the user sees it."""
+    return "\n".join(
+        "".join(segment.text for segment in strip)
+        for strip in app.screen._compositor.render_strips()
+    )
+
+
+class _QuietSource(Source):
+    """A live-like source on which nothing arrives until the test stops it."""
+
+    label = "eth1"
+    waiting = "Waiting for SMTP on eth1 (filter: tcp port 25) …"
+
+    def frames(self, stop: threading.Event):
+        deadline = time.monotonic() + 30
+        while not stop.wait(0.02) and time.monotonic() < deadline:
+            yield None
+
+
+async def test_waiting_for_smtp_says_where_it_listens() -> None:
+    app = MonitorApp(_QuietSource(), refresh_seconds=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        assert not app.progress.finished and not app.model.hosts
+        assert hosts_table(app).empty.plain == _QuietSource.waiting
+        assert _QuietSource.waiting in screen_text(app)
+
+
+async def test_a_filter_that_matches_nothing_says_so() -> None:
+    app = MonitorApp(FileSource([SAMPLE]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("slash", *"nosuch", "enter")
+        await pilot.pause()
+        assert hosts_table(app).keys == []
+        assert "no host matches 'nosuch'" in screen_text(app)
+
+
+@pytest.fixture
+def no_smtp_capture(tmp_path: Path) -> str:
+    conv = synth.Conversation("192.168.1.20", 40000, "198.51.100.80", 80, start=1.0)
+    conv.handshake()
+    conv.send("C", b"GET / HTTP/1.0\r\n\r\n")
+    conv.close()
+    path = tmp_path / "web.pcap"
+    synth.write_pcap(path, conv.frames, synth.LINKTYPE_ETHERNET)
+    return str(path)
+
+
+async def test_a_capture_without_smtp_says_so(no_smtp_capture: str) -> None:
+    app = MonitorApp(FileSource([no_smtp_capture]))
+    async with app.run_test(size=(120, 24)) as pilot:
+        await settle(app, pilot)
+        packets = sum(1 for _ in CaptureFile(no_smtp_capture))
+        expected = (
+            f"No SMTP in this capture: {packets} packets read, "
+            "none of them SMTP on ports 25,465,587,2525"
+        )
+        assert hosts_table(app).empty.plain == expected
+        assert expected in screen_text(app)
+        assert "0 hosts" in status(app) and "0 sessions" in status(app)
+
+
+def one_session(tmp_path: Path, starts: tuple[float, ...] = (1000.0,)) -> str:
+    """A LAN host's sessions to the smarthost, one at each of ``starts``."""
+    frames = []
+    for index, start in enumerate(starts):
+        conv = synth.Conversation("192.168.1.20", 40000 + index, "198.51.100.25", 25, start=start)
+        conv.smtp([("S", b"220 relay ESMTP\r\n"), ("C", b"EHLO pc\r\n"), ("S", b"250 ok\r\n"),
+                   ("C", b"QUIT\r\n"), ("S", b"221 bye\r\n")])  # fmt: skip
+        frames += conv.frames
+    path = tmp_path / "sessions.pcap"
+    synth.write_pcap(path, frames, synth.LINKTYPE_ETHERNET)
+    return str(path)
+
+
+async def test_counts_of_one_are_singular(tmp_path: Path) -> None:
+    app = MonitorApp(FileSource([one_session(tmp_path)]))
+    async with app.run_test(size=(200, 24)) as pilot:
+        await settle(app, pilot)
+        assert "1 host " in status(app) + " " and "1 session" in status(app)
+        assert "1 hosts" not in status(app) and "1 sessions" not in status(app)
+        await pilot.press("enter")
+        await pilot.pause()
+        title = str(app.screen.query_one("#title").render())
+        assert "1 session to 1 server, 0 rejected, 0 tempfailed, 0 messages accepted" in title
+
+
+@pytest.fixture
+def utc():
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if saved is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+@pytest.mark.usefixtures("utc")
+@pytest.mark.parametrize("days", [0, 2])
+async def test_times_carry_their_date_when_the_capture_spans_days(
+    tmp_path: Path, days: int
+) -> None:
+    """Two sessions two days apart: "Last seen", the sessions' start and the transcript
+    show the date (a capture within a day shows the time alone)."""
+    first = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
+    app = MonitorApp(FileSource([one_session(tmp_path, (first, first + days * 86400 + 60))]))
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(app, pilot)
+        last = "Nov 16 22:14:20" if days else "22:14:20"
+        text = screen_text(app)
+        assert f"  {last}  " in text
+        assert "Nov 14" not in text and ("Nov 16" in text) == bool(days)
+        await pilot.press("enter")
+        await pilot.pause()
+        text = screen_text(app)
+        starts = ("Nov 14 22:13:20", "Nov 16 22:14:20") if days else ("22:13:20", "22:14:20")
+        assert all(f" {start}  " in text for start in starts), text
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, TranscriptScreen)
+        lines = [str(line.text) for line in app.screen.query_one("#transcript").lines]
+        assert lines[0].startswith(f"{starts[0]}.") and "S: 220 relay ESMTP" in lines[0]
+
+
+async def test_a_replay_shows_where_it_stands_in_capture_time() -> None:
+    """The demo replays the sample: the status bar shows the capture time played and the
+    capture's length, not how much of the file the reader has run ahead through."""
+    from smtptop.speed import clock
+
+    stamps = [record[0] for record in CaptureFile(SAMPLE)]
+    span = clock(max(stamps) - min(stamps))
+    app = MonitorApp(FileSource([SAMPLE], speed=10.0), refresh_seconds=0.1)
+    async with app.run_test(size=(160, 24)) as pilot:
+        deadline = time.monotonic() + 10
+        while not app.progress.replay_span or not app.model.hosts:
+            assert time.monotonic() < deadline, "the replay did not start"
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+        text = status(app)
+        played = app.progress.replay_at
+        assert f"replay {clock(played)} of {span}" in text, text
+        assert played < max(stamps) - min(stamps) and "reading" not in text
+        assert "end of capture" not in text
+        await pilot.press("q")

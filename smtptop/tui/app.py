@@ -105,7 +105,11 @@ class TranscriptScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="title")
         yield RichLog(id="transcript", wrap=True, markup=False, highlight=False, min_width=20)
-        yield Input(placeholder="search the transcript (Enter: done, Esc: clear)", id="search")
+        yield Input(
+            placeholder="search the transcript (Enter: done, Esc: clear)",
+            id="search",
+            select_on_focus=False,
+        )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -118,6 +122,15 @@ class TranscriptScreen(Screen[None]):
         session = app.model.session(self.session_id)
         if session is None:
             return
+        log = self.query_one("#transcript", RichLog)
+        when = dated(app.model)
+        for index in range(self._written, len(session.transcript)):
+            self._write(log, session.transcript[index], index, when)
+        self._written = len(session.transcript)
+        if session.closed and session.transcript_dropped:
+            log.write(Text(f"({plural(session.transcript_dropped, 'more line')} not kept)",
+                           style="dim"))  # fmt: skip
+            self._written += session.transcript_dropped
         title = Text.assemble(
             (f"{session.client} → {session.server}", "bold"),
             f"  {session.banner}  HELO {session.helo or '-'}  ",
@@ -132,15 +145,6 @@ class TranscriptScreen(Screen[None]):
             where = f"match {self.match + 1} of {found}" if found else "no match"
             title.append(f"  search {self.needle!r}: {where}", style="reverse" if found else "")
         self.query_one("#title", Static).update(title)
-        log = self.query_one("#transcript", RichLog)
-        when = dated(app.model)
-        for index in range(self._written, len(session.transcript)):
-            self._write(log, session.transcript[index], index, when)
-        self._written = len(session.transcript)
-        if session.closed and session.transcript_dropped:
-            log.write(Text(f"({plural(session.transcript_dropped, 'more line')} not kept)",
-                           style="dim"))  # fmt: skip
-            self._written += session.transcript_dropped
 
     def _write(self, log: RichLog, line: TranscriptLine, index: int, when: bool) -> None:
         text = rows.transcript_line(line, when)
@@ -169,11 +173,13 @@ class TranscriptScreen(Screen[None]):
         search.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()  # the search is this screen's, not the host filter
         self.needle = event.value.strip()
         self.match = 0
         self._rewrite()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
         event.input.remove_class("shown")
         self.query_one("#transcript", RichLog).focus()
 
@@ -226,8 +232,11 @@ class HostScreen(Screen[None]):
         yield KeyedTable(id="servers")
         yield Static(id="sessions-bar")
         yield KeyedTable(id="sessions")
-        yield Input(placeholder="filter servers and sessions (Enter: done, Esc: clear)",
-                    id="drill-filter")  # fmt: skip
+        yield Input(
+            placeholder="filter servers and sessions (Enter: done, Esc: clear)",
+            id="drill-filter",
+            select_on_focus=False,
+        )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -259,6 +268,7 @@ class HostScreen(Screen[None]):
         self.query_one("#verdict", Static).update(rows.verdict_line(verdict))
         reasons = self.query_one("#reasons", Static)
         reasons.display = self.expanded
+        self.query_one("#servers", KeyedTable).display = not self.expanded  # room for both
         if self.expanded:
             reasons.update(rows.reasons_text(verdict, app.facts(host.ip)))
         needle = self.needle.lower()
@@ -280,8 +290,8 @@ class HostScreen(Screen[None]):
                    reverse=self.reverse["sessions"])  # fmt: skip
         table = self.query_one("#sessions", KeyedTable)
         table.show([(str(s.id), self._cells(s, dated(app.model))) for s in shown[:SESSION_ROWS]])
-        table.set_empty(Text(f"no {self._what()} session" if kept else "no session kept",
-                             style="dim"))  # fmt: skip
+        empty = f"no session here: {self._what()}" if kept else "no session kept"
+        table.set_empty(Text(empty, style="dim"))
         self.query_one("#sessions-bar", Static).update(self._bar(len(shown), len(kept)))
         if len(self._made) > 2 * len(kept):  # forget the rows of sessions no longer kept
             ids = {s.id for s in kept}
@@ -373,10 +383,12 @@ class HostScreen(Screen[None]):
         field.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()  # the drill-down's filter, not the host table's
         self.needle = event.value.strip()
         self.update_view()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
         event.input.remove_class("shown")
         self.query_one("#sessions", KeyedTable).focus()
 
@@ -454,10 +466,11 @@ class MonitorApp(App[None]):
     TITLE = "smtptop"
     CSS = """
     #status { height: 1; background: $panel; padding: 0 1; }
+    #hosts { height: 1fr; }
     Input { dock: bottom; display: none; }
     Input.shown { display: block; }
     #title { height: auto; padding: 0 1; background: $panel; }
-    #verdict { height: 1; padding: 0 1; }
+    #verdict { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     #reasons { height: auto; max-height: 50%; padding: 0 1; overflow-y: auto; }
     #servers { height: auto; max-height: 30%; }
     #sessions-bar { height: 1; background: $panel; }
@@ -528,7 +541,9 @@ class MonitorApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="status")
         yield KeyedTable(id="hosts")
-        yield Input(placeholder="filter hosts by address or HELO", id="filter")
+        yield Input(
+            placeholder="filter hosts by address, name or HELO", id="filter", select_on_focus=False
+        )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -793,8 +808,9 @@ class MonitorApp(App[None]):
         parts: list[tuple[int, Text]] = []
         spambots = sum(1 for v in self.verdicts.values() if v.verdict == "spambot")
         if spambots:
-            alert = f" (latest {self.last_alert})" if self.last_alert else ""
-            parts.append((0, Text(plural(spambots, "spambot") + alert, style="bold white on red")))
+            parts.append((0, Text(plural(spambots, "spambot"), style="bold white on red")))
+            if self.last_alert:
+                parts.append((1, Text(f"latest {self.last_alert}", style="bold red")))
         if self.paused:
             parts.append((0, Text("PAUSED", style="reverse bold")))
         if self.filter_text:
@@ -827,7 +843,7 @@ class MonitorApp(App[None]):
         sessions = Text(plural(model.sessions_total, "session"))
         if model.sessions_evicted:
             sessions.append(f" ({model.sessions_evicted:,} older summarised)", style="dim")
-        parts.append((2, sessions))
+        parts.append((3, sessions))
         packets = f"{plural(progress.packets, 'pkt')} ({progress.smtp_packets:,} SMTP)"
         parts.append((5, Text(packets)))
         span = int(model.last_ts - model.first_ts) if model.first_ts else 0

@@ -32,6 +32,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 CELL_PADDING = 1
+SQUEEZE = 12  # a column that may be cut is shown down to this width rather than hidden
 ARROW_ROOM = 1  # a sort arrow after a label never widens its column
 
 
@@ -271,11 +272,13 @@ class KeyedTable(ScrollView, can_focus=True):
         after = [(index, column.key, column.drawn) for index, column in shown]
         self._shown = shown
         used = sum(column.drawn + 2 * CELL_PADDING for _, column in shown)
-        self.virtual_size = Size(min(used, width) if width else used, len(self._order) + 1)
+        # a line below the header even with no rows: where the table says why it is empty
+        lines = max(len(self._order), 1) + 1
+        self.virtual_size = Size(min(used, width) if width else used, lines)
+        self._header = None  # its mark depends on the width and the sideways position too
+        self.refresh()
         if before != after:
-            self._header = None
             self._strips.clear()
-            self.refresh()
 
     def _fit(self, width: int) -> list[tuple[int, Column]]:
         indexed = list(enumerate(self.columns.values()))
@@ -288,12 +291,13 @@ class KeyedTable(ScrollView, can_focus=True):
         if self.hidden:
             chosen = self._choose(indexed, width - _more_room(len(indexed), bool(self._first)))
             self.hidden = len(indexed) - len(chosen)
-        free = width - sum(column.least() for _, column in chosen)
+        shown = [(index, column) for index, column, _ in chosen]
+        free = width - sum(inner + 2 * CELL_PADDING for _, _, inner in chosen)
         if self.hidden:
-            free -= _more_room(self.hidden, bool(self._first))
-        for _, column in chosen:
-            column.drawn = column.least() - 2 * CELL_PADDING
-        growing = [c for _, c in chosen if c.grow and c.cut and c.widest > c.drawn]
+            free -= len(self._more_label(self.hidden, shown)) + 1
+        for _, column, inner in chosen:
+            column.drawn = inner
+        growing = [c for _, c in shown if c.grow and c.cut and c.widest > c.drawn]
         while free > 0 and growing:
             shares = sum(c.grow for c in growing)
             handed = 0
@@ -306,39 +310,46 @@ class KeyedTable(ScrollView, can_focus=True):
             growing = [c for c in growing if c.widest > c.drawn]
             if not handed:
                 break
-        return sorted(chosen, key=lambda item: item[0])
+        return sorted(shown, key=lambda item: item[0])
 
-    def _choose(self, indexed: list[tuple[int, Column]], width: int) -> list[tuple[int, Column]]:
-        """The columns that fit whole: by priority (or, scrolled sideways, the pinned ones
-        and then the others in order from the first one shown)."""
+    def _choose(
+        self, indexed: list[tuple[int, Column]], width: int
+    ) -> list[tuple[int, Column, int]]:
+        """The columns that fit, each with its width: by priority (or, scrolled sideways,
+        the pinned ones and then the others in order from the first one shown).  A column
+        that may be cut is squeezed below its width rather than left out, down to
+        ``SQUEEZE`` cells."""
         pinned = [item for item in indexed if item[1].pinned]
         if self._first:
-            rest = [item for item in indexed if not item[1].pinned][self._first :]
+            rest = [item for item in indexed if not item[1].pinned][self._first - 1 :]
             candidates, stop_at_first_misfit = pinned + rest, True
         else:
             candidates = sorted(indexed, key=lambda item: item[1].priority)
             stop_at_first_misfit = False
-        chosen: list[tuple[int, Column]] = []
+        chosen: list[tuple[int, Column, int]] = []
         used = 0
-        for item in candidates:
-            need = item[1].least()
-            if used + need > width and (chosen or not item[1].pinned):
-                if stop_at_first_misfit and not item[1].pinned:
+        for index, column in candidates:
+            inner = column.least() - 2 * CELL_PADDING
+            room = width - used - 2 * CELL_PADDING
+            if inner > room and column.cut and room >= min(SQUEEZE, inner):
+                inner = room
+            if inner > room and (chosen or not column.pinned):
+                if stop_at_first_misfit and not column.pinned:
                     break
                 continue
-            chosen.append(item)
-            used += need
+            chosen.append((index, column, inner))
+            used += inner + 2 * CELL_PADDING
         return chosen
 
-    def _more_label(self, hidden: int) -> str:
+    def _more_label(self, hidden: int, shown: list[tuple[int, Column]] | None = None) -> str:
         left = "← " if self._first else ""
-        right = " →" if self._can_scroll_right() or not self._first else ""
+        right = " →" if self._can_scroll_right(shown) or not self._first else ""
         return f"{left}+{hidden} col{'s' if hidden != 1 else ''}{right}"
 
-    def _can_scroll_right(self) -> bool:
+    def _can_scroll_right(self, shown: list[tuple[int, Column]] | None = None) -> bool:
         unpinned = [c for c in self.columns.values() if not c.pinned]
-        shown = {column.key for _, column in self._shown}
-        return bool(unpinned) and unpinned[-1].key not in shown
+        keys = {column.key for _, column in (self._shown if shown is None else shown)}
+        return bool(unpinned) and unpinned[-1].key not in keys
 
     def on_resize(self, event: events.Resize) -> None:
         self._relayout()
@@ -456,9 +467,15 @@ class KeyedTable(ScrollView, can_focus=True):
         self.move_cursor(row=len(self._order) - 1)
 
     def action_columns_right(self) -> None:
-        if self._can_scroll_right() or (not self._first and self.hidden):
+        """One step sideways: on until a column comes in that was not shown."""
+        shown = self.shown_columns
+        for _ in range(len(self.columns)):
+            if not (self._can_scroll_right() or (not self._first and self.hidden)):
+                break
             self._first += 1
             self._relayout()
+            if not set(self.shown_columns) <= set(shown):
+                break
 
     def action_columns_left(self) -> None:
         if self._first:
