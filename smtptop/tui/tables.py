@@ -152,6 +152,9 @@ class KeyedTable(ScrollView, can_focus=True):
         self._shown: list[tuple[int, Column]] = []  # (cell index, column) drawn, in order
         self._laid_out_for = -1  # the width the layout was made for
         self._first = 0  # 0: columns by priority; n: in order from the n-th unpinned one
+        self._steps: list[int] = []  # where each sideways step started, to step back
+        self._mark = ""  # the hidden-columns mark the header was drawn with
+        self._header_width = 0
         self.hidden = 0  # columns that do not fit
         self.empty = Text()  # shown in place of rows while there are none
         self.follow_top = True  # the cursor stays on the top row until the user moves it
@@ -275,10 +278,12 @@ class KeyedTable(ScrollView, can_focus=True):
         # a line below the header even with no rows: where the table says why it is empty
         lines = max(len(self._order), 1) + 1
         self.virtual_size = Size(min(used, width) if width else used, lines)
-        self._header = None  # its mark depends on the width and the sideways position too
-        self.refresh()
-        if before != after:
+        mark = self._more_label(self.hidden) if self.hidden else ""
+        if before != after or mark != self._mark or width != self._header_width:
+            self._mark, self._header_width = mark, width
+            self._header = None  # its mark depends on the width and the sideways position too
             self._strips.clear()
+            self.refresh()
 
     def _fit(self, width: int) -> list[tuple[int, Column]]:
         indexed = list(enumerate(self.columns.values()))
@@ -286,6 +291,7 @@ class KeyedTable(ScrollView, can_focus=True):
             column.drawn = 0
         if sum(column.least() for _, column in indexed) <= width:
             self._first = 0  # everything fits: nothing to scroll to
+            self._steps.clear()
         chosen = self._choose(indexed, width)
         self.hidden = len(indexed) - len(chosen)
         if self.hidden:
@@ -468,18 +474,22 @@ class KeyedTable(ScrollView, can_focus=True):
 
     def action_columns_right(self) -> None:
         """One step sideways: on until a column comes in that was not shown."""
-        shown = self.shown_columns
+        shown, start = self.shown_columns, self._first
         for _ in range(len(self.columns)):
             if not (self._can_scroll_right() or (not self._first and self.hidden)):
                 break
             self._first += 1
             self._relayout()
             if not set(self.shown_columns) <= set(shown):
-                break
+                self._steps.append(start)
+                return
+        self._first = start  # nothing new to the right
+        self._relayout()
 
     def action_columns_left(self) -> None:
+        """Back to where the step before this one started."""
         if self._first:
-            self._first -= 1
+            self._first = self._steps.pop() if self._steps else self._first - 1
             self._relayout()
 
     def action_select_cursor(self) -> None:
