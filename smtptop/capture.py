@@ -9,15 +9,28 @@ every complete record before the cut.
 
 from __future__ import annotations
 
-import gzip
 import os
 import struct
 import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from smtptop import decode as dec
+from smtptop.speed import size as shown_size
+
 CHUNK = 1 << 20
+RAW_CHUNK = 1 << 16  # compressed bytes fed to zlib at a time
 MAX_RECORD = 16 << 20  # a record claiming more than this is corruption, not a packet
+# pcapng allows 2**32 interfaces a section, real files have a handful: past this many, an
+# interface description is only counted, so a flood of them costs neither memory nor time.
+MAX_INTERFACES = 65536
+# A timestamp beyond +-2**40 s (about 34,800 years from 1970) is no clock's: an interface's
+# offset or resolution is hostile.  Clamped, it stays a number every calendar function takes.
+MAX_TS = float(1 << 40)
+MIN_UNIT = 1e-18  # a finer tick cannot count to a minute in 64 bits
+# A million empty records in a row (16 MB of headers that carry no packet) is zero fill or a
+# decompression bomb, not a capture: nothing that follows is worth minutes of reading.
+MAX_EMPTY_RUN = 1_000_000
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -26,7 +39,23 @@ PCAP_MAGICS = {
     b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }
 PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+SHB_TYPE = 0x0A0D0D0A
 GZIP_MAGIC = b"\x1f\x8b"
+JUNK = "junk after the gzip data"
+
+SKIP_EMPTY = "empty record"
+SKIP_INTERFACE = "interface not kept"
+# Skip reasons that mean a packet's link and network headers were read: a file that has
+# none of them (and no SMTP) had nothing smtptop could decode.
+DECODED = frozenset({dec.SKIP_NON_IP, dec.SKIP_NON_TCP, dec.SKIP_FRAGMENT, dec.SKIP_OTHER_PORT})
+LINKTYPE_NAMES = {
+    6: "IEEE802_5", 9: "PPP", 10: "FDDI", 50: "PPP_HDLC", 51: "PPP_ETHER", 104: "C_HDLC",
+    105: "IEEE802_11", 107: "FRELAY", 119: "PRISM_HEADER", 127: "IEEE802_11_RADIOTAP",
+    163: "IEEE802_11_AVS", 187: "BLUETOOTH_HCI_H4", 189: "USB_LINUX", 192: "PPI",
+    195: "IEEE802_15_4_WITHFCS", 220: "USB_LINUX_MMAPPED", 252: "WIRESHARK_UPPER_PDU",
+    253: "NETLINK",
+    **{147 + n: f"USER{n}" for n in range(16)},
+}  # fmt: skip
 
 
 class CaptureError(Exception):
@@ -39,16 +68,49 @@ class CaptureError(Exception):
 Frame = tuple[float, int, bytes]
 
 
-class CaptureFile:
-    """Iterate the records of one capture file; ``truncated`` explains an early end."""
+def decodable(linktype: int) -> bool:
+    """Whether the decoder knows this link type (asked of the decoder, not a second list)."""
+    return dec.link(linktype, b"")[1] != dec.LINK_UNSUPPORTED
 
-    def __init__(self, path: str) -> None:
+
+def linktype_name(linktype: int) -> str:
+    name = LINKTYPE_NAMES.get(linktype)
+    return f"link type {linktype} ({name})" if name else f"link type {linktype}"
+
+
+def undecoded(skipped: dict[str, int], smtp_packets: int) -> str | None:
+    """Why no packet was decoded, when none was, else None: an empty report must say whether
+    the network had no SMTP or smtptop could read none of what it was given."""
+    counts = {reason: n for reason, n in skipped.items() if n}
+    if smtp_packets or not counts or counts.keys() & DECODED:
+        return None
+    if counts.keys() == {dec.SKIP_LINKTYPE}:
+        return None  # the file's own note names the link types
+    reasons = ", ".join(f"{n:,} {reason}" for reason, n in sorted(counts.items()))
+    return f"no packet could be decoded (skipped: {reasons})"
+
+
+class CaptureFile:
+    """Iterate the records of one capture file.
+
+    ``truncated`` explains an early end; :meth:`notes` gives every warning about the file
+    (cut, capped, clamped, skipped, or nothing in it), and ``skipped`` counts the records the
+    reader itself set aside, by reason, for the engine's ``skipped``.  ``max_bytes`` stops
+    reading after that many bytes of capture data (after decompression)."""
+
+    def __init__(self, path: str, max_bytes: int | None = None) -> None:
         self.path = path
+        self.max_bytes = max_bytes
         self.truncated: str | None = None
         self.records = 0
         self.format = ""
+        self.skipped: dict[str, int] = {}
+        self.interfaces_dropped = 0
+        self.clamped = 0  # timestamps, and interface offsets or resolutions, out of range
+        self.zero_fill = False  # a run of empty records stopped the reading
+        self.linktypes: set[int] = set()  # of the packets (pcap) or interfaces (pcapng)
         self._raw: BinaryIO | None = None
-        self._stream: BinaryIO | None = None
+        self._stream: _Input | None = None
         self._open()
 
     def _fail(self, reason: str) -> CaptureError:
@@ -67,17 +129,14 @@ class CaptureFile:
         except OSError as exc:
             raise CaptureError(f"{self.path}: cannot open ({exc.strerror})") from None
         self.size = os.fstat(self._raw.fileno()).st_size
-        head = self._raw.read(4)
+        gzipped = self._raw.read(2) == GZIP_MAGIC
         self._raw.seek(0)
-        if head[:2] == GZIP_MAGIC:
-            self._stream = gzip.GzipFile(fileobj=self._raw, mode="rb")
-            try:
-                head = self._stream.read(4)
-            except (OSError, EOFError, zlib.error) as exc:
-                raise self._fail(f"broken gzip data ({exc})") from None
-            self._stream.seek(0)
-        else:
-            self._stream = self._raw
+        probe = _Input(self._raw, gzipped=gzipped, limit=None)
+        head = _read_exact(probe, 4)
+        if len(head) < 4 and probe.problem:
+            raise self._fail(probe.problem)
+        self._raw.seek(0)
+        self._stream = _Input(self._raw, gzipped=gzipped, limit=self.max_bytes)
         if not head:
             raise self._fail("empty file")
         if head in PCAP_MAGICS:
@@ -94,10 +153,61 @@ class CaptureFile:
             return self.size
         return self._raw.tell()
 
+    @property
+    def unpacked(self) -> int:
+        """Bytes of capture data read so far: after decompression, which a bomb multiplies."""
+        return self._stream.unpacked if self._stream is not None else 0
+
     def close(self) -> None:
-        for stream in (self._stream, self._raw):
-            if stream is not None:
-                stream.close()
+        if self._raw is not None:
+            self._raw.close()
+
+    def notes(self, skipped: dict[str, int] | None = None, smtp_packets: int = 0) -> list[str]:
+        """One line for each thing a reader of the report must know about this file; with
+        the engine's figures for it (``skipped`` by reason, SMTP packets), also why no
+        packet could be decoded, if none could."""
+        notes = []
+        stream = self._stream
+        problem, capped = (stream.problem, stream.capped) if stream else ("", False)
+        if capped:  # whatever the reader said of the record the cap cut is no news
+            notes.append(
+                f"{self.path}: stopped after {shown_size(stream.unpacked)} of capture data "
+                f"(--max-bytes), {self.records:,} records read; the rest was not"
+            )
+        elif problem == JUNK:
+            notes.append(f"{self.path}: {problem} ignored ({self.records:,} records read)")
+        elif problem:
+            where = f" ({self.truncated})" if self.truncated else ""
+            notes.append(f"{self.path}: truncated: {problem} after {self.records:,} "
+                         f"records{where}")  # fmt: skip
+        elif self.truncated:
+            notes.append(f"{self.path}: truncated: {self.truncated}")
+        if self.zero_fill:
+            notes.append(
+                f"{self.path}: stopped after {self.records:,} records: {MAX_EMPTY_RUN:,} empty "
+                "records in a row (zero fill, not packets)"
+            )
+        if self.interfaces_dropped:
+            notes.append(
+                f"{self.path}: {self.interfaces_dropped:,} interface descriptions beyond the "
+                f"first {MAX_INTERFACES:,} ignored; "
+                f"{self.skipped.get(SKIP_INTERFACE, 0):,} packets on them skipped"
+            )
+        if self.clamped:
+            notes.append(
+                f"{self.path}: {self.clamped:,} timestamps or interface clock settings out of "
+                "range (beyond +-2^40 s, or ticks finer than 10^-18 s) were clamped"
+            )
+        if not self.records and not self.skipped and not self.truncated and not self.zero_fill:
+            notes.append(f"no packets in {self.path}")
+        elif self.records and self.linktypes and not any(map(decodable, self.linktypes)):
+            kinds = ", ".join(linktype_name(t) for t in sorted(self.linktypes))
+            are = "are not ones" if len(self.linktypes) > 1 else "is not one"
+            notes.append(f"{self.path}: {kinds} {are} smtptop decodes: "
+                         f"{self.records:,} packets skipped")  # fmt: skip
+        elif skipped is not None and (why := undecoded(skipped, smtp_packets)):
+            notes.append(f"{self.path}: {why}")
+        return notes
 
     def __iter__(self) -> Iterator[Frame]:
         try:
@@ -110,9 +220,8 @@ class CaptureFile:
         finally:
             self.close()
 
-    def _chunks(self) -> _ChunkReader:
-        assert self._stream is not None
-        return _ChunkReader(self._stream)
+    def _skip(self, reason: str, count: int = 1) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + count
 
     def _pcap_records(self) -> Iterator[Frame]:
         """Records straight out of large chunks: the per-record path is one unpack, one
@@ -124,9 +233,11 @@ class CaptureFile:
             raise self._fail("file ends inside the pcap file header")
         order, unit = PCAP_MAGICS[header[:4]]
         linktype = struct.unpack(order + "I", header[20:24])[0] & 0xFFFF
+        self.linktypes.add(linktype)
         unpack = struct.Struct(order + "IIII").unpack_from
         read = stream.read
         buf, pos, size, count = b"", 0, 0, 0
+        empties, run, run_start = 0, 0, -1  # empty records: in all, and the latest run
         try:
             while True:
                 if size - pos < 16:
@@ -141,6 +252,16 @@ class CaptureFile:
                     size = len(buf)
                     continue
                 sec, frac, caplen, _origlen = unpack(buf, pos)
+                if not caplen:  # nothing for the engine; a long run of them is zero fill
+                    pos += 16
+                    empties += 1
+                    if run_start != count:
+                        run_start, run = count, 0
+                    run += 1
+                    if run == MAX_EMPTY_RUN:
+                        self.zero_fill = True
+                        return
+                    continue
                 end = pos + 16 + caplen
                 if end > size:
                     if caplen > MAX_RECORD:
@@ -160,19 +281,37 @@ class CaptureFile:
                 pos = end
         finally:
             self.records = count
+            if empties:
+                self._skip(SKIP_EMPTY, empties)
 
     def _pcapng_records(self) -> Iterator[Frame]:
-        reader = self._chunks()
+        """Blocks straight out of large chunks, as for pcap: a block costs one unpack and a
+        few comparisons, and an interface description past the bound nothing more."""
+        stream = self._stream
+        assert stream is not None
+        read = stream.read
+        head = struct.Struct("<II")
+        packet = struct.Struct("<IIII")
         order = "<"
         interfaces: list[tuple[int, float, float]] = []  # (linktype, ts unit, ts offset)
+        declared = 0  # interface descriptions in this section, kept or not
+        buf, pos, size = b"", 0, 0
+        limit = MAX_TS
         while True:
-            head = reader.take(8)
-            if head is None:
-                if reader.leftover:
-                    self.truncated = f"file ends inside a block header after {self.records} records"
-                return
-            if head[:4] == PCAPNG_SHB:
-                bom = reader.peek(4)
+            if size - pos < 12:
+                more = read(CHUNK)
+                if not more:
+                    if size - pos:
+                        self.truncated = (
+                            f"file ends inside a block header after {self.records} records"
+                        )
+                    return
+                buf, pos = buf[pos:] + more, 0
+                size = len(buf)
+                continue
+            block_type, block_len = head.unpack_from(buf, pos)
+            if block_type == SHB_TYPE:  # the same in either byte order
+                bom = buf[pos + 8 : pos + 12]
                 if bom == b"\x4d\x3c\x2b\x1a":
                     order = "<"
                 elif bom == b"\x1a\x2b\x3c\x4d":
@@ -180,63 +319,169 @@ class CaptureFile:
                 else:
                     self.truncated = "section header with an unknown byte-order mark"
                     return
-                interfaces = []
-            block_type, block_len = struct.unpack(order + "II", head)
+                head, packet = struct.Struct(order + "II"), struct.Struct(order + "IIII")
+                block_type, block_len = head.unpack_from(buf, pos)
+                interfaces, declared = [], 0
             if block_len < 12 or block_len % 4 or block_len > MAX_RECORD:
                 self.truncated = (
                     f"block of impossible length {block_len} after {self.records} records"
                 )
                 return
-            body = reader.take(block_len - 8)
-            if body is None:
-                self.truncated = f"file ends inside a block after {self.records} records"
-                return
-            body = body[:-4]  # trailing copy of the block length
-            if block_type == 1 and len(body) >= 8:
-                try:
-                    interfaces.append(_interface(order, body))
-                except ValueError as exc:
-                    self.truncated = f"{exc} after {self.records} records"
+            end = pos + block_len
+            if end > size:
+                more = read(max(CHUNK, end - size))
+                if not more:
+                    self.truncated = f"file ends inside a block after {self.records} records"
                     return
-            elif block_type in (6, 2) and len(body) >= 20:
-                iface, hi, lo, caplen = struct.unpack_from(order + "IIII", body, 0)
-                if block_type == 2:
-                    iface &= 0xFFFF
-                if iface >= len(interfaces) or caplen > len(body) - 20:
-                    self.truncated = f"malformed packet block after {self.records} records"
-                    return
-                linktype, unit, offset = interfaces[iface]
-                self.records += 1
-                yield ((hi << 32) | lo) * unit + offset, linktype, body[20 : 20 + caplen]
-            elif block_type == 3 and len(body) >= 4 and interfaces:
-                (origlen,) = struct.unpack_from(order + "I", body, 0)
-                self.records += 1
-                yield 0.0, interfaces[0][0], body[4 : 4 + origlen]
+                buf, pos = buf[pos:] + more, 0
+                size = len(buf)
+                continue
+            if block_type == 6 or block_type == 2:
+                if block_len >= 32:
+                    iface, hi, lo, caplen = packet.unpack_from(buf, pos + 8)
+                    if block_type == 2:
+                        iface &= 0xFFFF
+                    if caplen > block_len - 32 or iface >= declared:
+                        self.truncated = f"malformed packet block after {self.records} records"
+                        return
+                    if iface >= len(interfaces):
+                        self._skip(SKIP_INTERFACE)
+                    elif not caplen:
+                        self._skip(SKIP_EMPTY)
+                    else:
+                        linktype, unit, offset = interfaces[iface]
+                        ts = ((hi << 32) | lo) * unit + offset
+                        if not -limit <= ts <= limit:
+                            ts = limit if ts > 0 else -limit
+                            self.clamped += 1
+                        self.records += 1
+                        yield ts, linktype, buf[pos + 28 : pos + 28 + caplen]
+            elif block_type == 1:
+                declared += 1
+                if len(interfaces) >= MAX_INTERFACES:
+                    self.interfaces_dropped += 1
+                elif block_len >= 20:
+                    try:
+                        interfaces.append(self._interface(order, buf[pos + 8 : end - 4]))
+                    except ValueError as exc:
+                        self.truncated = f"{exc} after {self.records} records"
+                        return
+            elif block_type == 3 and block_len >= 16 and interfaces:
+                (origlen,) = struct.unpack_from(order + "I", buf, pos + 8)
+                data = buf[pos + 12 : min(pos + 12 + origlen, end - 4)]
+                if data:
+                    self.records += 1
+                    yield 0.0, interfaces[0][0], data
+                else:
+                    self._skip(SKIP_EMPTY)
+            pos = end
+
+    def _interface(self, order: str, body: bytes) -> tuple[int, float, float]:
+        """Parse an Interface Description Block: link type, timestamp unit and offset (a
+        unit or offset out of range is clamped and counted)."""
+        linktype = struct.unpack_from(order + "H", body, 0)[0]
+        unit, offset = 1e-6, 0.0
+        pos = 8
+        while pos + 4 <= len(body):
+            code, length = struct.unpack_from(order + "HH", body, pos)
+            value = body[pos + 4 : pos + 4 + length]
+            if code == 0:
+                break
+            if len(value) < length:
+                raise ValueError("interface block with an option cut short")
+            if code == 9 and length >= 1:
+                res = value[0]
+                unit = 2.0 ** -(res & 0x7F) if res & 0x80 else 10.0**-res
+            elif code == 14 and length >= 8:
+                offset = float(struct.unpack(order + "q", value[:8])[0])
+            pos += 4 + length + (-length % 4)
+        if unit < MIN_UNIT or not -MAX_TS <= offset <= MAX_TS:
+            self.clamped += 1
+            unit, offset = max(unit, MIN_UNIT), min(max(offset, -MAX_TS), MAX_TS)
+        self.linktypes.add(linktype)
+        return linktype, unit, offset
 
 
-def _interface(order: str, body: bytes) -> tuple[int, float, float]:
-    """Parse an Interface Description Block: link type, timestamp unit and offset."""
-    linktype = struct.unpack_from(order + "H", body, 0)[0]
-    unit, offset = 1e-6, 0.0
-    pos = 8
-    while pos + 4 <= len(body):
-        code, length = struct.unpack_from(order + "HH", body, pos)
-        value = body[pos + 4 : pos + 4 + length]
-        if code == 0:
-            break
-        if len(value) < length:
-            raise ValueError("interface block with an option cut short")
-        if code == 9 and length >= 1:
-            res = value[0]
-            unit = 2.0 ** -(res & 0x7F) if res & 0x80 else 10.0**-res
-        elif code == 14 and length >= 8:
-            offset = float(struct.unpack(order + "q", value[:8])[0])
-        pos += 4 + length + (-length % 4)
-    return linktype, unit, offset
+class _Input:
+    """The capture's bytes: the file itself, or its gzip members decompressed in turn.
+
+    Unlike :class:`gzip.GzipFile`, a read hands over everything that decompressed before a
+    cut, corrupt data or junk after the last member, and notes the trouble in ``problem``
+    instead of raising it with the last chunk lost: a cut ``.gz`` yields every complete
+    record before the cut.  ``limit`` caps the bytes handed over (``capped`` says a cap
+    left data unread)."""
+
+    __slots__ = ("_gzipped", "_inflate", "_pending", "_raw", "capped", "limit", "problem",
+                 "unpacked")  # fmt: skip
+
+    def __init__(self, raw: BinaryIO, *, gzipped: bool, limit: int | None) -> None:
+        self._raw = raw
+        self._gzipped = gzipped
+        self._inflate: zlib._Decompress | None = None  # None: between members
+        self._pending = b""  # compressed bytes read but not yet fed to zlib
+        self.limit = limit
+        self.unpacked = 0
+        self.capped = False
+        self.problem = ""
+
+    def read(self, size: int) -> bytes:
+        if self.limit is not None:
+            room = self.limit - self.unpacked
+            if room <= 0:
+                self.capped = self.capped or bool(self._read(1))
+                return b""
+            size = min(size, room)
+        data = self._read(size)
+        self.unpacked += len(data)
+        return data
+
+    def _read(self, size: int) -> bytes:
+        if not self._gzipped:
+            return self._raw.read(size)
+        parts = []
+        while size > 0 and not self.problem:
+            if not self._pending:
+                self._pending = self._raw.read(RAW_CHUNK)
+                if not self._pending:
+                    if self._inflate is not None:
+                        self.problem = "the gzip data is cut short"
+                    break
+            if self._inflate is None and not self._next_member():
+                continue
+            inflate = self._inflate
+            assert inflate is not None
+            try:
+                data = inflate.decompress(self._pending, size)
+            except zlib.error as exc:
+                self.problem = f"corrupt gzip data ({exc})"
+                break
+            parts.append(data)
+            size -= len(data)
+            self._pending = inflate.unconsumed_tail
+            if inflate.eof:
+                self._pending = inflate.unused_data
+                self._inflate = None
+        return b"".join(parts)
+
+    def _next_member(self) -> bool:
+        """Start the next gzip member, skip zero padding (as gzip does), or note junk."""
+        if len(self._pending) < 2:
+            more = self._raw.read(RAW_CHUNK)
+            if more:
+                self._pending += more
+                return False
+        if self._pending[:2] == GZIP_MAGIC:
+            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            return True
+        if not self._pending.strip(b"\0"):
+            self._pending = b""
+        else:
+            self.problem = JUNK
+        return False
 
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes:
-    """Read ``size`` bytes, or fewer only at the end of the stream (gzip reads may be short)."""
+def _read_exact(stream: _Input, size: int) -> bytes:
+    """Read ``size`` bytes, or fewer only at the end of the stream."""
     data = stream.read(size)
     while len(data) < size:
         more = stream.read(size - len(data))
@@ -246,53 +491,15 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
     return data
 
 
-class _ChunkReader:
-    """Hands out exact-size slices from a stream read in large chunks."""
-
-    __slots__ = ("_buf", "_eof", "_pos", "_stream")
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._buf = b""
-        self._pos = 0
-        self._eof = False
-
-    @property
-    def leftover(self) -> int:
-        return len(self._buf) - self._pos
-
-    def _fill(self, need: int) -> bool:
-        while len(self._buf) - self._pos < need and not self._eof:
-            more = self._stream.read(max(CHUNK, need))
-            if not more:
-                self._eof = True
-                break
-            self._buf = self._buf[self._pos :] + more
-            self._pos = 0
-        return len(self._buf) - self._pos >= need
-
-    def take(self, size: int) -> bytes | None:
-        if len(self._buf) - self._pos < size and not self._fill(size):
-            return None
-        start = self._pos
-        self._pos = start + size
-        return self._buf[start : self._pos]
-
-    def peek(self, size: int) -> bytes:
-        self._fill(size)
-        return self._buf[self._pos : self._pos + size]
-
-
 class PcapWriter:
     """Append frames to a classic pcap file, flushed on demand, so that an interrupted
     capture still leaves a readable file (evidence for the ISP or a delisting request)."""
 
-    def __init__(self, path: str, linktype: int, snaplen: int = 262144) -> None:
+    def __init__(self, out: BinaryIO, path: str, linktype: int, snaplen: int = 262144) -> None:
+        """Write to ``out``, a file already made (safely, see :mod:`smtptop.files`) for
+        ``path``, which names it in messages; the writer owns it from now on."""
         self.path = path
-        try:
-            self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
-        except OSError as exc:
-            raise CaptureError(f"{path}: cannot write ({exc.strerror})") from None
+        self._file = out
         self._file.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
         self._record = struct.Struct("<IIII")
         self.records = 0

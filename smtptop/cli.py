@@ -12,7 +12,6 @@ import ipaddress
 import os
 import signal
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Sequence
@@ -25,11 +24,17 @@ from smtptop.decode import DEFAULT_PORTS  # struct only: --help stays quick
 from smtptop.keys import keys_text  # plain data: --help lists the keys without Textual
 
 if TYPE_CHECKING:
+    from pwd import struct_passwd
+
+    from smtptop.errorlog import ErrorLog
+    from smtptop.files import Owner, Report
+    from smtptop.live import LiveSource
     from smtptop.source import FileSource
 
 EXIT_OK = 0
 EXIT_INPUT = 1
 EXIT_USAGE = 2
+EXIT_LOSS = 3  # report -i: the kernel dropped packets, so the counts are low
 GC_YOUNG_THRESHOLD = 50_000
 PROGRESS_EVERY = 0.25  # seconds between redraws of the report's progress line
 DEMO_SPEED = 10.0
@@ -68,6 +73,22 @@ def _positive(text: str) -> float:
     if not 0 < value <= MAX_VALUE:  # NaN fails this too
         raise argparse.ArgumentTypeError(f"must be above 0 and at most {MAX_VALUE:,.0f}: {text!r}")
     return value
+
+
+SIZE_UNITS = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _size(text: str) -> int:
+    """500M, 2G, 1.5T or a plain number of bytes: decimal units, as the progress line shows."""
+    number = text.strip().upper().removesuffix("B")
+    scale = SIZE_UNITS.get(number[-1:], 1)
+    try:
+        count = int(float(number[:-1] if scale > 1 else number) * scale)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"not a size such as 500M or 2G: {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 byte or more: {text!r}")
+    return count
 
 
 def _top(text: str) -> int:
@@ -177,6 +198,11 @@ OPTIONS: dict[str, Shared] = {
         help="after opening the socket, run as USER (default: $SUDO_USER, else nobody; "
         "live capture only)",
     ),
+    "max_bytes": _shared(
+        "--max-bytes", None, type=_size, metavar="N",
+        help="stop reading a capture file after N bytes of data, after decompression "
+        "(500M, 2G; a warning names the cut)",
+    ),
 }  # fmt: skip
 APPENDED = ("read", "lan", "smarthost", "mail_server")  # given before and after the command
 ENGINE = ("ports", "lan", "show_credentials", "smarthost", "mail_server", "error_log")
@@ -187,7 +213,7 @@ MONITOR = ("read", "interface", "speed", *ALERTS, *ENGINE, *LIVE_ONLY)
 APPLIES = {
     None: MONITOR,
     "demo": ("speed", *ALERTS, *ENGINE),
-    "report": (*LIVE, *ENGINE),
+    "report": (*LIVE, *ENGINE, "max_bytes"),
     "interfaces": (),
 }
 HELP = {  # a command's own wording of a shared option
@@ -333,6 +359,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             report.error("--duration only applies to a live capture (-i)")
         if args.interface is None and live_only:
             report.error(f"{_flag(live_only[0])} only applies to a live capture (-i)")
+        if args.interface is not None and "max_bytes" in given:
+            report.error("--max-bytes only applies to capture files, not to -i")
         if args.interface is not None and args.duration is None:
             args.duration = REPORT_DURATION
     elif command == "demo":
@@ -349,7 +377,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _error_log(args: argparse.Namespace):  # -> ErrorLog
+def _error_log(args: argparse.Namespace) -> ErrorLog:
+    """Made after root is given up: the default path is the home of the user smtptop runs as."""
     from smtptop.errorlog import ErrorLog, default_path
 
     return ErrorLog(args.error_log or default_path())
@@ -364,8 +393,34 @@ def _detect_config(args: argparse.Namespace):  # -> DetectConfig
     )
 
 
-def open_live(args: argparse.Namespace, iface: str):  # -> (LiveSource, lan networks)
-    """Open the capture socket (as root, if we are root)."""
+def check_outputs(args: argparse.Namespace, user: struct_passwd | None, owner: Owner) -> None:
+    """Before anything is captured: can the user smtptop will run as write what it writes
+    after root is given up (an --error-log; the -o report, which it renames into place when
+    it is the report's owner)?  A report lost at the end of a ten-minute capture is worse
+    than a refusal at once.  -w needs no check: it is opened before, and written through
+    that descriptor."""
+    from smtptop import files
+    from smtptop.live import acting_as
+
+    wanted = [("--error-log", args.error_log, False)]
+    output = getattr(args, "output", None)
+    if output and not files.is_stream(output) and not _made_now(user, owner):
+        wanted.append(("-o", output, True))  # renamed into place: its folder is what counts
+    with acting_as(user):
+        for flag, path, folder_only in wanted:
+            problem = path and files.writable_problem(path, folder_only=folder_only)
+            if problem:
+                who = f"running as {user.pw_name}, smtptop" if user else "smtptop"
+                raise files.OutputError(f"{flag} {path}: {who} {problem}")
+
+
+def _made_now(user: struct_passwd | None, owner: Owner) -> bool:
+    """Whether the -o file is made when the capture starts (see files.Report)."""
+    return user is not None and user.pw_uid != owner.uid
+
+
+def open_live(args: argparse.Namespace, iface: str, owner: Owner) -> tuple[LiveSource, list[str]]:
+    """Open the capture socket (as root, if we are root) and the -w file, for ``owner``."""
     from smtptop.live import LiveSource, interface_networks
 
     source = LiveSource(
@@ -374,18 +429,19 @@ def open_live(args: argparse.Namespace, iface: str):  # -> (LiveSource, lan netw
         promisc=args.promisc,
         expression=args.expression,
         write=args.write,
+        owner=owner,
     )
     return source, [*args.lan, *interface_networks(iface)]
 
 
-def give_up_root(args: argparse.Namespace, source: object) -> None:
-    """Drop root once the socket is open, before any packet is parsed."""
+def give_up_root(source: object, user: struct_passwd | None) -> None:
+    """Drop root and every capability once the socket is open, before any packet is parsed."""
     from smtptop.live import LiveSource, drop_privileges
 
     if not isinstance(source, LiveSource):
         return
     try:
-        drop_privileges(args.user, owned_files=[args.write] if args.write else [])
+        drop_privileges(user)
     except BaseException:
         source.close()
         raise
@@ -398,6 +454,8 @@ def in_time_order(paths: Sequence[str]) -> list[str]:
     raises its one-line CaptureError."""
     from smtptop.capture import CaptureFile
 
+    if len(paths) < 2:  # nothing to order: a file without packets is not read twice
+        return list(paths)
     starts = []
     for index, path in enumerate(paths):
         records = iter(CaptureFile(path))
@@ -417,7 +475,8 @@ def file_source(args: argparse.Namespace) -> FileSource:
 def run_monitor(args: argparse.Namespace) -> int:
     from smtptop.analyzer import EngineConfig
     from smtptop.capture import CaptureError
-    from smtptop.live import CaptureSetupError, default_interface
+    from smtptop.files import OutputError, invoking_user
+    from smtptop.live import CaptureSetupError, default_interface, run_as
     from smtptop.source import Source
     from smtptop.tui.app import MonitorApp
 
@@ -431,8 +490,11 @@ def run_monitor(args: argparse.Namespace) -> int:
             if iface is None:
                 print("smtptop: no default route: name an interface with -i", file=sys.stderr)
                 return EXIT_USAGE
-            source, lan = open_live(args, iface)
-    except (CaptureError, CaptureSetupError) as exc:
+            user, owner = run_as(args.user), invoking_user()
+            check_outputs(args, user, owner)
+            source, lan = open_live(args, iface, owner)
+            give_up_root(source, user)
+    except (CaptureError, CaptureSetupError, OutputError) as exc:
         print(f"smtptop: {exc}", file=sys.stderr)
         return EXIT_INPUT
     app = MonitorApp(
@@ -446,13 +508,8 @@ def run_monitor(args: argparse.Namespace) -> int:
         alert_exec=args.alert_exec,
         error_log=_error_log(args),
     )
-    try:
-        give_up_root(args, source)
-    except CaptureSetupError as exc:
-        print(f"smtptop: {exc}", file=sys.stderr)
-        return EXIT_INPUT
     app.run()
-    return EXIT_OK
+    return EXIT_INPUT if app.failure else EXIT_OK
 
 
 def run_interfaces() -> int:
@@ -466,19 +523,44 @@ def run_interfaces() -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    """The report; its exit statuses are documented in the README ("smtptop report")."""
+    from smtptop.files import OutputError, Report, invoking_user
+    from smtptop.live import CaptureSetupError, run_as
+
+    owner = invoking_user()  # before root is given up
+    try:
+        user = run_as(args.user) if args.interface is not None else None
+        check_outputs(args, user, owner)
+        made_now = _made_now(user, owner)
+        output = Report(args.output, owner, made_now=made_now) if args.output else None
+    except (CaptureSetupError, OutputError) as exc:
+        print(f"smtptop: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        return _report(args, owner, user, output)
+    finally:
+        if output is not None:
+            output.discard()  # closes it; without a commit, the target is left as it was
+
+
+def _report(
+    args: argparse.Namespace, owner: Owner, user: struct_passwd | None, output: Report | None
+) -> int:
     from smtptop.capture import CaptureError
+    from smtptop.files import OutputError
     from smtptop.live import CaptureSetupError
     from smtptop.pipeline import EngineFailed
     from smtptop.report import analyze, analyze_live, render_csv, render_json, render_table
     from smtptop.text import plural
 
-    errors = _error_log(args)
+    lost = 0
     try:
         if args.interface is not None:
             # a service manager stops with SIGTERM: report what was captured, as for Ctrl-C
             signal.signal(signal.SIGTERM, _interrupt)
-            source, lan = open_live(args, args.interface)
-            give_up_root(args, source)
+            source, lan = open_live(args, args.interface, owner)
+            give_up_root(source, user)
+            errors = _error_log(args)
             analysis = analyze_live(
                 source,
                 duration=args.duration,
@@ -488,7 +570,9 @@ def run_report(args: argparse.Namespace) -> int:
                 detect=_detect_config(args),
                 on_error=errors,
             )
+            lost = source.kernel_drops()  # the total: counted until the socket closed
         else:
+            errors = _error_log(args)
             paths = in_time_order(args.files)
             progress = ReadProgress(paths, sys.stderr) if sys.stderr.isatty() else None
             try:
@@ -500,11 +584,12 @@ def run_report(args: argparse.Namespace) -> int:
                     detect=_detect_config(args),
                     progress=progress,
                     on_error=errors,
+                    max_bytes=args.max_bytes,
                 )
             finally:
                 if progress is not None:
                     progress.erase()
-    except (CaptureError, CaptureSetupError, EngineFailed) as exc:
+    except (CaptureError, CaptureSetupError, EngineFailed, OutputError) as exc:
         print(f"smtptop: {exc}", file=sys.stderr)
         return EXIT_INPUT
     if args.json:
@@ -513,20 +598,23 @@ def run_report(args: argparse.Namespace) -> int:
         text = render_csv(analysis)
     else:
         text = render_table(analysis)
-    if args.output:
-        _write_atomically(args.output, text)
+    if output is not None:
+        output.commit(text)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
     for warning in analysis.warnings:
         print(f"smtptop: warning: {warning}", file=sys.stderr)
     if analysis.stats.errors:
-        print(
-            f"smtptop: {plural(analysis.stats.errors, 'packet')} could not be analysed; "
-            f"details in {errors.path}",
-            file=sys.stderr,
-        )
-    return EXIT_INPUT if analysis.warnings and args.interface is None else EXIT_OK
+        failed = plural(analysis.stats.errors, "packet")
+        if errors.problem:
+            where = f"their details could not be written to {errors.path} ({errors.problem})"
+        else:
+            where = f"details in {errors.path}"
+        print(f"smtptop: {failed} could not be analysed; {where}", file=sys.stderr)
+    if args.interface is not None:
+        return EXIT_LOSS if lost else EXIT_OK
+    return EXIT_INPUT if analysis.warnings else EXIT_OK
 
 
 class ReadProgress:
@@ -545,8 +633,9 @@ class ReadProgress:
         self._drawn = 0.0
         self._width = 0
 
-    def __call__(self, reading: str, position: int, packets: int) -> None:
+    def __call__(self, reading: str, position: int, packets: int, unpacked: int) -> None:
         from smtptop.speed import describe
+        from smtptop.speed import size as shown
 
         now = time.monotonic()
         if now - self._drawn < PROGRESS_EVERY:
@@ -559,6 +648,8 @@ class ReadProgress:
         done = min(self.total, before + position)
         self.speed.update(now, packets, done)
         line = "smtptop: reading " + describe(self.speed, done, self.total)
+        if unpacked > done:  # compressed: the data it unpacks to, where a bomb shows
+            line += f"  {shown(unpacked)} unpacked"
         self.out.write("\r" + line.ljust(self._width))
         self.out.flush()
         self._width = len(line)
@@ -573,25 +664,6 @@ class ReadProgress:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _write_atomically(path: str, text: str) -> None:
-    """Write a temporary file beside ``path`` and rename it: all of the report or none.
-    A device or a pipe (``-o /dev/null``, ``-o /dev/stdout``) is written to as it is:
-    renaming over it would replace the device with a plain file."""
-    if os.path.exists(path) and not os.path.isfile(path):
-        with open(path, "w", encoding="utf-8") as out:
-            out.write(text)
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".smtptop-", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def tune_collector() -> None:

@@ -5,11 +5,13 @@ dissection, VLAN tags restored from the kernel's auxiliary data, nanosecond time
 The kernel filters them first with the built-in BPF program of :mod:`smtptop.bpf`, which
 needs no libpcap; the socket buffer is raised so that bursts are not lost, and the kernel's
 own drop counter is read with ``PACKET_STATISTICS`` so that loss is shown, never silent.
-Once the socket is open, root is dropped, as tcpdump's ``-Z`` does.
+Once the socket is open, root is dropped, as tcpdump's ``-Z`` does, and every capability with
+it (a setcap'd interpreter run by a user would otherwise keep them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ipaddress
 import logging
@@ -21,13 +23,13 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import netifaces
 
-from smtptop import bpf
-from smtptop.capture import Frame, PcapWriter
+from smtptop import bpf, files
+from smtptop.capture import CaptureError, Frame, PcapWriter
 from smtptop.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from smtptop.source import Source
 
@@ -158,12 +160,16 @@ class LiveSource(Source):
         promisc: bool = True,
         expression: str | None = None,
         write: str | None = None,
+        owner: files.Owner | None = None,
     ) -> None:
         names = netifaces.interfaces()
         if iface not in names:
             raise CaptureSetupError(f"no interface {iface!r}; there are: {', '.join(names)}")
         self.iface = iface
         self.label = f"interface {iface}" + ("" if promisc else " (not promiscuous)")
+        self.writer: PcapWriter | None = None
+        self._frames: list[Generator[Frame | None, None, None]] = []
+        self._closed = False
         self._socket = self._open(iface, promisc)
         raw = self._socket.ins
         hatype = raw.getsockname()[3]
@@ -194,7 +200,17 @@ class LiveSource(Source):
         self._kernel_packets = 0
         self._kernel_drops = 0
         self._stats_lock = threading.Lock()
-        self.writer = PcapWriter(write, self.linktype) if write else None
+        if write:
+            try:
+                self.writer = self._writer(write, owner or files.invoking_user())
+            except (files.OutputError, CaptureError) as exc:
+                self.close()
+                raise CaptureSetupError(str(exc)) from None
+
+    def _writer(self, path: str, owner: files.Owner) -> PcapWriter:
+        """The ``-w`` file, made safely (see :mod:`smtptop.files`): the writer gets that very
+        file, not whatever ``path`` names by the time it would be opened again."""
+        return PcapWriter(os.fdopen(files.create(path, owner), "wb"), path, self.linktype)
 
     @staticmethod
     def _open(iface: str, promisc: bool):  # -> scapy L2ListenSocket
@@ -254,6 +270,11 @@ class LiveSource(Source):
             self._kernel_drops += drops
 
     def frames(self, stop: threading.Event) -> Iterator[Frame | None]:
+        frames = self._capture(stop)
+        self._frames.append(frames)
+        return frames
+
+    def _capture(self, stop: threading.Event) -> Generator[Frame | None, None, None]:
         sock = self._socket
         raw = sock.ins
         linktype = self.linktype
@@ -282,41 +303,120 @@ class LiveSource(Source):
                     writer.flush()
                     last_flush = time.monotonic()
         finally:
-            if writer is not None:
+            if writer is not None and not self._closed:
                 writer.flush()
 
     def close(self) -> None:
+        """In order: the capture generators first, whose last flush needs the file open,
+        then the file, then the socket.  A capture stopped by a signal leaves its generator
+        suspended; closed later by the garbage collector, it would flush a closed file."""
+        if self._closed:
+            return
+        for frames in self._frames:
+            with contextlib.suppress(ValueError):  # running in another thread: it ends there
+                frames.close()
+        self._closed = True
         if self.writer is not None:
             self.writer.close()
         self._socket.close()
 
 
-def drop_privileges(user: str | None, *, owned_files: Iterable[str] = ()) -> str | None:
-    """Give up root once the socket is open: to ``user``, else the sudo caller, else nobody.
-
-    Files already opened for writing are handed to that user.  Returns the user name, or
-    None when not running as root.
-    """
+def run_as(user: str | None) -> pwd.struct_passwd | None:
+    """Who smtptop becomes once the socket is open: ``user``, else the sudo caller, else
+    nobody; None when it is not root (it stays who it is, without capabilities)."""
     if os.geteuid() != 0:
         return None
     name = user or os.environ.get("SUDO_USER") or "nobody"
     try:
-        entry = pwd.getpwnam(name)
+        return pwd.getpwnam(name)
     except KeyError:
         raise CaptureSetupError(f"no user {name!r} to run as (see --user)") from None
-    for path in owned_files:
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-    os.initgroups(name, entry.pw_gid)
-    os.setgid(entry.pw_gid)
-    os.setuid(entry.pw_uid)
-    os.environ.update(HOME=entry.pw_dir, USER=name, LOGNAME=name)
+
+
+@contextlib.contextmanager
+def acting_as(entry: pwd.struct_passwd | None) -> Iterator[None]:
+    """Root, for a moment, with the effective ids of the user it will become, so that
+    ``os.access(..., effective_ids=True)`` answers for that user before the capture starts."""
+    if entry is None:
+        yield
+        return
+    groups, gid = os.getgroups(), os.getegid()
+    os.setgroups(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    os.setegid(entry.pw_gid)
+    os.seteuid(entry.pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(gid)
+        os.setgroups(groups)
+
+
+def drop_privileges(entry: pwd.struct_passwd | None) -> None:
+    """Give up root (to ``entry``, see `run_as`) and every capability, once the socket is
+    open: from then on a bug in a parser is a bug in an unprivileged process."""
+    if entry is not None:
+        _drop_bounding_set()  # needs CAP_SETPCAP: before root goes
+        os.initgroups(entry.pw_name, entry.pw_gid)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+        os.environ.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+        os.environ.pop("XDG_STATE_HOME", None)  # root's, not the new user's
+    drop_capabilities()
+    if entry is None:
+        return
     unreadable = [p for p in _own_files() if not os.access(p, os.R_OK | os.X_OK)]
     if unreadable:
         raise CaptureSetupError(
-            f"running as {name}, Python cannot read {unreadable[0]}: choose a user who can "
-            "with --user, or install smtptop where every user can read it"
+            f"running as {entry.pw_name}, Python cannot read {unreadable[0]}: choose a user "
+            "who can with --user, or install smtptop where every user can read it"
         )
-    return name
+
+
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAPABILITY_VERSION_3 = 0x20080522
+CAPABILITY_SETS = ("CapInh", "CapPrm", "CapEff", "CapAmb")
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _drop_bounding_set() -> None:
+    """No capability can come back through an exec (a setcap'd or setuid program)."""
+    with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as last:
+        count = int(last.read()) + 1
+    prctl = _libc().prctl
+    for capability in range(count):
+        prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)  # EPERM without CAP_SETPCAP: kept
+
+
+def drop_capabilities() -> None:
+    """Empty the effective, permitted, inheritable and ambient sets, and set no_new_privs:
+    root's setuid clears most of them, but a setcap'd interpreter run by a user keeps
+    cap_net_raw and cap_net_admin for its whole life unless it gives them up.  Checked in
+    /proc/self/status afterwards: a capture that could not drop them does not start."""
+    libc = _libc()
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # EINVAL before Linux 4.3
+    header = ctypes.create_string_buffer(struct.pack("Ii", CAPABILITY_VERSION_3, 0))
+    data = ctypes.create_string_buffer(24)  # two all-zero __user_cap_data_struct
+    if libc.capset(header, data) != 0:
+        raise CaptureSetupError(f"cannot drop capabilities: {os.strerror(ctypes.get_errno())}")
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise CaptureSetupError(f"cannot set no_new_privs: {os.strerror(ctypes.get_errno())}")
+    left = {name: value for name, value in capabilities().items() if value}
+    if left:
+        raise CaptureSetupError(f"capabilities still held after dropping them: {left}")
+
+
+def capabilities() -> dict[str, int]:
+    """This process's capability sets, from /proc/self/status."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+    return {name: int(fields[name], 16) for name in CAPABILITY_SETS if name in fields}
 
 
 def _own_files() -> list[str]:

@@ -30,7 +30,7 @@ by this policy (:meth:`Model.close_session`):
   sessions, the evidence an admin wants, stay longest;
 * the victim host is chosen by kept sessions for both budgets, not by bytes: sessions are
   what the drill-down shows, and a session's footprint is bounded by the transcript, reply
-  and address limits (under 0.5 MiB with the default limits), so no host holds much of the
+  and address limits (about 0.5 MiB with the default limits), so no host holds much of the
   byte budget with few sessions; choosing by bytes would take the one long session of a
   quiet host first;
 * sessions whose host was not kept (``max_hosts``) are kept as one more host, without an
@@ -40,6 +40,13 @@ by this policy (:meth:`Model.close_session`):
 
 Eviction is O(1) per session: hosts sit in buckets by how many sessions they keep, a count
 changes by one at a time, so the fullest bucket is found from the previous one.
+
+Text is budgeted wherever it is kept, in characters after escaping (a control byte shown as
+``\\x01`` costs four; text that is not ASCII is counted at four bytes a character): each
+reply and the replies of a session, the transcript, the addresses, a host's refusal texts
+and names, and all hosts' names and refusals together; open sessions share a budget of their
+own.  A cut text ends in a marker saying how much went (:func:`cut`), and what a budget
+refused is counted.  :meth:`Session.footprint` counts every string kept, as it is kept.
 
 Distinct destinations per host are exact, in packed addresses (:class:`AddressSet`), up to a
 byte budget for all hosts together; per-server rows of a host are its most recently used
@@ -110,20 +117,44 @@ class ModelLimits:
     max_servers: int = 200000  # the server table (Model.servers)
     max_servers_per_host: int = 64  # per-server rows of a host: its most recently used
     max_destination_bytes: int = 32 << 20  # AddressSet.cost() of all hosts together
+    max_open_bytes: int = 64 << 20  # Session.footprint() of the open sessions together
+    # Per session; text is counted in characters after escaping (what is kept), and a cut
+    # text ends in a marker saying how many characters went.
     max_transcript_lines: int = 400
     max_transcript_bytes: int = 65536
-    max_addresses: int = 1000
+    max_addresses: int = 1000  # MAIL FROM and RCPT TO addresses kept, each list
+    max_address_bytes: int = 65536  # both lists together
     max_replies: int = 200
+    max_reply_text: int = 4096  # of one reply
+    max_reply_bytes: int = 65536  # of all the replies kept
+    max_name: int = 256  # a banner name, AUTH mechanism or user; a HELO name or domain of a host
+    # Per host
     max_helos: int = 32
     max_sender_domains: int = 64
-    max_refusals: int = 64
+    max_refusals: int = 64  # distinct refusal texts, kept for detection
+    max_refusal_text: int = 1024  # of one refusal: blocklists name themselves early
+    max_refusal_bytes: int = 16384  # of all the refusal texts of a host
+    max_host_text_bytes: int = 64 << 20  # HELO names, sender domains, refusals: all hosts
     max_identities: int = 65536
 
 
-SESSION_BYTES = 1024  # a finished session without lines: the object, its lists, short strings
+SESSION_BYTES = 1024  # a session without lines and names: the object and its lists
 LINE_BYTES = 120  # a transcript line, reply or address: the object, its string, a list slot
 RECENT_STARTS = 64  # session starts (and MX lookups) remembered per host for rates
 V4_BYTES, V6_BYTES = 4, 100  # what a destination costs in an AddressSet
+
+
+def text_cost(text: str) -> int:
+    """The bytes a kept string's characters take: one each for ASCII (escaped wire text mostly
+    is), else counted as four (one astral character makes a str take four a character)."""
+    return len(text) if text.isascii() else 4 * len(text)
+
+
+def cut(text: str, room: int) -> str:
+    """``text`` cut to ``room`` characters, ending in a marker saying how many went."""
+    if len(text) <= room:
+        return text
+    return f"{text[:room]}...({len(text) - room:,} characters not kept)"
 
 
 class AddressSet:
@@ -231,6 +262,10 @@ class Session:
     rcpt_to: list[str] = field(default_factory=list)
     replies: list[SmtpReply] = field(default_factory=list)
     replies_dropped: int = 0
+    reply_bytes: int = 0  # characters of the replies' texts, against max_reply_bytes
+    reply_text_dropped: int = 0  # characters cut from the replies' texts
+    address_bytes: int = 0
+    addresses_dropped: int = 0
     recipients: int = 0
     accepted_messages: int = 0
     rejected: bool = False
@@ -257,15 +292,14 @@ class Session:
     transcript: list[TranscriptLine] = field(default_factory=list)
     transcript_bytes: int = 0
     transcript_dropped: int = 0
+    held: int = 0  # what its lines, replies and addresses cost, by text_cost()
     server_stats: ServerStats | None = None  # its host's row for its server, while open
 
     def footprint(self) -> int:
-        """About the bytes a finished session holds: what ``max_kept_bytes`` budgets.  Text
-        counts twice (a reply is in the transcript and in ``replies``)."""
-        objects = len(self.transcript) + len(self.replies) + len(self.mail_from)
-        return (
-            SESSION_BYTES + 2 * self.transcript_bytes + LINE_BYTES * (objects + len(self.rcpt_to))
-        )
+        """About the bytes a finished session holds: what ``max_kept_bytes`` budgets.  Every
+        line, reply and address is counted as it is kept (``held``), so this is O(1)."""
+        names = (self.helo, self.banner, self.auth_mechanism, self.auth_user)
+        return SESSION_BYTES + self.held + sum(map(text_cost, names))
 
     @property
     def partial(self) -> bool:
@@ -339,6 +373,8 @@ class Host:
     sender_domains: dict[str, int] = field(default_factory=dict)
     refusals: dict[tuple[int, str], int] = field(default_factory=dict)
     refusals_dropped: int = 0
+    refusal_bytes: int = 0  # characters of the refusal texts kept
+    names_dropped: int = 0  # HELO names and sender domains not kept (over their bounds)
     servers: dict[str, ServerStats] = field(default_factory=dict)  # least recently used first
     servers_dropped: int = 0  # sessions counted in no row of ``servers``
     servers_evicted_seen: float = float("-inf")  # the latest last_seen of a row that went
@@ -469,6 +505,9 @@ class Model:
         self.identities: dict[str, Identity] = {}
         self.names_by_mac: dict[str, str] = {}
         self.identities_dropped = 0
+        self.open_bytes = 0  # Session.held of the open sessions together
+        self.host_text_bytes = 0  # HELO names, sender domains and refusal texts of all hosts
+        # client lines of the current AUTH exchange of a session, its initial response included
         self._login_step: dict[int, int] = {}
 
     # -- session lifecycle ---------------------------------------------------------------
@@ -536,6 +575,7 @@ class Model:
         how = "" if session.quit_sent or reason == "capture ended" else " (no QUIT sent)"
         self._line(session, session.end, "*", note + how)
         self._login_step.pop(session_id, None)
+        self.open_bytes -= session.held
         host = self.hosts.get(session.client_ip)
         if host is not None:
             host.open_sessions -= 1
@@ -650,31 +690,25 @@ class Model:
         if event.truncated:
             self._line(session, event.ts, "*", "line cut at the length limit")
         if verb in ("HELO", "EHLO") and event.arg.strip():
-            session.helo = wire_text(event.arg.strip())
+            session.helo = wire_text(event.arg.strip())  # a line at most: counted in footprint()
             host = self.hosts.get(session.client_ip)
-            if host is not None and (
-                session.helo in host.helos or len(host.helos) < self.limits.max_helos
-            ):
-                host.helos[session.helo] = host.helos.get(session.helo, 0) + 1
+            if host is not None:
+                helo = self._name(session.helo)
+                self._host_name(host, host.helos, helo, self.limits.max_helos)
         elif verb == "MAIL":
             sender = mailbox(wire_text(event.arg))
-            if len(session.mail_from) < self.limits.max_addresses:
-                session.mail_from.append(sender)
+            self._address(session, session.mail_from, sender)
             host = self.hosts.get(session.client_ip)
             domain = sender.rpartition("@")[2].lower()
-            if (
-                host is not None
-                and domain
-                and (
-                    domain in host.sender_domains
-                    or len(host.sender_domains) < self.limits.max_sender_domains
-                )
-            ):
-                host.sender_domains[domain] = host.sender_domains.get(domain, 0) + 1
+            if host is not None and domain:
+                limit = self.limits.max_sender_domains
+                self._host_name(host, host.sender_domains, self._name(domain), limit)
         elif verb == "RCPT":
             session.recipients += 1
             if len(session.rcpt_to) < self.limits.max_addresses:
-                session.rcpt_to.append(mailbox(wire_text(event.arg)))
+                self._address(session, session.rcpt_to, mailbox(wire_text(event.arg)))
+            else:
+                session.addresses_dropped += 1
             host = self.hosts.get(session.client_ip)
             if host is not None:
                 host.recipients += 1
@@ -682,29 +716,28 @@ class Model:
             session.quit_sent = True
 
     def _auth_command(self, session: Session, event: Command, text: str) -> str:
+        """Start an AUTH exchange: whatever came before (a refused mechanism, a cancelled
+        one) is forgotten, so the user is read from this exchange's first message only."""
         parts = event.arg.split()
         mechanism = parts[0].decode("ascii", "replace").upper() if parts else ""
-        session.auth_mechanism = wire_text(mechanism.encode())
-        if len(parts) > 1:
-            if mechanism == "PLAIN":
-                session.auth_user = _plain_user(parts[1])
-            elif mechanism == "LOGIN":
-                session.auth_user = _b64_text(parts[1])
-        if mechanism == "LOGIN" and len(parts) == 1:
-            self._login_step[session.id] = 0
-        if self.show_credentials or len(parts) < 2:
+        session.auth_mechanism = self._name(wire_text(mechanism.encode()))
+        initial = len(parts) > 1
+        session.auth_user = self._name(_auth_user(mechanism, parts[1])) if initial else ""
+        self._login_step[session.id] = int(initial)
+        if self.show_credentials or not initial:
             return text
         return f"AUTH {session.auth_mechanism} {MASK}"
 
     def _auth_response(self, session: Session, event: AuthResponse) -> None:
+        """A client line of an AUTH exchange: always masked; the first one names the user when
+        the AUTH command had no initial response."""
         session.outstanding += 1
         step = self._login_step.get(session.id)
         if step is not None:
             if step == 0:
-                session.auth_user = _b64_text(event.line)
+                user = _auth_user(session.auth_mechanism, event.line)
+                session.auth_user = self._name(user)
             self._login_step[session.id] = step + 1
-        elif session.auth_mechanism == "CRAM-MD5" and not session.auth_user:
-            session.auth_user = _b64_text(event.line).split(" ", 1)[0]
         shown = wire_text(event.line) if self.show_credentials or event.line == b"*" else MASK
         self._line(session, event.ts, "C", shown)
 
@@ -718,11 +751,15 @@ class Model:
         ]
         self._lines(session, event.ts, "S", shown)
         stage = _stage(event)
-        reply = SmtpReply(code, "\n".join(lines), stage)
-        if len(session.replies) < self.limits.max_replies:
-            session.replies.append(reply)
-        else:
-            session.replies_dropped += 1
+        text = "\n".join(lines)
+        decides = (
+            stage in COUNTED_STAGES
+            and code >= 400
+            and not (stage == "EHLO" and code in EHLO_NOT_SUPPORTED)
+            and not session.rejected
+            and (code >= 500 or not session.tempfailed)
+        )
+        reply, kept = self._keep_reply(session, code, text, stage, decides)
         host = self.hosts.get(session.client_ip)
         stats = session.server_stats
         if event.greeting:
@@ -733,9 +770,9 @@ class Model:
         if stage == "EHLO" and code == 250:
             session.pipelining_offered = "PIPELINING" in map(str.upper, lines)
         if code >= 400 and host is not None:
-            self._refusal(host, code, reply.text)
+            self._refusal(host, code, text)
         if event.greeting and lines:
-            session.banner = _banner_name(lines[0])
+            session.banner = self._name(_banner_name(lines[0]))
             server = self.servers.get(session.server_ip)
             if server is not None and not server.name:
                 server.name = session.banner
@@ -747,10 +784,12 @@ class Model:
                 host.accepted_messages += 1
             if stats is not None:
                 stats.accepted_messages += 1
-        if stage in COUNTED_STAGES and code >= 400:
-            if stage == "EHLO" and code in EHLO_NOT_SUPPORTED:
-                return
+        if decides:
             self._judge(session, host, stats, reply)
+            if not kept:  # past the replies kept, yet shown as the outcome: held all the same
+                cost = LINE_BYTES + text_cost(reply.text)
+                session.held += cost
+                self.open_bytes += cost
 
     @staticmethod
     def _ends_message(event: Reply) -> bool:
@@ -763,12 +802,32 @@ class Model:
             and request.arg.upper().rstrip().endswith(b"LAST")
         )
 
+    def _keep_reply(
+        self, session: Session, code: int, text: str, stage: str, decides: bool
+    ) -> tuple[SmtpReply, bool]:
+        """The reply as kept, its text cut to its bounds (a reply that decides the outcome
+        always gets ``max_reply_text``, whatever its session's replies took), and whether
+        it went into ``replies``."""
+        limits = self.limits
+        room = limits.max_reply_text
+        if not decides:
+            room = min(room, max(0, limits.max_reply_bytes - session.reply_bytes))
+        reply = SmtpReply(code, cut(text, room), stage)
+        if len(session.replies) < limits.max_replies and self._hold(
+            session, LINE_BYTES + text_cost(reply.text)
+        ):
+            session.replies.append(reply)
+            session.reply_bytes += len(reply.text)
+            session.reply_text_dropped += max(0, len(text) - room)
+            return reply, True
+        session.replies_dropped += 1
+        return reply, False
+
     def _judge(
         self, session: Session, host: Host | None, stats: ServerStats | None, reply: SmtpReply
     ) -> None:
-        """Move the session to rejected or tempfailed, keeping host and server counts right."""
-        if session.rejected:
-            return
+        """Move the session to rejected or tempfailed (the reply decides: see ``_reply``),
+        keeping host and server counts right."""
         if reply.code >= 500:
             was_tempfailed = session.tempfailed
             session.rejected = True
@@ -778,7 +837,7 @@ class Model:
                 if counter is not None:
                     counter.rejected_sessions += 1
                     counter.tempfailed_sessions -= was_tempfailed
-        elif not session.tempfailed:
+        else:
             session.tempfailed = True
             session.decisive = reply
             for counter in (host, stats):
@@ -839,6 +898,7 @@ class Model:
         if (
             len(session.transcript) + len(texts) <= limits.max_transcript_lines
             and session.transcript_bytes + size <= limits.max_transcript_bytes
+            and self._hold(session, LINE_BYTES * len(texts) + sum(map(text_cost, texts)))
         ):
             session.transcript.extend([TranscriptLine(ts, kind, text) for text in texts])
             session.transcript_bytes += size
@@ -851,18 +911,71 @@ class Model:
         if (
             len(session.transcript) >= limits.max_transcript_lines
             or session.transcript_bytes + len(text) > limits.max_transcript_bytes
+            or not self._hold(session, LINE_BYTES + text_cost(text))
         ):
             session.transcript_dropped += 1
             return
         session.transcript.append(TranscriptLine(ts, kind, text))
         session.transcript_bytes += len(text)
 
+    def _hold(self, session: Session, cost: int) -> bool:
+        """Count strings an open session keeps into its ``held`` and the open sessions'
+        budget; False, counting nothing, when that budget is full."""
+        if self.open_bytes + cost > self.limits.max_open_bytes:
+            return False
+        self.open_bytes += cost
+        session.held += cost
+        return True
+
+    def _address(self, session: Session, kept: list[str], address: str) -> None:
+        limits = self.limits
+        if (
+            len(kept) < limits.max_addresses
+            and session.address_bytes + len(address) <= limits.max_address_bytes
+            and self._hold(session, LINE_BYTES + text_cost(address))
+        ):
+            kept.append(address)
+            session.address_bytes += len(address)
+        else:
+            session.addresses_dropped += 1
+
+    def _name(self, text: str) -> str:
+        return cut(text, self.limits.max_name)
+
+    def _host_text(self, text: str) -> bool:
+        """Count a string a host keeps into the budget of all hosts; False when it is full."""
+        cost = LINE_BYTES + text_cost(text)
+        if self.host_text_bytes + cost > self.limits.max_host_text_bytes:
+            return False
+        self.host_text_bytes += cost
+        return True
+
+    def _host_name(self, host: Host, table: dict[str, int], name: str, bound: int) -> None:
+        """Count a HELO name or sender domain of a host; a new one is kept while its table
+        and the hosts' text budget have room, else counted in ``names_dropped``."""
+        if name in table:
+            table[name] += 1
+        elif len(table) < bound and self._host_text(name):
+            table[name] = 1
+        else:
+            host.names_dropped += 1
+
     def _refusal(self, host: Host, code: int, text: str) -> None:
-        """Keep each distinct refusal text once, with a count: detection names blocklists
-        from them even after the sessions themselves are no longer kept."""
+        """Keep each distinct refusal text once (cut to ``max_refusal_text``), with a count:
+        detection names blocklists from them even after the sessions themselves are no
+        longer kept."""
+        limits = self.limits
+        text = cut(text, limits.max_refusal_text)
         key = (code, text)
-        if key in host.refusals or len(host.refusals) < self.limits.max_refusals:
-            host.refusals[key] = host.refusals.get(key, 0) + 1
+        if key in host.refusals:
+            host.refusals[key] += 1
+        elif (
+            len(host.refusals) < limits.max_refusals
+            and host.refusal_bytes + len(text) <= limits.max_refusal_bytes
+            and self._host_text(text)
+        ):
+            host.refusals[key] = 1
+            host.refusal_bytes += len(text)
         else:
             host.refusals_dropped += 1
 
@@ -927,17 +1040,28 @@ def _banner_name(line: str) -> str:
     return "" if _ENHANCED_CODE.fullmatch(word) else word
 
 
-def _b64_text(data: bytes) -> str:
+def _auth_user(mechanism: str, data: bytes) -> str:
+    """The user named by the first client message of an AUTH exchange, never a secret:
+    PLAIN's authentication identity, LOGIN's user, CRAM-MD5's name before the digest, the
+    ``user=`` of XOAUTH2 and the ``a=`` of OAUTHBEARER (not their tokens); nothing for other
+    mechanisms."""
     try:
-        return wire_text(base64.b64decode(data.strip(), validate=True))
+        decoded = base64.b64decode(data.strip(), validate=True)
     except (binascii.Error, ValueError):
         return ""
-
-
-def _plain_user(data: bytes) -> str:
-    """The authentication identity of an AUTH PLAIN blob (never the password)."""
-    try:
-        fields = base64.b64decode(data.strip(), validate=True).split(b"\0")
-    except (binascii.Error, ValueError):
-        return ""
-    return wire_text(fields[1]) if len(fields) == 3 else ""
+    user = b""
+    if mechanism == "PLAIN":
+        fields = decoded.split(b"\0")
+        user = fields[1] if len(fields) == 3 else b""
+    elif mechanism == "LOGIN":
+        user = decoded
+    elif mechanism == "CRAM-MD5":
+        user = decoded.rpartition(b" ")[0]
+    elif mechanism == "XOAUTH2":
+        fields = decoded.split(b"\x01")
+        user = next((f[5:] for f in fields if f.startswith(b"user=")), b"")
+    elif mechanism == "OAUTHBEARER":  # RFC 7628: the GS2 header before the first ^A
+        header = decoded.split(b"\x01", 1)[0].split(b",")
+        name = next((f[2:] for f in header if f.startswith(b"a=")), b"")
+        user = name.replace(b"=2C", b",").replace(b"=3D", b"=")
+    return wire_text(user)

@@ -68,6 +68,7 @@ class Batch:
     position: int
     packets: int
     errors: list[str] = field(default_factory=list)  # one line per packet that failed
+    unpacked: int = 0  # bytes of capture data read, after decompression (a bomb shows here)
 
 
 @dataclass(slots=True)
@@ -98,21 +99,34 @@ def _inline(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Batch
     errors: list[str] = []
     warnings: list[str] = []
     analyzer = Analyzer(config, errors.append)
+    stats = analyzer.stats
     feed = analyzer.feed
-    path, position = "", 0
+    path, position, unpacked = "", 0, 0
     for capture in captures:
         frames = iter(capture)
         path = capture.path
+        smtp_before, skipped_before = stats.smtp_packets, dict(stats.skipped)
         while feed(islice(frames, APPLY_EVERY), MAX_WAITING_EVENTS):
             position = capture.position
-            yield Batch(analyzer.take(), path, position, analyzer.stats.packets, errors[:])
+            yield Batch(analyzer.take(), path, position, stats.packets, errors[:],
+                        unpacked + capture.unpacked)  # fmt: skip
             errors.clear()
         position = capture.size
-        if capture.truncated:
-            warnings.append(f"{capture.path}: truncated: {capture.truncated}")
+        unpacked += capture.unpacked
+        count_skipped(stats, capture.skipped)
+        skipped = {r: n - skipped_before.get(r, 0) for r, n in stats.skipped.items()}
+        warnings.extend(capture.notes(skipped, stats.smtp_packets - smtp_before))
     analyzer.finish()
-    yield Batch(analyzer.take(), path, position, analyzer.stats.packets, errors[:])
-    yield Outcome(analyzer.stats, warnings)
+    yield Batch(analyzer.take(), path, position, stats.packets, errors[:], unpacked)
+    yield Outcome(stats, warnings)
+
+
+def count_skipped(stats: Stats, skipped: dict[str, int]) -> None:
+    """Add the records a reader set aside (empty ones, ones on an interface not kept) to the
+    engine's counts: they are packets of the file, skipped for a reason like any other."""
+    for reason, count in skipped.items():
+        stats.skipped[reason] = stats.skipped.get(reason, 0) + count
+        stats.packets += count
 
 
 def _forked(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Batch | Outcome]:
@@ -138,8 +152,8 @@ def _forked(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Batch
                 ) from None
             kind = message[0]
             if kind == _BATCH:
-                _, rows, path, position, packets, errors = message
-                yield Batch(_decode(rows), path, position, packets, errors)
+                _, rows, path, position, packets, errors, unpacked = message
+                yield Batch(_decode(rows), path, position, packets, errors, unpacked)
             elif kind == _OUTCOME:
                 yield Outcome(Stats(*message[1]), message[2])
                 return
@@ -166,6 +180,7 @@ def _engine_process(captures: list[CaptureFile], config: EngineConfig, sender: C
                     message.position,
                     message.packets,
                     message.errors,
+                    message.unpacked,
                 )
             else:
                 stats = [getattr(message.stats, f.name) for f in fields(Stats)]

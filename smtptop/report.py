@@ -70,16 +70,19 @@ def analyze(
     lan: Iterable[str] = (),
     show_credentials: bool = False,
     detect: DetectConfig | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Callable[[str, int, int, int], None] | None = None,
     on_error: Callable[[str], None] | None = None,
     parallel: bool | None = None,
+    max_bytes: int | None = None,
 ) -> Analysis:
     """Analyse capture files in order.  Raises CaptureError if a file cannot be opened.
 
-    ``progress`` is called now and then with the file being read, the bytes read of it and
-    the packets so far.  ``parallel`` runs the engine in a second process (None: when there
-    are two CPUs and enough to read); the result is the same."""
-    captures = [CaptureFile(path) for path in paths]
+    ``progress`` is called now and then with the file being read, the bytes read of it,
+    the packets so far and the bytes of capture data so far (after decompression: a gzip
+    bomb shows there).  ``parallel`` runs the engine in a second process (None: when there
+    are two CPUs and enough to read); the result is the same.  ``max_bytes`` stops reading
+    a file after that many bytes of capture data, with a warning."""
+    captures = [CaptureFile(path, max_bytes) for path in paths]
     if parallel is None:
         parallel = worth_a_second_process(captures)
     model = Model(lan=lan, show_credentials=show_credentials)
@@ -92,7 +95,7 @@ def analyze(
                 for error in message.errors:
                     on_error(error)
             if progress is not None:
-                progress(message.path, message.position, message.packets)
+                progress(message.path, message.position, message.packets, message.unpacked)
         else:
             analysis.stats = message.stats
             analysis.warnings.extend(message.warnings)
@@ -181,6 +184,9 @@ def session_json(session: Session) -> dict[str, Any]:
         "bytes": {"client": session.client_bytes, "server": session.server_bytes},
         "transcript": [{"ts": t.ts, "kind": t.kind, "text": t.text} for t in session.transcript],
         "transcript_lines_not_kept": session.transcript_dropped,
+        "replies_not_kept": session.replies_dropped,
+        "reply_characters_not_kept": session.reply_text_dropped,
+        "addresses_not_kept": session.addresses_dropped,
     }
 
 
@@ -199,6 +205,8 @@ def host_json(
         "recipients": host.recipients,
         "sessions_not_kept": host.sessions_evicted,
         "servers_not_listed": host.destinations - len(host.servers),
+        "refusals_not_kept": host.refusals_dropped,
+        "names_not_kept": host.names_dropped,
         "helos": list(host.helos),
         "servers": [
             {

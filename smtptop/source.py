@@ -17,13 +17,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from smtptop.analyzer import Analyzer, EngineConfig, FlowEvent
-from smtptop.capture import CaptureError, CaptureFile, Frame
+from smtptop.capture import CaptureError, CaptureFile, Frame, undecoded
 
 BATCH_EVENTS = 1000
 BATCH_SECONDS = 0.02
 BURST_FRAMES = 256  # frames handed to the engine in one call at most
 _END = object()
 SLOT_WAIT = 0.1
+MAX_WAIT = 60.0  # a replay waits for its next packet in steps of at most this (threading's
+# timeouts overflow past a few centuries, and a hostile file's clock can jump millennia)
 
 
 @dataclass(slots=True)
@@ -34,6 +36,7 @@ class Progress:
     smtp_packets: int = 0
     bytes_done: int = 0
     bytes_total: int = 0
+    bytes_unpacked: int = 0  # capture data read, after decompression (a gzip bomb shows)
     errors: int = 0
     dropped_batches: int = 0
     dropped_events: int = 0
@@ -41,6 +44,7 @@ class Progress:
     skipped: dict[str, int] = field(default_factory=dict)
     finished: bool = False
     problem: str = ""
+    failure: str = ""  # the capture thread failed: the monitor ends with this line
     replay_at: float = 0.0  # a replay: capture seconds played so far
     replay_span: float = 0.0  # and in all (0 when not a replay)
 
@@ -71,6 +75,14 @@ class Source:
 
     def warnings(self) -> list[str]:
         return []
+
+    def unpacked(self) -> int:
+        """Bytes of capture data read so far, after decompression (0 when not a file)."""
+        return 0
+
+    def skipped(self) -> dict[str, int]:
+        """Records the source itself set aside, by reason (empty, on an interface not kept)."""
+        return {}
 
     def replay(self) -> tuple[float, float]:
         """Capture seconds replayed and in all ((0, 0) when not a timed replay)."""
@@ -120,7 +132,17 @@ class FileSource(Source):
         return self._done_before + current, self._total
 
     def warnings(self) -> list[str]:
-        return [f"{c.path}: truncated: {c.truncated}" for c in self._captures if c.truncated]
+        return [note for capture in self._captures for note in capture.notes()]
+
+    def unpacked(self) -> int:
+        return sum(capture.unpacked for capture in self._captures)
+
+    def skipped(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for capture in self._captures:
+            for reason, count in capture.skipped.items():
+                counts[reason] = counts.get(reason, 0) + count
+        return counts
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         first: float | None = None
@@ -138,10 +160,10 @@ class FileSource(Source):
                         first = record[0]
                     self._played = record[0] - first
                     due = started + self._played / self.speed
-                    wait = due - time.monotonic()
-                    if wait > 0 and stop.wait(wait):
-                        capture.close()
-                        return
+                    while (wait := due - time.monotonic()) > 0:
+                        if stop.wait(min(wait, MAX_WAIT)):
+                            capture.close()
+                            return
                 yield record
             self._done_before += capture.size
             self._current = None
@@ -191,6 +213,7 @@ class Feeder(threading.Thread):
         self._dropped_batches = 0
         self._dropped_events = 0
         self._problem = ""
+        self._failure = ""
 
     def release(self) -> None:
         """The consumer has taken a batch: make room for another."""
@@ -215,27 +238,38 @@ class Feeder(threading.Thread):
                 analyzer.finish()
         except CaptureError as exc:
             self._problem = str(exc)
+        except Exception as exc:  # a bug: the monitor ends with one line, not a dead thread
+            self._failure = f"the capture thread failed: {type(exc).__name__}: {exc}"
         finally:
             self.source.close()
-        self._problem = self._problem or "; ".join(self.source.warnings())
+        warnings = self.source.warnings()
+        progress = self.progress()
+        why = undecoded(progress.skipped, progress.smtp_packets)
+        self._problem = self._problem or "; ".join([*warnings, *([why] if why else [])])
         self._flush(finished=True)
 
     def progress(self, *, finished: bool = False) -> Progress:
         stats = self.analyzer.stats
         done, total = self.source.position()
         played, span = self.source.replay()
+        skipped = dict(stats.skipped)
+        aside = self.source.skipped()
+        for reason, count in aside.items():
+            skipped[reason] = skipped.get(reason, 0) + count
         return Progress(
-            packets=stats.packets,
+            packets=stats.packets + sum(aside.values()),
             smtp_packets=stats.smtp_packets,
             bytes_done=total if finished else done,
             bytes_total=total,
+            bytes_unpacked=self.source.unpacked(),
             errors=stats.errors,
             dropped_batches=self._dropped_batches,
             dropped_events=self._dropped_events,
             kernel_drops=self.source.kernel_drops(),
-            skipped=dict(stats.skipped),
+            skipped=skipped,
             finished=finished,
             problem=self._problem,
+            failure=self._failure,
             replay_at=played,
             replay_span=span,
         )

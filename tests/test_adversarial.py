@@ -14,8 +14,10 @@ cut is counted and shown.
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 import struct
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -575,6 +577,86 @@ def test_report_batches_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert analysis.model.sessions_total == 1
     one_record = 65000 + 65 + 2  # a command a line, an overflow note per 1,000, FlowOpened...
     assert max(batches) <= pipeline.MAX_WAITING_EVENTS + one_record
+
+
+# --- text a hostile server makes smtptop keep ----------------------------------------------
+
+
+PEAK_OF_CHILD = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+    "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def report_peak(capture: Path, out: Path) -> int:
+    """Run ``smtptop report --json`` on a capture; the peak resident bytes of the command and
+    the worker it forks.  A small Python starts it: a child forked from this test's process
+    would count the test's own memory in its peak."""
+    command = [sys.executable, "-m", "smtptop", "report", "--json", "-o", str(out), str(capture)]
+    peak = subprocess.check_output([sys.executable, "-c", PEAK_OF_CHILD, *command], text=True)
+    return int(peak) * 1024
+
+
+def hostile_reply(code: int, lines: int, last: bytes = b"") -> bytes:
+    """A reply of ``lines`` lines of 4,000 control bytes (each kept as the four characters
+    of its escape)."""
+    body = b"".join(b"%d-" % code + b"\x01" * 4000 + b"\r\n" for _ in range(lines - 1))
+    return body + b"%d " % code + last + b"\x01" * 4000 + b"\r\n"
+
+
+def test_huge_replies_are_cut_and_counted(tmp_path: Path) -> None:
+    """Finding #1 of issue 12: 100-line replies of control bytes to every command.  Unbounded,
+    these 75 replies of 1.6 MB escaped each took 750 MB."""
+    reply = hostile_reply(250, 100)
+    frames = []
+    for n in range(3):
+        conv = greeted(port=41000 + n)
+        conv.smtp([step for _ in range(25) for step in (("C", b"NOOP\r\n"), ("S", reply))])
+        conv.close()
+        frames += conv.frames
+    capture = tmp_path / "replies.pcap.gz"
+    synth.write_pcap(capture, frames, ETH)
+    out = tmp_path / "report.json"
+    assert report_peak(capture, out) < 150 * MB
+    assert out.stat().st_size < 2 * MB
+    sessions = json.loads(out.read_text())["sessions"]
+    assert len(sessions) == 3
+    texts = [r["text"] for s in sessions for r in s["replies"]]
+    assert len(texts) == 3 * 27 and all(len(t) <= 4096 + 40 for t in texts)
+    assert texts[2].endswith(f"...({100 * 16_000 + 99 - 4096:,} characters not kept)")
+    assert sum(s["reply_characters_not_kept"] for s in sessions) > 0
+
+
+def test_many_huge_refusals_per_host_are_cut_and_counted(tmp_path: Path) -> None:
+    """The second route of finding #1: 64 distinct refusals of 800 KB escaped per host, from
+    4 hosts: the hosts' refusal tables and the blocklist classifier see at most 1 KiB of each
+    (refusals that differ only past it count as one).  Unbounded, this took 1.3 GB."""
+    frames = []
+    for h in range(4):
+        conv = synth.Conversation(f"192.168.3.{h + 1}", 40000, MX, 25, start=START + h)
+        script = [("S", b"220 mx ESMTP\r\n")]
+        for t in range(64):
+            script += [
+                ("C", b"MAIL FROM:<a@b.example>\r\n"),
+                ("S", hostile_reply(550, 50, b"%d " % t)),
+            ]
+        conv.smtp(script)
+        conv.close()
+        frames += conv.frames
+    capture = tmp_path / "refusals.pcap.gz"
+    synth.write_pcap(capture, frames, ETH)
+    out = tmp_path / "report.json"
+    assert report_peak(capture, out) < 150 * MB
+    assert out.stat().st_size < 2 * MB
+    report = json.loads(out.read_text())
+    assert [h["rejected_sessions"] for h in report["hosts"]] == [1] * 4
+    model = report_module.analyze([str(capture)], parallel=False).model
+    for host in model.hosts.values():
+        assert host.refusal_bytes <= model.limits.max_refusal_bytes
+        assert sum(host.refusals.values()) + host.refusals_dropped == 64  # each counted
+        assert all(len(text) <= 1024 + 40 for _, text in host.refusals)
+    shown = {h["ip"]: h["refusals_not_kept"] for h in report["hosts"]}
+    assert shown == {ip: host.refusals_dropped for ip, host in model.hosts.items()}
 
 
 # --- the full-size flood -----------------------------------------------------------------------

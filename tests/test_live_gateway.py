@@ -191,7 +191,7 @@ class Gateway:
 
     def smtptop(self, *args: str) -> list[str]:
         """smtptop from this checkout, inside the gateway namespace."""
-        environment = ("env", "TZ=UTC", f"PYTHONPATH={REPO}")
+        environment = ("env", "-u", "SUDO_USER", "TZ=UTC", f"PYTHONPATH={REPO}")
         return self.exec(self.gw, *environment, sys.executable, "-m", "smtptop", *args)
 
     def clients(self, first_port: int, **hosts: Any) -> list[dict[str, Any]]:
@@ -477,12 +477,15 @@ def test_root_is_dropped_once_the_socket_is_open(headless: Headless) -> None:
         assert status["Uid"] == nobody  # real, effective, saved and filesystem: no way back
         assert status["Gid"] == group
         assert set(status["Groups"].split()) <= {str(NOBODY.pw_gid)}  # root's groups are gone
-        assert int(status["CapEff"], 16) == int(status["CapPrm"], 16) == 0
+        sets = ("CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd")
+        assert {name: int(status[name], 16) for name in sets} == dict.fromkeys(sets, 0)
+        assert status["NoNewPrivs"] == "1"  # no way back through a setuid or setcap program
 
 
-def test_evidence_file_is_nobodys_and_holds_the_capture(headless: Headless) -> None:
+def test_evidence_file_is_private_to_the_user_who_ran_smtptop(headless: Headless) -> None:
+    """Root ran it (no sudo): the file holding AUTH secrets is root's, 0600, not nobody's."""
     info = headless.evidence.stat()
-    assert (info.st_uid, info.st_gid) == (NOBODY.pw_uid, NOBODY.pw_gid)
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (0, 0, 0o600)
     stats = headless.report["stats"]
     assert tcpdump_lines(headless.evidence) == stats["packets"]
     assert tcpdump_lines(headless.evidence, SMTP_FILTER) == stats["smtp_packets"]
@@ -715,6 +718,7 @@ def test_kernel_drops_are_reported(lab: Gateway, flood_pcap: Path) -> None:
     delivered = arrived(lab) - before
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=STEP_TIMEOUT)
+    assert process.returncode == 3, "a lossy capture has its own exit status, for scripts"
     report = json.loads(out)
     found = re.search(r"the kernel dropped (\d+) packets", err.decode())
     assert found, err
@@ -731,3 +735,107 @@ def test_monitor_shows_kernel_drops(lab: Gateway, flood_pcap: Path, tmp_path: Pa
     shown = monitor.wait_for("kernel drops", lambda s: re.search(r"\+[1-9][\d,]* kernel", s))
     assert re.search(r"drops [\d,]+ \+[1-9][\d,]* kernel", monitor.status(shown))
     monitor.quit()
+
+
+# -- SIGTERM while packets flow: an orderly end, every time ---------------------------------
+
+SIGTERM_RUNS = 10
+PCAP_HEADER = 24  # -w holds more once the capture loop has written (flushed) a frame
+SIGTERM_FLOOD_ROUNDS = 40  # outlasts a run; stopped right after its signal
+
+
+def test_sigterm_while_traffic_flows_ends_cleanly(
+    lab: Gateway, flood_pcap: Path, tmp_path: Path
+) -> None:
+    """A service manager's SIGTERM lands anywhere in the capture loop: the report and the -w
+    file are completed, and the capture generator never flushes a file already closed."""
+    sender = ("env", f"PYTHONPATH={REPO}", sys.executable, str(TESTS / "live_flood.py"))
+    for attempt in range(SIGTERM_RUNS):  # 1 run in 4 printed "Exception ignored" before
+        evidence = tmp_path / f"term-{attempt}.pcap"
+        command = lab.smtptop(
+            *("report", "-i", FLOOD_RX, "--duration", "60", "--json", "--user", "nobody"),
+            *("-w", str(evidence)),
+        )
+        process = lab.start(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_dropped(process)
+        before = arrived(lab)
+        flood_process = lab.start(
+            lab.exec(lab.lan, *sender, FLOOD_TX, str(flood_pcap), str(SIGTERM_FLOOD_ROUNDS)),
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while arrived(lab) == before or evidence.stat().st_size <= PCAP_HEADER:
+            assert time.monotonic() < deadline, "smtptop is not capturing the flood"
+            time.sleep(0.01)
+        time.sleep(0.03 * attempt)  # a different moment of the flood each time
+        assert flood_process.poll() is None, "the flood ended before the signal"
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=STEP_TIMEOUT)
+        stop(flood_process, signal.SIGTERM)
+        text = err.decode()
+        assert "Exception ignored" not in text and "Traceback" not in text, text
+        assert process.returncode in (0, 3), text
+        assert json.loads(out)["warnings"][0].startswith("interrupted")
+        assert tcpdump_lines(evidence) > 0
+
+
+# -- the setcap route: a user's own interpreter copy gives its capabilities up -------------
+
+
+@pytest.fixture
+def setcap_python() -> Iterator[Path]:
+    """A ``--copies`` venv of this interpreter (its packages through the system site) with
+    cap_net_raw,cap_net_admin+eip, in a folder nobody can reach; removed afterwards."""
+    setcap = tool("setcap")
+    if setcap is None:
+        pytest.skip("needs setcap (Debian package libcap2-bin)")
+    folder = Path(tempfile.mkdtemp(prefix="smtptop-setcap-"))
+    try:
+        folder.chmod(0o755)
+        venv = folder / "venv"
+        run(sys.executable, "-m", "venv", "--copies", "--without-pip", "--system-site-packages",
+            str(venv), timeout=CLIENT_TIMEOUT)  # fmt: skip
+        python = venv / "bin" / "python3"
+        assert not python.is_symlink()
+        run(setcap, "cap_net_raw,cap_net_admin+eip", str(python))
+        yield python
+    finally:
+        subprocess.run(["rm", "-rf", "--one-file-system", str(folder)], timeout=STEP_TIMEOUT)
+
+
+def test_setcap_interpreter_run_by_a_user_drops_its_capabilities(
+    lab: Gateway, setcap_python: Path
+) -> None:
+    """nobody runs the setcap'd copy: it opens the socket with the file's capabilities, then
+    holds none while it parses what the LAN sends (CapEff was 0x3000 for the whole run)."""
+    ids = (f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}", "--clear-groups")
+    environment = ("env", "-i", f"HOME={NOBODY.pw_dir}", f"PYTHONPATH={REPO}", "TZ=UTC")
+    command = lab.exec(
+        lab.gw, "setpriv", *ids, *environment, str(setcap_python), "-m", "smtptop",
+        "report", "-i", IFACE, "--duration", str(CAPTURE_SECONDS), "--json",
+    )  # fmt: skip
+    process = lab.start(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline, status = time.monotonic() + STEP_TIMEOUT, {}
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate(timeout=STEP_TIMEOUT)
+        with contextlib.suppress(FileNotFoundError, KeyError):
+            status = proc_status(process.pid)
+            cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+            if cmdline[:3] == [str(setcap_python).encode(), b"-m", b"smtptop"] and not int(
+                status["CapEff"], 16
+            ):
+                break
+        time.sleep(0.02)
+    else:
+        pytest.fail(f"smtptop kept CapEff {status.get('CapEff')} after {STEP_TIMEOUT}s")
+    truth = lab.clients(44000, office=OFFICE[:1])
+    time.sleep(SETTLE)
+    while_capturing = proc_status(process.pid)
+    out, err = process.communicate(timeout=CAPTURE_SECONDS + STEP_TIMEOUT)
+    assert (process.returncode, err) == (0, b"")
+    assert while_capturing["Uid"].split() == [str(NOBODY.pw_uid)] * 4
+    sets = ("CapEff", "CapPrm", "CapInh", "CapAmb")
+    assert {name: int(while_capturing[name], 16) for name in sets} == dict.fromkeys(sets, 0)
+    assert while_capturing["NoNewPrivs"] == "1"
+    problems = session_problems(truth, json.loads(out))
+    assert not problems, "\n".join(problems)

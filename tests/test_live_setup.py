@@ -111,13 +111,15 @@ def test_without_privileges_one_line_says_how_to_get_them() -> None:
 
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping root needs root")
-def test_root_is_dropped_after_the_socket_opens(tmp_path: Path) -> None:
+def test_root_and_every_capability_are_dropped_after_the_socket_opens(tmp_path: Path) -> None:
+    """To nobody without a sudo caller; the -w file stays root's (the invoking user), 0600."""
     target = tmp_path / "evidence.pcap"
     code = (
         "import os, sys; sys.path.insert(0, sys.argv[1]);"
-        "from smtptop.live import LiveSource, drop_privileges;"
+        "from smtptop.live import LiveSource, capabilities, drop_privileges, run_as;"
         "src = LiveSource('lo', ports=[25], write=sys.argv[2]);"
-        "print(drop_privileges(None, owned_files=[sys.argv[2]]), os.getuid(), os.getgid());"
+        "drop_privileges(run_as(None)); print(os.getuid(), os.getgid(), capabilities());"
+        "print(open('/proc/self/status').read().split('NoNewPrivs:')[1].split()[0]);"
         "src.close()"
     )
     env = {k: v for k, v in os.environ.items() if k != "SUDO_USER"}
@@ -125,8 +127,11 @@ def test_root_is_dropped_after_the_socket_opens(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(ROOT), str(target)],
         capture_output=True, text=True, timeout=60, env=env, check=True,
     )  # fmt: skip
-    assert out.stdout.split() == ["nobody", "65534", "65534"]
-    assert target.stat().st_uid == 65534
+    ids, no_new_privs = out.stdout.splitlines()
+    assert ids == "65534 65534 {'CapInh': 0, 'CapPrm': 0, 'CapEff': 0, 'CapAmb': 0}"
+    assert no_new_privs == "1"
+    info = target.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (0, 0, 0o600)
 
 
 def test_custom_filter_without_libpcap_says_what_to_install(monkeypatch) -> None:
@@ -144,7 +149,7 @@ def test_pcap_writer_round_trip(tmp_path: Path) -> None:
     conv = synth.Conversation("192.168.1.2", 40000, "198.51.100.1", 25, start=1_700_000_000.25)
     conv.smtp([("S", b"220 mx\r\n"), ("C", b"QUIT\r\n")])
     path = tmp_path / "w.pcap"
-    writer = PcapWriter(str(path), synth.LINKTYPE_ETHERNET)
+    writer = PcapWriter(path.open("wb"), str(path), synth.LINKTYPE_ETHERNET)
     for frame in conv.frames:
         writer.write(frame.ts, frame.data)
     writer.flush()

@@ -472,3 +472,75 @@ def test_summarised_sessions_are_visible_in_every_report() -> None:
     assert (host["sessions"], host["sessions_not_kept"], host["servers_not_listed"]) == (5, 3, 4)
     assert len(data["sessions"]) == 2
     assert "3 older sessions summarised" in render_table(analysis)
+
+
+def noops(count: int, reply: bytes) -> list:
+    return [step for _ in range(count) for step in ((C, b"NOOP\r\n"), (S, reply))]
+
+
+CONTROL_REPLY = b"".join(b"250-" + b"\x01" * 1000 + b"\r\n" for _ in range(9)) + b"250 ok\r\n"
+
+
+def test_footprint_counts_every_reply_kept() -> None:
+    """Reply texts are held apart from the transcript: a session whose transcript is full
+    still pays for each reply it keeps, at its escaped length."""
+    limits = ModelLimits(max_transcript_lines=5, max_reply_bytes=1 << 20)
+    short = play(Model(limits=limits), 1, greet(*noops(20, b"250 ok\r\n")))
+    long = play(Model(limits=limits), 1, greet(*noops(20, CONTROL_REPLY)))
+    assert len(short.replies) == len(long.replies) == 22
+    assert len(short.transcript) == len(long.transcript) == 5
+    texts = sum(len(r.text) for r in long.replies) - sum(len(r.text) for r in short.replies)
+    assert texts > 20 * 4096  # each \x01 kept as the four characters of "\x01"
+    assert long.footprint() - short.footprint() >= texts
+
+
+def test_reply_text_is_cut_per_reply_and_per_session_and_says_so() -> None:
+    limits = ModelLimits(max_reply_text=1000, max_reply_bytes=5000)
+    model = Model(limits=limits)
+    refusal = b"550-" + b"\x01" * 2000 + b"\r\n550 5.7.1 listed at zen.spamhaus.org\r\n"
+    script = [*noops(10, CONTROL_REPLY), (C, b"MAIL FROM:<a@b>\r\n"), (S, refusal)]
+    session = play(model, 1, greet(*script))
+    texts = [r.text for r in session.replies[2:12]]
+    assert texts[0] == "\\x01" * 250 + "...(35,011 characters not kept)"
+    assert texts[-1] == "...(36,011 characters not kept)"  # the session's budget is spent
+    # the budget, a marker per reply and the deciding reply's own room
+    assert session.reply_bytes <= 5000 + 12 * 40 + 1000
+    assert session.reply_text_dropped > 10 * 35000
+    # the refusal that decides the outcome still gets its own room
+    assert session.decisive is session.replies[-1] and len(session.decisive.text) > 1000
+    ((code, text),) = model.hosts["192.168.0.5"].refusals
+    assert code == 550 and len(text) <= 1024 + 40 and text.endswith("characters not kept)")
+
+
+def test_refusal_texts_are_bounded_per_host() -> None:
+    limits = ModelLimits(max_refusal_text=100, max_refusal_bytes=1000)
+    model = Model(limits=limits)
+    refusals = [
+        step
+        for i in range(30)
+        for step in ((C, b"RCPT TO:<x@y>\r\n"), (S, b"550 %d " % i + b"x" * 300 + b"\r\n"))
+    ]
+    play(model, 1, greet(*MAIL, *refusals))
+    host = model.hosts["192.168.0.5"]
+    assert host.refusal_bytes <= 1000 and len(host.refusals) == 7
+    assert host.refusals_dropped == 30 - 7
+    assert all(len(text) <= 100 + 40 for _, text in host.refusals)
+
+
+def test_open_sessions_share_one_budget_and_give_it_back() -> None:
+    model = Model(limits=ModelLimits(max_open_bytes=20_000))
+    greeting = CONTROL_REPLY.replace(b"250", b"220")
+    for i in range(3):
+        model.open_session(
+            i, ("192.168.0.5", 40000 + i), ("198.51.100.1", 25), 0.0, midstream=False
+        )
+        parser = SmtpParser()
+        parser.receive_data(S, greeting, 1.0)
+        for event in parser.events():
+            model.apply(i, event)
+    assert model.open_bytes == sum(s.held for s in model.open.values()) <= 20_000
+    assert model.open[2].transcript_dropped > 0 and model.open[2].replies_dropped == 1
+    for i in range(3):
+        model.close_session(i, 2.0, "closed", client_bytes=0, server_bytes=0, packets=0)
+    assert model.open_bytes == 0
+    assert model.kept_bytes == sum(s.footprint() for s in model.finished.values())

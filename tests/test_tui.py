@@ -461,3 +461,109 @@ async def test_a_replay_shows_where_it_stands_in_capture_time() -> None:
         assert played < max(stamps) - min(stamps) and "reading" not in text
         assert "end of capture" not in text
         await pilot.press("q")
+
+
+# -- hostile capture files (issue 12) --------------------------------------------------------
+
+
+async def test_an_undecodable_capture_says_why(tmp_path: Path) -> None:
+    """A link type smtptop cannot decode is not 'no SMTP on the network': the empty table
+    and the warning say which link type it was."""
+    conv = synth.Conversation("192.168.1.7", 40000, "198.51.100.9", 25, start=1.8e9)
+    conv.handshake()
+    path = tmp_path / "user0.pcap"
+    synth.write_pcap(path, conv.frames, 147)
+    app = MonitorApp(FileSource([str(path)]))
+    async with app.run_test(size=(150, 24)) as pilot:
+        await settle(app, pilot)
+        why = f"{path}: link type 147 (USER0) is not one smtptop decodes: 3 packets skipped"
+        assert hosts_table(app).empty.plain == f"No SMTP in this capture: {why}"
+        assert app.progress.problem == why
+
+
+async def test_clocks_beyond_any_calendar_are_clamped_and_shown(tmp_path: Path) -> None:
+    """An interface offset of 2^62 s: the report coped, the monitor's times must too (in the
+    table, the drill-down and the transcript)."""
+    import struct
+
+    from test_capture_hostile import clock_capture
+
+    path = clock_capture(tmp_path / "far.pcapng", struct.pack("<HHq", 14, 8, 1 << 62))
+    app = MonitorApp(FileSource([str(path)]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert "were clamped" in app.progress.problem
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, HostScreen)
+        session = next(iter(app.model.sessions()))
+        app.push_screen(TranscriptScreen(session.id))
+        await pilot.pause(0.3)
+        lines = [str(line.text) for line in app.screen.query_one("#transcript").lines]
+        assert any("S: 220 mx" in line for line in lines)
+        await pilot.press("q")
+
+
+async def test_the_status_bar_shows_what_a_gzip_file_unpacks_to() -> None:
+    from smtptop.source import Progress
+
+    app = MonitorApp(FileSource([SAMPLE]), refresh_seconds=3600)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.progress = Progress(packets=10, bytes_done=100_000, bytes_total=1_000_000,
+                                bytes_unpacked=2_500_000_000)  # fmt: skip
+        app.update_status()
+        await pilot.pause()
+        assert "reading 10% 2.5 GB unpacked" in status(app)
+        await pilot.press("q")
+
+
+@pytest.mark.parametrize(
+    ("patch", "line"),
+    [
+        ("smtptop.tui.rows.stamp = boom", "the monitor failed: OverflowError: out of range"),
+        ("smtptop.analyzer.Analyzer.feed = boom",
+         "the capture thread failed: OverflowError: out of range"),
+    ],
+    ids=["ui", "capture-thread"],
+)  # fmt: skip
+def test_a_crash_of_the_monitor_is_one_line_and_a_failure(
+    patch: str, line: str, tmp_path: Path
+) -> None:
+    """Whatever fails, in the UI or in the capture thread, the monitor ends with one line on
+    stderr (not a screenful of traceback) and a non-zero exit status."""
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    log = tmp_path / "errors.log"
+    script = (
+        "import sys, smtptop.tui.rows, smtptop.analyzer\n"
+        "def boom(*args, **kwargs): raise OverflowError('out of range')\n"
+        f"{patch}\n"
+        "from smtptop.cli import main\n"
+        f"sys.exit(main(['-r', {SAMPLE!r}, '--error-log', {str(log)!r}]))\n"
+    )
+    parent, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=child, stdout=child,
+                            stderr=child)  # fmt: skip
+    os.close(child)
+    out = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not select.select([parent], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(parent, 65536)
+        except OSError:  # the child is gone
+            break
+        if not chunk:
+            break
+        out += chunk
+    status = proc.wait(timeout=30)
+    os.close(parent)
+    after = out[out.rfind(b"\x1b[?1049l") :].decode(errors="replace")  # the screen is back
+    lines = [text for text in after.split("\r\n") if text.strip()]
+    assert len(lines) == 1 and f"smtptop: {line}" in lines[0], after
+    assert status != 0

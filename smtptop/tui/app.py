@@ -13,8 +13,10 @@ import heapq
 import json
 import re
 import subprocess
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -25,6 +27,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, RichLog, Static
+from textual.worker import WorkerFailed
 
 from smtptop import identity
 from smtptop.analyzer import EngineConfig, FlowEvent, FlowOpened, apply
@@ -33,7 +36,7 @@ from smtptop.errorlog import ErrorLog
 from smtptop.keys import keys_text
 from smtptop.model import Model, Session, TranscriptLine
 from smtptop.source import Batch, Feeder, Progress, Source
-from smtptop.speed import Speedometer, clock
+from smtptop.speed import Speedometer, clock, size
 from smtptop.text import inert, plural
 from smtptop.tui import rows
 from smtptop.tui.tables import KeyedTable
@@ -56,6 +59,7 @@ status bar says so (--bell rings, --alert-exec runs your command).
 DAY = 86400.0
 SESSION_ROWS = 2000  # rows of the drill-down's session table; o, / and a server narrow it
 TOAST_SECONDS = 4
+WARNING_SECONDS = 30  # a warning about the input: long enough to be read at the end
 
 
 def dated(model: Model) -> bool:
@@ -460,10 +464,15 @@ class RollingDetector(Detector):
         return judged
 
 
+class MonitorFailed(Exception):
+    """The capture thread failed; the message is the one line the monitor ends with."""
+
+
 class MonitorApp(App[None]):
     """smtptop's terminal UI."""
 
     TITLE = "smtptop"
+    failure = ""  # why the monitor crashed: the one line it ends with
     CSS = """
     #status { height: 1; background: $panel; padding: 0 1; }
     #hosts { height: 1fr; }
@@ -580,10 +589,13 @@ class MonitorApp(App[None]):
             if self.feeder is not None:
                 self.feeder.release()
             self.progress = batch.progress
+            if batch.progress.failure:
+                raise MonitorFailed(batch.progress.failure)
             if batch.progress.finished:
                 self.update_view()
                 if batch.progress.problem:
-                    self.notify(batch.progress.problem, severity="warning", markup=False)
+                    self.notify(batch.progress.problem, severity="warning", markup=False,
+                                timeout=WARNING_SECONDS)  # fmt: skip
 
     def _touch(self, events: list[tuple[int, FlowEvent]]) -> None:
         """Note the hosts these events change (before they are folded: a closing event
@@ -739,6 +751,8 @@ class MonitorApp(App[None]):
             return Text(f"no host matches {inert(self.filter_text)!r}  (Esc clears the filter)",
                         style="yellow")  # fmt: skip
         progress = self.progress
+        if progress.finished and progress.problem:  # why: nothing in it, nothing decodable...
+            return Text(f"No SMTP in this capture: {progress.problem}", style="yellow")
         if progress.finished:
             return Text(
                 f"No SMTP in this capture: {plural(progress.packets, 'packet')} read, "
@@ -768,21 +782,44 @@ class MonitorApp(App[None]):
             host = self.model.hosts[verdict.ip]
             document = host_json(host, verdict, self.model.identities.get(verdict.ip))
             threading.Thread(
-                target=self._run_alert, args=(json.dumps(document),), daemon=True
+                target=self._run_alert,
+                args=(json.dumps(document), self._alert_environment(verdict)),
+                daemon=True,
             ).start()
 
-    def _run_alert(self, document: str) -> None:
+    def _run_alert(self, document: str, environment: dict[str, str]) -> None:
         assert self.alert_exec is not None
         try:
             done = subprocess.run(
                 self.alert_exec, shell=True, input=document, text=True, timeout=60,
-                capture_output=True, check=False,
+                capture_output=True, check=False, env=environment,
             )  # fmt: skip
             failed = done.returncode != 0
         except (OSError, subprocess.TimeoutExpired):
             failed = True
         if failed:
             self.alerts_failed += 1
+
+    @staticmethod
+    def _alert_environment(verdict: Verdict) -> dict[str, str]:
+        """What the alert command gets (the README lists it): a fixed PATH, the home of the
+        user smtptop runs as (root has been given up), the locale and time zone, and the
+        alert.  Nothing else of the environment smtptop was started with: it may hold
+        secrets, and root's PATH or tmux socket have no business in an unprivileged command."""
+        import os
+        import pwd
+
+        try:
+            home = pwd.getpwuid(os.getuid()).pw_dir
+        except KeyError:  # a uid without a passwd entry
+            home = "/"
+        environment = {"PATH": "/usr/bin:/bin", "HOME": home}
+        environment |= {k: os.environ[k] for k in ("LANG", "LC_ALL", "TZ") if k in os.environ}
+        return environment | {
+            "SMTPTOP_IP": verdict.ip,
+            "SMTPTOP_VERDICT": verdict.verdict,
+            "SMTPTOP_SCORE": str(verdict.score),
+        }
 
     def update_status(self) -> None:
         """The status bar, fitted to its width: what must never be missed (spambots, drops,
@@ -854,6 +891,8 @@ class MonitorApp(App[None]):
         share = 100 * progress.bytes_done // progress.bytes_total
         self._speed.update(time.monotonic(), progress.packets, progress.bytes_done)
         text = Text(f"reading {share}%", style="cyan")
+        if progress.bytes_unpacked > progress.bytes_done:  # compressed: where a bomb shows
+            text.append(f" {size(progress.bytes_unpacked)} unpacked")
         rate = self._speed.packets_per_second()
         if rate:
             text.append(f" {rate:,.0f} pkt/s")
@@ -944,6 +983,28 @@ class MonitorApp(App[None]):
         yield SystemCommand("Pause or resume display", "The capture goes on", self.action_pause)
         yield SystemCommand("Filter hosts", "By address or HELO name", self.action_filter)
         yield SystemCommand("Help", "Keys and colours", self.action_help)
+
+    def run(self, *args: Any, **kwargs: Any) -> None:
+        """Run the monitor; after a crash, say so in one line once the terminal is back
+        (Rich would wrap it at the terminal's width)."""
+        super().run(*args, **kwargs)
+        if self.failure:
+            print(f"smtptop: {self.failure}", file=sys.stderr)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """Any crash ends the monitor with one line on stderr (see :meth:`run`) and exit
+        status 1 (``return_code``), not Textual's screenful of traceback and locals; the
+        traceback goes to the error log."""
+        cause = error.error if isinstance(error, WorkerFailed) else error
+        if isinstance(cause, MonitorFailed):
+            self.failure = str(cause)
+        else:
+            self.failure = f"the monitor failed: {type(cause).__name__}: {cause}"
+            if self.error_log is not None:
+                self.error_log("".join(traceback.format_exception(cause)).rstrip())
+                self.failure += f" (traceback in {self.error_log.path})"
+        super()._handle_exception(error)  # exits, and keeps the error for tests' pilots
+        self._exit_renderables.clear()
 
     async def action_quit(self) -> None:
         self.stop_capture()
