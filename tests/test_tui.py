@@ -14,8 +14,9 @@ import pytest
 from smtptop import synth
 from smtptop.analyzer import Analyzer
 from smtptop.capture import CaptureFile
+from smtptop.errorlog import ErrorLog
 from smtptop.report import analyze, ranked_hosts
-from smtptop.source import Batch, Feeder, FileSource, Source
+from smtptop.source import Batch, Feeder, FileSource, Progress, Source
 from smtptop.tui.app import HelpScreen, HostScreen, MonitorApp, TranscriptScreen
 from smtptop.tui.tables import KeyedTable
 
@@ -567,3 +568,19 @@ def test_a_crash_of_the_monitor_is_one_line_and_a_failure(
     lines = [text for text in after.split("\r\n") if text.strip()]
     assert len(lines) == 1 and f"smtptop: {line}" in lines[0], after
     assert status != 0
+
+
+async def test_status_bar_says_when_failures_could_not_be_logged(tmp_path: Path) -> None:
+    """Issue 12, #13: the status bar names the log only when the failures are in it."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    log = ErrorLog(str(blocker / "errors.log"))
+    app = MonitorApp(FileSource([SAMPLE]), refresh_seconds=3600, error_log=log)
+    async with app.run_test(size=(200, 24)) as pilot:
+        await settle(app, pilot)
+        app.progress = Progress(errors=2, finished=True)
+        app.update_status()
+        assert f"2 analysis errors (see {log.path})" in status(app)
+        log("a failure")
+        app.update_status()
+        assert log.problem and f"(not logged: {log.path}: {log.problem})" in status(app)

@@ -858,7 +858,13 @@ class MonitorApp(App[None]):
             dropped.append(f" +{progress.kernel_drops:,} kernel", style="bold red")
         parts.append((0, dropped))
         if progress.errors:
-            where = f" (see {self.error_log.path})" if self.error_log else ""
+            log = self.error_log
+            if log is None:
+                where = ""
+            elif log.problem:
+                where = f" (not logged: {log.path}: {log.problem})"
+            else:
+                where = f" (see {log.path})"
             parts.append((0, Text(f"{plural(progress.errors, 'analysis error')}{where}",
                                   style="bold red")))  # fmt: skip
         if self.alerts_failed:
