@@ -150,11 +150,12 @@ def text_cost(text: str) -> int:
     return len(text) if text.isascii() else 4 * len(text)
 
 
-def cut(text: str, room: int) -> str:
-    """``text`` cut to ``room`` characters, ending in a marker saying how many went."""
-    if len(text) <= room:
+def cut(text: str, room: int, gone: int = 0) -> str:
+    """``text`` cut to ``room`` characters, ending in a marker saying how many went (``gone``
+    of them before it arrived: the parser's own bound)."""
+    if len(text) <= room and not gone:
         return text
-    return f"{text[:room]}...({len(text) - room:,} characters not kept)"
+    return f"{text[:room]}...({max(0, len(text) - room) + gone:,} characters not kept)"
 
 
 class AddressSet:
@@ -759,7 +760,7 @@ class Model:
             and not session.rejected
             and (code >= 500 or not session.tempfailed)
         )
-        reply, kept = self._keep_reply(session, code, text, stage, decides)
+        reply, kept = self._keep_reply(session, code, text, stage, decides, event.cut)
         host = self.hosts.get(session.client_ip)
         stats = session.server_stats
         if event.greeting:
@@ -803,7 +804,7 @@ class Model:
         )
 
     def _keep_reply(
-        self, session: Session, code: int, text: str, stage: str, decides: bool
+        self, session: Session, code: int, text: str, stage: str, decides: bool, gone: int
     ) -> tuple[SmtpReply, bool]:
         """The reply as kept, its text cut to its bounds (a reply that decides the outcome
         always gets ``max_reply_text``, whatever its session's replies took), and whether
@@ -812,13 +813,13 @@ class Model:
         room = limits.max_reply_text
         if not decides:
             room = min(room, max(0, limits.max_reply_bytes - session.reply_bytes))
-        reply = SmtpReply(code, cut(text, room), stage)
+        reply = SmtpReply(code, cut(text, room, gone), stage)
         if len(session.replies) < limits.max_replies and self._hold(
             session, LINE_BYTES + text_cost(reply.text)
         ):
             session.replies.append(reply)
             session.reply_bytes += len(reply.text)
-            session.reply_text_dropped += max(0, len(text) - room)
+            session.reply_text_dropped += max(0, len(text) - room) + gone
             return reply, True
         session.replies_dropped += 1
         return reply, False

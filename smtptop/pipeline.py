@@ -205,7 +205,7 @@ def _encode(events: list[tuple[int, FlowEvent]]) -> list[tuple[int, int, tuple[A
         if tag == _REPLY and values[3] is not None:
             request = values[3]
             request_tag = _TAGS[type(request)]
-            values = (*values[:3], (request_tag, _VALUES[request_tag](request)), values[4])
+            values = (*values[:3], (request_tag, _VALUES[request_tag](request)), *values[4:])
         elif tag in (_GAP, _VIOLATION):
             values = (values[0], int(values[1]), values[2])
         rows.append((session_id, tag, values))
@@ -217,7 +217,7 @@ def _decode(rows: list[tuple[int, int, tuple[Any, ...]]]) -> list[tuple[int, Flo
     for session_id, tag, values in rows:
         if tag == _REPLY and values[3] is not None:
             request_tag, request = values[3]
-            values = (*values[:3], _CLASSES[request_tag](*request), values[4])
+            values = (*values[:3], _CLASSES[request_tag](*request), *values[4:])
         elif tag in (_GAP, _VIOLATION):
             values = (values[0], Side(values[1]), values[2])
         events.append((session_id, _CLASSES[tag](*values)))

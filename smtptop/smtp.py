@@ -13,10 +13,12 @@ the rest only counted), BDAT chunks, AUTH exchanges and the switch to TLS.
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
+from itertools import repeat
 
 
 class Side(IntEnum):
@@ -35,6 +37,8 @@ KNOWN_VERBS = frozenset(
 )  # fmt: skip
 GREETING_CODES = frozenset({220, 421, 554})
 _VERB = re.compile(rb"[A-Za-z][A-Za-z0-9_-]{0,19}")
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
+_CR_LF = re.compile(rb"[\r\n]+")
 _BDAT = re.compile(rb"\s*(\d{1,20})(?:\s+(LAST))?\s*", re.IGNORECASE)
 _BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f]")
 _TLS_RECORD_TYPES = (0x14, 0x15, 0x16, 0x17)
@@ -53,6 +57,7 @@ class Limits:
     max_header_bytes: int = 16384
     max_header_lines: int = 200
     max_reply_lines: int = 100
+    max_reply_bytes: int = 16384  # of one reply being collected: 65,536 connections may wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,7 @@ class Reply:
     lines: tuple[bytes, ...]
     request: Request | None
     greeting: bool = False
+    cut: int = 0  # bytes of its lines past ``Limits.max_reply_bytes``, not kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +144,10 @@ _CLIENT, _SERVER = int(Side.CLIENT), int(Side.SERVER)  # plain ints: enum lookup
 
 
 class _Direction:
-    """Per-direction line buffer with a bound on line length."""
+    """Per-direction line buffer with a bound on line length, and the run of empty lines it
+    is in (``blanks``: how many so far, the last at ``blanks_ts``)."""
 
-    __slots__ = ("buf", "discarding", "opaque", "resync", "seen")
+    __slots__ = ("blanks", "blanks_ts", "buf", "discarding", "opaque", "resync", "seen")
 
     def __init__(self, resync: bool) -> None:
         self.buf = b""
@@ -148,6 +155,8 @@ class _Direction:
         self.opaque = False
         self.resync = resync
         self.seen = False
+        self.blanks = 0
+        self.blanks_ts = 0.0
 
 
 class SmtpParser:
@@ -160,6 +169,7 @@ class SmtpParser:
         self._server = _Direction(resync=midstream)
         self.queued: list[Event] = []  # not yet drained by events(); cheap to test for
         self._pending: deque[Request] = deque()
+        self._blank_request: Request | None = None  # what the client's run of empty lines is
         self._greeting_pending = True
         self._mode = _COMMAND
         self._bdat_left = 0
@@ -175,6 +185,8 @@ class SmtpParser:
         self._in_headers = True
         self._reply_code = 0
         self._reply_lines: list[bytes] = []
+        self._reply_bytes = 0
+        self._reply_cut = 0
         self._replies_seen = False
         self._orphans = 0
         self.tls = False
@@ -186,7 +198,12 @@ class SmtpParser:
         if not data:
             return
         client = side == _CLIENT
-        direction = self._client if client else self._server
+        if client:
+            direction, other = self._client, self._server
+        else:
+            direction, other = self._server, self._client
+        if other.blanks:  # its run of empty lines is over: its note comes before these bytes
+            self._end_empty_lines(other, 1 - side)
         if direction.opaque:
             return
         if (
@@ -205,6 +222,7 @@ class SmtpParser:
 
     def receive_gap(self, side: Side | int, size: int, ts: float) -> None:
         """Tell the parser that ``size`` bytes of one direction were not captured."""
+        self._end_runs()
         self.queued.append(Gap(ts, Side(side), size))
         direction = self._client if side == _CLIENT else self._server
         if direction.opaque:
@@ -242,9 +260,12 @@ class SmtpParser:
                 self._client_line(client.buf.rstrip(b"\r"), ts, truncated=False)
         client.buf = b""
         self._mode = _COMMAND
+        if client.blanks:
+            self._end_empty_lines(client, _CLIENT)
         if not server.opaque and server.buf and not server.discarding:
             self._server_line(server.buf.rstrip(b"\r"), ts)
         server.buf = b""
+        self._end_runs()
         self._flush_reply(ts)
 
     def events(self) -> list[Event]:
@@ -302,7 +323,6 @@ class SmtpParser:
         end = len(buf)
         lines = self._whole_lines(direction, buf) if self._mode == _COMMAND else None
         if lines is not None:
-            lines.pop()
             client_line = self._client_line
             for line in lines:
                 pos += len(line) + 1
@@ -327,17 +347,28 @@ class SmtpParser:
         direction.buf = buf[pos:] if pos < end and not direction.opaque else b""
 
     def _whole_lines(self, direction: _Direction, buf: bytes) -> list[bytes] | None:
-        """``buf`` cut at every LF in one split (the last item is the unfinished rest), when
-        no line needs cutting at the length limit; None sends it to :meth:`_next_line`."""
+        """The whole lines of ``buf``, cut at every LF in one split (the unfinished rest is
+        what their lengths leave), when no line needs cutting at the length limit and none is
+        empty; None sends ``buf`` to :meth:`_next_line`, which takes runs of empty lines whole.
+        """
         if direction.discarding:
             return None
         lines = buf.split(b"\n")
-        return lines if max(map(len, lines)) <= self.limits.max_line else None
+        rest = lines.pop()
+        if (
+            len(rest) > self.limits.max_line
+            or b"" in lines  # a list search: much faster than looking for LF LF in ``buf``
+            or b"\r" in lines
+            or (lines and max(map(len, lines)) > self.limits.max_line)
+        ):
+            return None
+        return lines
 
     def _next_line(self, direction: _Direction, side: int, buf: bytes, pos: int, ts: float) -> int:
         """Handle the line at ``buf[pos:]``; return the position after it (``pos``: need more).
 
         A line longer than the limit is handled cut at the limit and the rest of it dropped.
+        A run of empty lines is taken whole, by one regular expression match.
         """
         if direction.discarding:
             nl = buf.find(b"\n", pos)
@@ -345,6 +376,15 @@ class SmtpParser:
                 return len(buf)
             direction.discarding = False
             return nl + 1
+        if buf[pos] in b"\r\n":
+            # Empty lines up to the last LF before any "\r\r" (a line of CRs goes on below,
+            # where it meets the length limit).  A repeated character class: fast in re.
+            stop = _CR_LF.match(buf, pos).end()  # type: ignore[union-attr]
+            crs = buf.find(b"\r\r", pos, stop)
+            end = buf.rfind(b"\n", pos, stop if crs < 0 else crs) + 1
+            if end:
+                self._empty_lines(side, buf.count(b"\n", pos, end), ts)
+                return end
         max_line = self.limits.max_line
         nl = buf.find(b"\n", pos, pos + max_line + 1)
         if nl < 0:
@@ -363,20 +403,93 @@ class SmtpParser:
             self._server_line(line, ts)
         return pos
 
+    # -- empty lines -------------------------------------------------------------------
+
+    def _empty_lines(self, side: int, count: int, ts: float) -> None:
+        """``count`` empty lines in a row from one side.
+
+        The first of a run is taken as any line (a client's is a command without a verb,
+        which servers answer); the others only repeat it (:meth:`_more_empty_lines`), and the
+        run's length becomes one note when it ends.  So a flood of line feeds costs no event,
+        and no work, per byte.
+        """
+        direction = self._client if side == _CLIENT else self._server
+        if not direction.blanks:
+            if side == _CLIENT:
+                self._client_line(b"", ts)
+            else:
+                self._server_line(b"", ts)
+            count -= 1
+        if count:
+            self._more_empty_lines(direction, side, count, ts)
+
+    def _start_empty_lines(self, direction: _Direction, request: Request | None, ts: float) -> None:
+        """An empty line, taken as any line (it added ``request``), starts a run."""
+        direction.blanks = 1
+        direction.blanks_ts = ts
+        self._blank_request = request
+
+    def _more_empty_lines(self, direction: _Direction, side: int, count: int, ts: float) -> None:
+        """More empty lines in a run: each of the client's waits for its reply, as the first
+        does (servers answer every one), but none is an event."""
+        direction.blanks += count
+        direction.blanks_ts = ts
+        request = self._blank_request
+        if side == _CLIENT and request is not None:
+            pending = self._pending
+            room = self.limits.max_pending - len(pending)
+            if room > 0:
+                pending.extend(repeat(request, min(count, room)))
+
+    def _end_empty_lines(self, direction: _Direction, side: int) -> None:
+        """A run of empty lines is over: one note says how long it was."""
+        if direction.blanks > 1:
+            reason = f"{direction.blanks:,} empty lines"
+            self.queued.append(Violation(direction.blanks_ts, Side(side), reason))
+        direction.blanks = 0
+        if side == _CLIENT:
+            self._blank_request = None
+
+    def _end_runs(self) -> None:
+        """Both directions' runs are over (a gap, the end)."""
+        for side, direction in ((_CLIENT, self._client), (_SERVER, self._server)):
+            if direction.blanks:
+                self._end_empty_lines(direction, side)
+
+    # -- client lines --------------------------------------------------------------------
+
     def _client_line(self, line: bytes, ts: float, truncated: bool = False) -> None:
+        """One client line.  The verb ends at the first space; when that is not a known verb,
+        at the first run of ASCII whitespace, whitespace before it skipped, as lenient servers
+        (Postfix) read it: ``AUTH\tPLAIN`` is AUTH."""
         direction = self._client
+        if direction.blanks:
+            if not line:
+                self._more_empty_lines(direction, _CLIENT, 1, ts)
+                return
+            self._end_empty_lines(direction, _CLIENT)
         word = line.split(b" ", 1)
-        verb_bytes = word[0]
-        verb = _VERB_CACHE.get(verb_bytes)
+        verb = _VERB_CACHE.get(word[0])
         if verb is None:
-            verb = verb_bytes.decode("ascii").upper() if _VERB.fullmatch(verb_bytes) else ""
-            if verb in KNOWN_VERBS and len(_VERB_CACHE) < MAX_VERB_CACHE:
-                _VERB_CACHE[verb_bytes] = verb
-        if self._auth_active and (self._auth_confirmed or verb not in KNOWN_VERBS):
-            self._push(AuthResponse(ts, line))
+            word = line.split(None, 1)
+            verb_bytes = word[0] if word else b""
+            verb = _VERB_CACHE.get(verb_bytes)
+            if verb is None:
+                verb = verb_bytes.decode("ascii").upper() if _VERB.fullmatch(verb_bytes) else ""
+                if verb in KNOWN_VERBS and len(_VERB_CACHE) < MAX_VERB_CACHE:
+                    _VERB_CACHE[verb_bytes] = verb
+        if self._auth_active and (
+            self._auth_confirmed or verb not in KNOWN_VERBS or _credential(line)
+        ):
+            response = AuthResponse(ts, line)
+            self._push(response)
+            if not line:
+                self._start_empty_lines(direction, response, ts)
             return
         if direction.resync:
             if verb not in KNOWN_VERBS:
+                if not line:
+                    self._start_empty_lines(direction, None, ts)
                 return
             direction.resync = False
         if _BINARY.search(line):
@@ -399,6 +512,8 @@ class SmtpParser:
             self._auth_confirmed = False
         elif verb == "STARTTLS":
             self._starttls_sent = True
+        elif not line:
+            self._start_empty_lines(direction, command, ts)
 
     def _push(self, request: Request) -> None:
         self.queued.append(request)
@@ -503,14 +618,13 @@ class SmtpParser:
             self._orphans = max(0, _count_replies(buf) - len(self._pending))
         lines = self._whole_lines(direction, buf)
         if lines is not None:
-            rest = lines.pop()
             server_line = self._server_line
             for line in lines:
                 server_line(line.rstrip(b"\r") if line[-1:] == b"\r" else line, ts)
                 if direction.opaque:
                     direction.buf = b""
                     return
-            direction.buf = rest
+            direction.buf = buf[buf.rfind(b"\n") + 1 :]
             return
         pos = 0
         end = len(buf)
@@ -523,8 +637,15 @@ class SmtpParser:
 
     def _server_line(self, line: bytes, ts: float) -> None:
         direction = self._server
+        if direction.blanks:
+            if not line:
+                self._more_empty_lines(direction, _SERVER, 1, ts)
+                return
+            self._end_empty_lines(direction, _SERVER)
         code = _reply_code(line)
         if code < 0:
+            if not line:
+                self._start_empty_lines(direction, None, ts)
             if direction.resync:
                 return
             if not self._reply_code and not self._replies_seen:
@@ -541,8 +662,14 @@ class SmtpParser:
             )
             self._flush_reply(ts)
         self._reply_code = code
-        if len(self._reply_lines) < self.limits.max_reply_lines:
-            self._reply_lines.append(line[4:])
+        room = self.limits.max_reply_bytes - self._reply_bytes
+        if len(self._reply_lines) < self.limits.max_reply_lines and room > 0:
+            text = line[4 : 4 + room]
+            self._reply_lines.append(text)
+            self._reply_bytes += len(text)
+            self._reply_cut += len(line) - 4 - len(text)
+        else:
+            self._reply_cut += max(0, len(line) - 4)
         if line[3:4] != b"-":
             self._flush_reply(ts)
 
@@ -553,6 +680,8 @@ class SmtpParser:
         lines = tuple(self._reply_lines)
         self._reply_code = 0
         self._reply_lines = []
+        self._reply_bytes = 0
+        cut, self._reply_cut = self._reply_cut, 0
         self._replies_seen = True
         request: Request | None = None
         greeting = False
@@ -570,7 +699,7 @@ class SmtpParser:
             elif self._mode == _DATA and self._data_acknowledged:
                 self._end_body(ts, complete=False)
                 request = self._pending.popleft()
-        self.queued.append(Reply(ts, code, lines, request, greeting))
+        self.queued.append(Reply(ts, code, lines, request, greeting, cut))
         self._after_reply(code, request, ts)
 
     def _after_reply(self, code: int, request: Request | None, ts: float) -> None:
@@ -601,6 +730,19 @@ class SmtpParser:
 def _count_replies(data: bytes) -> int:
     """Complete replies (final lines) in a chunk of server data."""
     return sum(1 for line in data.split(b"\n")[:-1] if _reply_code(line) > 0 and line[3:4] != b"-")
+
+
+def _credential(line: bytes) -> bool:
+    """Whether a line that reads like a verb is a base64 credential: while an AUTH awaits its
+    answer, a password such as "MDM" is sent as ``TURN``.  A real verb alone (QUIT, DATA,
+    RSET...) decodes to bytes no one types."""
+    if len(line) % 4 or not _BASE64.fullmatch(line):
+        return False
+    try:
+        decoded = binascii.a2b_base64(line)
+    except binascii.Error:
+        return False
+    return decoded.isascii() and decoded.decode("ascii").isprintable()
 
 
 def _reply_code(line: bytes) -> int:

@@ -10,6 +10,7 @@ parser) without intermediate lists.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,6 +47,13 @@ def _rel(seq: int, base: int) -> int:
 
 
 class _Stream:
+    """One direction.  Its out-of-order store keeps segments by their position in an unbounded
+    count of bytes (``next_abs`` is the position of ``next_seq``; it need only be right while
+    the store holds something), so keys sort without sequence-number wrap-around: the keys in
+    order are ``ooo_keys``, found by bisection.  Stored segments never overlap (overlapping
+    ones are merged, the bytes that came first kept), so one segment meets a neighbour or the
+    segments it overlaps, never the whole store."""
+
     __slots__ = (
         "bytes",
         "conflicts",
@@ -54,16 +62,20 @@ class _Stream:
         "hole_acks",
         "last",
         "last_seq",
+        "next_abs",
         "next_seq",
         "ooo",
         "ooo_bytes",
+        "ooo_keys",
         "packets",
         "retransmitted",
     )
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
-        self.ooo: dict[int, bytes] = {}
+        self.next_abs = 0
+        self.ooo: dict[int, bytes] = {}  # position -> payload
+        self.ooo_keys: list[int] = []  # the positions, in order
         self.ooo_bytes = 0
         self.fin_seq: int | None = None
         self.hole_acks = 0
@@ -173,7 +185,8 @@ class Connection:
         assert stream.next_seq is not None
         offset = _rel(seq, stream.next_seq)
         if offset > 0:
-            self._buffer(stream, side, seq, payload, ts)
+            self._store(stream, stream.next_abs + offset, payload)
+            self._bound(stream, side, ts)
             return
         if offset:
             self._check_overlap(stream, seq, payload[: min(len(payload), -offset)])
@@ -182,16 +195,19 @@ class Connection:
             return
         if offset:
             payload = payload[-offset:]
-        self._deliver(stream, side, payload, ts)
         stream.hole_acks = 0
-        if stream.ooo:
+        if stream.ooo:  # it fills the hole: through the store, where the first copies win
+            self._store(stream, stream.next_abs, payload)
             self._drain(stream, side, ts)
+        else:
+            self._deliver(stream, side, payload, ts)
 
     def _deliver(self, stream: _Stream, side: int, payload: bytes, ts: float) -> None:
         assert stream.next_seq is not None
         self.sink.receive_data(side, payload, ts)
         stream.last, stream.last_seq = payload, stream.next_seq
         stream.next_seq = (stream.next_seq + len(payload)) % SEQ_MOD
+        stream.next_abs += len(payload)
 
     @staticmethod
     def _check_overlap(stream: _Stream, seq: int, old_part: bytes) -> None:
@@ -202,75 +218,73 @@ class Connection:
         if start >= 0 and end <= len(stream.last) and stream.last[start:end] != old_part:
             stream.conflicts += 1
 
-    def _buffer(self, stream: _Stream, side: int, seq: int, payload: bytes, ts: float) -> None:
-        ooo = stream.ooo
-        if ooo:
-            payload = self._first_copies(stream, seq, payload)
-        known = ooo.get(seq)
-        if known is None:
-            ooo[seq] = payload
+    @staticmethod
+    def _store(stream: _Stream, key: int, payload: bytes) -> None:
+        """Keep a segment that starts at position ``key``.  Where it overlaps stored ones,
+        their bytes (which came first) win, each contradiction is counted, and the whole
+        becomes one stored segment: a cost in the segments met, not in the store's size."""
+        keys, ooo = stream.ooo_keys, stream.ooo
+        end = key + len(payload)
+        low = bisect_right(keys, key)
+        if low and keys[low - 1] + len(ooo[keys[low - 1]]) > key:
+            low -= 1  # the segment before reaches into this one
+        high = bisect_left(keys, end, low)
+        if low == high:  # it meets nothing: the common case
+            keys.insert(low, key)
+            ooo[key] = payload
             stream.ooo_bytes += len(payload)
-        elif len(payload) > len(known):
-            ooo[seq] = payload
-            stream.ooo_bytes += len(payload) - len(known)
-        else:
-            stream.retransmitted += 1
+            return
+        start = min(key, keys[low])
+        pieces: list[bytes] = []
+        at = start
+        for other_key in keys[low:high]:
+            other = ooo.pop(other_key)
+            stream.ooo_bytes -= len(other)
+            if other_key > at:
+                pieces.append(payload[at - key : other_key - key])
+            first, last = max(key, other_key), min(end, other_key + len(other))
+            if payload[first - key : last - key] != other[first - other_key : last - other_key]:
+                stream.conflicts += 1
+            pieces.append(other)
+            at = other_key + len(other)
+        if end > at:
+            pieces.append(payload[at - key :])
+        elif high - low == 1 and start == keys[low]:
+            stream.retransmitted += 1  # all of it was there already
+        merged = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        keys[low:high] = [start]
+        ooo[start] = merged
+        stream.ooo_bytes += len(merged)
+
+    def _bound(self, stream: _Stream, side: int, ts: float) -> None:
+        """Give up holes, earliest first, until the store is within its limits."""
         limits = self.limits
-        while ooo and (
-            stream.ooo_bytes > limits.max_ooo_bytes or len(ooo) > limits.max_ooo_segments
+        while stream.ooo and (
+            stream.ooo_bytes > limits.max_ooo_bytes or len(stream.ooo) > limits.max_ooo_segments
         ):
             self._skip_to_buffered(stream, side, ts)
 
-    @staticmethod
-    def _first_copies(stream: _Stream, seq: int, payload: bytes) -> bytes:
-        """Where a new out-of-order segment overlaps buffered ones, keep the bytes that
-        arrived first, and count each contradiction."""
-        data: bytearray | None = None
-        for other_seq, other in stream.ooo.items():
-            start = _rel(other_seq, seq)
-            low, high = max(0, start), min(len(payload), start + len(other))
-            if low >= high:
-                continue
-            old = other[low - start : high - start]
-            if payload[low:high] != old:
-                stream.conflicts += 1
-                if data is None:
-                    data = bytearray(payload)
-                data[low:high] = old
-        return payload if data is None else bytes(data)
-
     def _drain(self, stream: _Stream, side: int, ts: float) -> None:
-        """Deliver buffered segments that have become contiguous."""
-        ooo = stream.ooo
-        while ooo:
-            assert stream.next_seq is not None
-            base = stream.next_seq
-            payload = ooo.pop(base, None)
-            offset = 0
-            if payload is None:
-                seq = min(ooo, key=lambda s: _rel(s, base))
-                offset = _rel(seq, base)
-                if offset > 0:
-                    return
-                payload = ooo.pop(seq)
+        """Deliver the stored segments that have become contiguous, in one pass."""
+        keys, ooo = stream.ooo_keys, stream.ooo
+        taken = 0
+        for key in keys:
+            if key != stream.next_abs:  # stored segments start past next_abs: a hole
+                break
+            payload = ooo.pop(key)
             stream.ooo_bytes -= len(payload)
-            if len(payload) + offset <= 0:
-                stream.retransmitted += 1
-                continue
-            if offset:
-                payload = payload[-offset:]
+            taken += 1
             self._deliver(stream, side, payload, ts)
+        del keys[:taken]
 
     def _skip_to_buffered(self, stream: _Stream, side: int, ts: float) -> None:
         """Give up on the hole before the earliest buffered segment: report a gap."""
         assert stream.next_seq is not None
-        base = stream.next_seq
-        seq = min(stream.ooo, key=lambda s: _rel(s, base))
-        missing = _rel(seq, base)
-        if missing > 0:
-            stream.gap_bytes += missing
-            self.sink.receive_gap(side, missing, ts)
-            stream.next_seq = seq
+        missing = stream.ooo_keys[0] - stream.next_abs
+        stream.gap_bytes += missing
+        self.sink.receive_gap(side, missing, ts)
+        stream.next_seq = (stream.next_seq + missing) % SEQ_MOD
+        stream.next_abs += missing
         self._drain(stream, side, ts)
 
     def _acked(self, stream: _Stream, side: int, ack: int, ts: float) -> None:
@@ -279,8 +293,7 @@ class Connection:
         After a few such ACKs the missing bytes are not late but lost: report the gap.
         """
         assert stream.next_seq is not None
-        base = stream.next_seq
-        earliest = min(stream.ooo, key=lambda s: _rel(s, base))
+        earliest = (stream.next_seq + stream.ooo_keys[0] - stream.next_abs) % SEQ_MOD
         if _rel(ack, earliest) < 0:
             return
         stream.hole_acks += 1

@@ -11,6 +11,7 @@ Usage (see tests/FUZZING.md)::
 
     python tests/fuzz_engine.py run --inputs 1000000 --jobs 2 --out /tmp/fuzz
     python tests/fuzz_engine.py atheris -- -runs=100000 /tmp/corpus   # coverage-guided
+    python tests/fuzz_engine.py resources --minutes 10 --jobs 2 --out /tmp/res  # time, memory
     python tests/fuzz_engine.py replay FILE...
     python tests/fuzz_engine.py minimize FILE SIGNATURE
 
@@ -28,6 +29,7 @@ import hashlib
 import importlib
 import ipaddress
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import time
 import traceback
+import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +63,7 @@ START = 1_800_000_000.0
 RECORD = struct.Struct("<BBH")
 MAX_FRAME = 9000
 TIME_LIMIT = 2.0  # seconds one input may take
+MAX_HOSTILE_SEGMENTS = 20_000  # out of order, in one resource input
 
 DEFAULT = (EngineConfig(), ModelLimits())
 TINY = (
@@ -654,6 +658,8 @@ class Checker:
                 self.fail("bound:pending requests", str(len(parser._pending)))
             if len(parser._reply_lines) > smtp.max_reply_lines:
                 self.fail("bound:reply lines", str(len(parser._reply_lines)))
+            if sum(map(len, parser._reply_lines)) > smtp.max_reply_bytes:
+                self.fail("bound:reply bytes", str(sum(map(len, parser._reply_lines))))
             if len(parser._headers) > smtp.max_header_lines:
                 self.fail("bound:header lines", str(len(parser._headers)))
             if parser._header_bytes > smtp.max_header_bytes:
@@ -781,6 +787,260 @@ def check(data: bytes, path: str) -> list[Finding]:
     """Every broken invariant for one input (empty: all held)."""
     fuzz = FuzzInput.decode(data)
     return check_capture(fuzz, path) if fuzz.flags & TARGET_CAPTURE else check_frames(fuzz)
+
+
+# --- resources -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What one input may cost the engine (decode to model, as the report runs it), in
+    proportion to its size: a cost that grows faster than the input (a scan of a store per
+    packet, an event per byte) breaks it as the input grows.  Calibrated on this machine
+    (tests/FUZZING.md): normal traffic costs 5-20 µs a packet and 0.03 µs a body byte; a
+    2-byte garbage command line, the costliest thing a client can send, 0.8 µs a byte."""
+
+    seconds: float = 0.2
+    seconds_per_packet: float = 50e-6
+    seconds_per_byte: float = 1.5e-6
+    memory: int = 8 << 20
+    memory_per_byte: float = 1.0
+    events_per_packet: int = 8
+    bytes_per_event: int = 2  # an event takes a line, and the shortest that is one is "x\n"
+
+
+@dataclass(slots=True)
+class Cost:
+    """What one input cost: CPU time, peak traced memory, events for the model."""
+
+    packets: int = 0
+    payload: int = 0  # bytes of TCP payload
+    seconds: float = 0.0
+    peak: int = 0
+    events: int = 0
+
+    def over(self, budget: Budget) -> list[Finding]:
+        found = []
+        seconds = (
+            budget.seconds
+            + budget.seconds_per_packet * self.packets
+            + budget.seconds_per_byte * self.payload
+        )
+        if self.seconds > seconds:
+            found.append(Finding("resource:time", f"{self.seconds:.3f} s > {seconds:.3f} s {self}"))
+        memory = budget.memory + budget.memory_per_byte * self.payload
+        if self.peak > memory:
+            found.append(Finding("resource:memory", f"{self.peak:,} > {memory:,.0f} B {self}"))
+        events = budget.events_per_packet * self.packets + self.payload // budget.bytes_per_event
+        if self.events > events:
+            found.append(Finding("resource:events", f"{self.events:,} > {events:,} {self}"))
+        return found
+
+
+def _engine_run(frames: Sequence[tuple[float, int, bytes]], tiny: bool) -> int:
+    """The engine as ``smtptop report`` runs it: frames through the analyzer, batches of
+    events into the model.  Returns the number of events."""
+    config, limits = TINY if tiny else DEFAULT
+    analyzer, model = Analyzer(config), Model(limits=limits)
+    pending, events = iter(frames), 0
+    while analyzer.feed(pending, max_events=4096):
+        batch = analyzer.take()
+        events += len(batch)
+        apply_batch(model, batch)
+    analyzer.finish()
+    batch = analyzer.take()
+    apply_batch(model, batch)
+    return events + len(batch)
+
+
+def measure(fuzz: FuzzInput) -> Cost:
+    """Run the engine twice: timed (process CPU time), then under tracemalloc for its peak
+    (the frames themselves are allocated before)."""
+    cost = Cost(packets=len(fuzz.frames))
+    for link, _step, frame in fuzz.frames:
+        fields = _tcp_fields(LINKTYPES[link % len(LINKTYPES)], frame)
+        cost.payload += len(fields[1][7]) if fields else 0
+    frames = list(timeline(fuzz.frames))
+    began = time.process_time()
+    cost.events = _engine_run(frames, fuzz.tiny)
+    cost.seconds = time.process_time() - began
+    tracemalloc.start()
+    try:
+        _engine_run(frames, fuzz.tiny)
+        cost.peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return cost
+
+
+class _Wire:
+    """Frames of one Ethernet/IPv4 connection, each segment at the sequence number chosen."""
+
+    LINK = LINKTYPES.index(synth.LINKTYPE_ETHERNET)
+
+    def __init__(self, rng: random.Random, port: int = 25) -> None:
+        self.ends = ((PC, 40000 + rng.randrange(20000)), ("198.51.100.9", port))
+        self.next = [rng.getrandbits(32), rng.getrandbits(32)]
+        self.records: list[Record] = []
+        self.segment(0, b"", flags=0x02)
+        self.next[0] += 1
+        self.segment(1, b"", flags=0x12)
+        self.next[1] += 1
+        self.segment(0, b"")
+
+    def segment(self, side: int, payload: bytes, *, skip: int = 0, flags: int = 0x18,
+                ack: int | None = None) -> None:  # fmt: skip
+        (src, sport), (dst, dport) = self.ends[side], self.ends[1 - side]
+        packet = synth.tcp_packet(src, dst, sport, dport, seq=(self.next[side] + skip) % (1 << 32),
+                                  ack=(self.next[1 - side] if ack is None else ack) % (1 << 32),
+                                  flags=flags if payload or flags != 0x18 else 0x10,
+                                  payload=payload)  # fmt: skip
+        self.records.append((self.LINK, 0, synth.link_frame(synth.LINKTYPE_ETHERNET, packet)))
+
+    def send(self, side: int, data: bytes, size: int = 8900) -> None:
+        """``data`` in order, in segments of ``size`` bytes."""
+        for at in range(0, len(data), size):
+            self.segment(side, data[at : at + size])
+            self.next[side] += len(data[at : at + size])
+
+
+class Hostile:
+    """Adversarial inputs for the resource classes of issue 12, of ``size`` payload bytes:
+    out-of-order floods, floods of empty lines, long and many replies, AUTH dialogues,
+    garbage command lines."""
+
+    KINDS = ("out-of-order", "empty lines", "replies", "auth", "garbage lines")
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def generate(self, size: int) -> tuple[str, bytes]:
+        rng = self.rng
+        kind = rng.choice(self.KINDS)
+        wire = _Wire(rng, rng.choice((25, 587)))
+        wire.send(1, b"220 mx.example.net ESMTP\r\n")
+        wire.send(0, b"EHLO pc.office.lan\r\n")
+        wire.send(1, b"250-mx.example.net\r\n250 PIPELINING\r\n")
+        getattr(self, "_" + kind.replace(" ", "_").replace("-", "_"))(wire, size)
+        flags = TINY_LIMITS if rng.random() < 0.2 else 0
+        return kind, FuzzInput(flags, frames=wire.records).encode()
+
+    def _out_of_order(self, wire: _Wire, size: int) -> None:
+        """Segments each after a hole that never fills, duplicate ACKs naming the first hole,
+        now and then an ACK past it, a conflicting copy of a buffered segment, a filled hole."""
+        rng, sent, skip = self.rng, 0, 0
+        hole = wire.next[0]
+        stored: list[tuple[int, int]] = []
+        grain = rng.choice((1, 10, 100, 8900))  # small ones keep the store full of segments
+        while sent < size and len(stored) < MAX_HOSTILE_SEGMENTS:
+            skip += rng.randint(1, 64)
+            length = rng.randint(1, grain)
+            wire.segment(0, bytes([65 + rng.randrange(26)]) * length, skip=skip)
+            stored.append((skip, length))
+            skip += length
+            sent += length
+            roll = rng.random()
+            if roll < 0.1 and stored:
+                at, length = rng.choice(stored)
+                wire.segment(0, b"#" * (length + rng.randint(0, 50)), skip=at)
+            elif roll < 0.15:
+                wire.segment(0, b"fill", skip=rng.choice(stored)[0] - 4)
+            past = roll > 0.97
+            wire.segment(1, b"", ack=(hole + skip) if past else hole)
+
+    def _empty_lines(self, wire: _Wire, size: int) -> None:
+        """Bare LFs, CRLFs, lines of CRs, from either side, in commands, a body or AUTH."""
+        rng = self.rng
+        where = rng.choice(("commands", "data", "auth"))
+        if where == "data":
+            wire.send(0, b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+            wire.send(1, b"250 ok\r\n250 ok\r\n354 go\r\n")
+        elif where == "auth":
+            wire.send(0, b"AUTH\tLOGIN\r\n")
+            wire.send(1, b"334 VXNlcm5hbWU6\r\n")
+        unit = rng.choice((b"\n", b"\r\n", b"\n\r\n", b"\r\r\n"))
+        sides = rng.choice(((0,), (1,), (0, 1)))
+        sent = 0
+        while sent < size:
+            side = rng.choice(sides)
+            chunk = unit * rng.randint(1, 8900 // len(unit))
+            wire.send(side, chunk)
+            sent += len(chunk)
+            if rng.random() < 0.05:
+                wire.send(1 - side, b"500 5.5.2 Error: bad syntax\r\n" * rng.randint(1, 20))
+
+    def _replies(self, wire: _Wire, size: int) -> None:
+        """Pipelined commands answered by endless multi-line replies, over-long lines, code
+        changes inside a reply."""
+        rng, sent = self.rng, 0
+        while sent < size:
+            wire.send(0, b"RCPT TO:<x@example.org>\r\n" * rng.randint(1, 50))
+            kind = rng.random()
+            if kind < 0.5:
+                data = b"250-" + b"x" * rng.randint(0, 100) + b"\r\n"
+                data = data * rng.randint(1, 2000) + b"250 ok\r\n"
+            elif kind < 0.8:
+                data = b"250 " + b"y" * rng.randint(4000, 20000) + b"\r\n"
+            else:
+                data = b"250-a\r\n251-b\r\n" * rng.randint(1, 1000)
+            wire.send(1, data, size=rng.choice((1, 7, 1460, 8900)) if len(data) < 2000 else 8900)
+            sent += len(data)
+
+    def _auth(self, wire: _Wire, size: int) -> None:
+        """Many AUTH dialogues, spaced every way, pipelined, with empty and cancelled ones."""
+        rng, sent = self.rng, 0
+        verbs = (b"AUTH PLAIN", b"AUTH\tPLAIN", b"auth  plain", b" AUTH\x0bPLAIN")
+        while sent < size:
+            verb = rng.choice(verbs)
+            if rng.random() < 0.5:
+                client = verb + b" AGFsaWNlAHNlY3JldA==\r\nMAIL\tFROM:<a@b>\r\n"
+                server = b"235 ok\r\n250 ok\r\n"
+            else:
+                client = verb.replace(b"PLAIN", b"LOGIN").replace(b"plain", b"login")
+                client += b"\r\n" + rng.choice((b"dXNlcg==\r\nc2VjcmV0\r\n", b"\r\n*\r\n"))
+                server = b"334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n535 no\r\n"
+            wire.send(0, client)
+            wire.send(1, server)
+            sent += len(client) + len(server)
+
+    def _garbage_lines(self, wire: _Wire, size: int) -> None:
+        """Short lines that are no command, from the client, the server saying 500."""
+        rng, sent = self.rng, 0
+        while sent < size:
+            line = rng.choice((b"x\n", b"x\r\n", b" \n", b"\t\r\n", b"\x00\n"))
+            chunk = line * rng.randint(1, 8900 // len(line))
+            wire.send(0, chunk)
+            wire.send(1, b"500 5.5.2 Error: bad syntax\r\n" * rng.randint(0, 3))
+            sent += len(chunk)
+
+
+def check_resources(data: bytes, budget: Budget | None = None) -> tuple[Cost, list[Finding]]:
+    """An input's cost, and the budgets it breaks."""
+    cost = measure(FuzzInput.decode(data))
+    return cost, cost.over(budget or Budget())
+
+
+def resources(seconds: float, seed: int, *, sizes: Sequence[int] = (1 << 16, 1 << 21)) -> Report:
+    """Hostile inputs, each checked for every invariant and against the budget, for
+    ``seconds``; the slowest input per kind is kept in the report's ``costs``."""
+    report = Report()
+    rng = random.Random(seed)
+    hostile = Hostile(rng)
+    deadline = time.monotonic() + seconds
+    with tempfile.TemporaryDirectory(prefix="smtptop-fuzz-") as folder:
+        path = os.path.join(folder, "input")
+        while time.monotonic() < deadline:
+            size = round(math.exp(rng.uniform(math.log(sizes[0]), math.log(sizes[1]))))
+            kind, data = hostile.generate(size)
+            cost, found = check_resources(data)
+            report.add(data, found + check_timed(data, path, limit=60.0))
+            report.inputs += 1
+            report.slowest = max(report.slowest, cost.seconds)
+            worst = report.costs.get(kind)
+            per_byte = cost.seconds / max(1, cost.payload)
+            if worst is None or per_byte > worst.seconds / max(1, worst.payload):
+                report.costs[kind] = cost
+    return report
 
 
 # --- mutation ---------------------------------------------------------------------------------
@@ -1058,6 +1318,7 @@ class Report:
     slowest: float = 0.0
     # signature -> (inputs that broke it, detail, the smallest such input)
     findings: dict[str, tuple[int, str, bytes]] = field(default_factory=dict)
+    costs: dict[str, Cost] = field(default_factory=dict)  # resource mode: worst per kind
 
     def add(self, data: bytes, findings: list[Finding]) -> None:
         for finding in findings:
@@ -1146,6 +1407,51 @@ def run(inputs: int, jobs: int, seed: int, out: Path) -> Report:
         "findings": {
             s: {"inputs": c, "known": s in KNOWN_BUGS} for s, (c, _, _) in total.findings.items()
         },
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return total
+
+
+def _resource_worker(args: tuple[float, int]) -> Report:
+    return resources(*args)
+
+
+def run_resources(seconds: float, jobs: int, seed: int, out: Path) -> Report:
+    """:func:`resources` over ``jobs`` processes; findings and summary.json go to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with multiprocessing.Pool(jobs) as pool:
+        reports = pool.map(_resource_worker, [(seconds, seed + k) for k in range(jobs)])
+    total = Report()
+    for part in reports:
+        total.merge(part)
+        for kind, cost in part.costs.items():
+            worst = total.costs.get(kind)
+            if worst is None or cost.seconds / cost.payload > worst.seconds / worst.payload:
+                total.costs[kind] = cost
+    total.seconds = time.monotonic() - started
+    for signature, (count, detail, data) in total.findings.items():
+        name = hashlib.sha1(signature.encode()).hexdigest()[:12]
+        (out / f"finding-{name}.bin").write_bytes(data)
+        (out / f"finding-{name}.txt").write_text(f"{signature}\n{count} inputs\n\n{detail}\n")
+    summary = {
+        "inputs": total.inputs,
+        "seconds": round(total.seconds, 1),
+        "slowest_input_cpu_seconds": round(total.slowest, 3),
+        "worst_per_byte": {
+            kind: {
+                "packets": c.packets,
+                "payload": c.payload,
+                "cpu_seconds": round(c.seconds, 4),
+                "us_per_byte": round(c.seconds / c.payload * 1e6, 3),
+                "us_per_packet": round(c.seconds / c.packets * 1e6, 1),
+                "peak_bytes": c.peak,
+                "events": c.events,
+            }
+            for kind, c in sorted(total.costs.items())
+        },
+        "findings": {s: {"inputs": c} for s, (c, _, _) in total.findings.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
@@ -1250,11 +1556,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     smaller = commands.add_parser("minimize", help="shrink an input that breaks SIGNATURE")
     smaller.add_argument("file", type=Path)
     smaller.add_argument("signature")
+    costly = commands.add_parser("resources", help="hostile inputs against time and memory")
+    costly.add_argument("--minutes", type=float, default=10.0)
+    costly.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    costly.add_argument("--seed", type=int, default=0)
+    costly.add_argument("--out", type=Path, default=Path("fuzz-resources"))
     guided = commands.add_parser("atheris", help="coverage-guided (pip install atheris)")
     guided.add_argument("libfuzzer", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command == "run":
         report = run(args.inputs, args.jobs, args.seed, args.out)
+        return 1 if report.unknown() else 0
+    if args.command == "resources":
+        report = run_resources(args.minutes * 60, args.jobs, args.seed, args.out)
         return 1 if report.unknown() else 0
     if args.command == "replay":
         return replay(args.files)

@@ -557,13 +557,14 @@ def test_out_of_order_store_stays_bounded() -> None:
 
 
 def test_report_batches_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Eight 65,000-byte segments of blank lines, over half a million events: the model takes
-    them as they come (it took them every 2,048 records, ~150 bytes waiting per byte read)."""
+    """Eight 65,000-byte segments of one-letter commands, over a quarter of a million events:
+    the model takes them as they come (it took them every 2,048 records, ~150 bytes waiting
+    per byte read).  Blank lines would not do: a run of them is one event now."""
     conv = greeted(mss=65000)
     for _ in range(8):
-        conv.client(b"\n" * 65000, ack=False)
+        conv.client(b"x\n" * 32500, ack=False)
     conv.close()
-    path = tmp_path / "blank-lines.pcap"
+    path = tmp_path / "short-lines.pcap"
     synth.write_pcap(path, conv.frames, ETH)
     batches: list[int] = []
     real_apply = report_module.apply
@@ -575,7 +576,7 @@ def test_report_batches_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(report_module, "apply", counting_apply)
     analysis = report_module.analyze([str(path)], parallel=False)
     assert analysis.model.sessions_total == 1
-    one_record = 65000 + 65 + 2  # a command a line, an overflow note per 1,000, FlowOpened...
+    one_record = 32500 + 33 + 2  # a command a line, an overflow note per 1,000, FlowOpened...
     assert max(batches) <= pipeline.MAX_WAITING_EVENTS + one_record
 
 
@@ -623,7 +624,12 @@ def test_huge_replies_are_cut_and_counted(tmp_path: Path) -> None:
     assert len(sessions) == 3
     texts = [r["text"] for s in sessions for r in s["replies"]]
     assert len(texts) == 3 * 27 and all(len(t) <= 4096 + 40 for t in texts)
-    assert texts[2].endswith(f"...({100 * 16_000 + 99 - 4096:,} characters not kept)")
+    # The parser collects 16 KiB of a reply (4 lines and 384 bytes, escaped four times over,
+    # joined by 4 newlines), the model keeps 4,096 characters of that; the bytes the parser
+    # did not collect count one each.
+    collected, received = 16_384, 100 * 4000
+    gone = (collected * 4 + 4 - 4096) + (received - collected)
+    assert texts[2].endswith(f"...({gone:,} characters not kept)")
     assert sum(s["reply_characters_not_kept"] for s in sessions) > 0
 
 
@@ -657,6 +663,24 @@ def test_many_huge_refusals_per_host_are_cut_and_counted(tmp_path: Path) -> None
         assert all(len(text) <= 1024 + 40 for _, text in host.refusals)
     shown = {h["ip"]: h["refusals_not_kept"] for h in report["hosts"]}
     assert shown == {ip: host.refusals_dropped for ip, host in model.hosts.items()}
+
+
+def test_a_line_feed_flood_is_one_note_with_its_count() -> None:
+    """2 MB of bare LFs each way were an event a byte (30 MB took 74 s, 100 MB over five
+    minutes); now each run is one line and one note with the exact count."""
+    conv = greeted(mss=65000)
+    for _ in range(32):
+        conv.client(b"\n" * 65000, ack=False)
+    for _ in range(32):
+        conv.server(b"\n" * 65000, ack=False)
+    conv.close()
+    run = Run()
+    run.feed(conv.frames)
+    run.finish()
+    assert run.events < 20
+    session = only_session(run)
+    assert notes(session).count("2,080,000 empty lines") == 2  # the client's, the server's
+    assert [line.text for line in session.transcript if line.kind == "C"] == ["EHLO pc66", ""]
 
 
 # --- the full-size flood -----------------------------------------------------------------------

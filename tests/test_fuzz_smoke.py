@@ -6,6 +6,7 @@ regressions that even a few thousand mutated inputs reach.  It needs no atheris.
 
 from __future__ import annotations
 
+import random
 import struct
 import time
 from pathlib import Path
@@ -14,10 +15,14 @@ import pytest
 from fuzz_engine import (
     PACKAGE,
     Checker,
+    FuzzInput,
     _exception_signature,
+    _Wire,
     check,
+    check_resources,
     corpus,
     fuzz,
+    resources,
     seed_inputs,
     timeline,
 )
@@ -88,6 +93,26 @@ def test_fuzz_smoke() -> None:
     details = {s: report.findings[s][1] for s in report.unknown()}
     assert not details, details
     assert report.slowest < 2.0
+
+
+def test_hostile_inputs_stay_within_their_budget() -> None:
+    """A few seconds of the resource mode: hostile inputs of 4 to 64 KB (out-of-order floods,
+    empty lines, replies, AUTH dialogues, garbage lines), every invariant and the budget."""
+    report = resources(4.0, seed=0, sizes=(1 << 12, 1 << 16))
+    assert report.inputs >= 10
+    details = {s: report.findings[s][1] for s in report.unknown()}
+    assert not details, details
+
+
+def test_a_line_feed_flood_stays_within_the_event_budget() -> None:
+    """1 MB of bare LFs was an event a byte (1,069,070 events, the budget allows 535,000)."""
+    wire = _Wire(random.Random(3))
+    wire.send(1, b"220 mx\r\n")
+    for _ in range(120):
+        wire.send(0, b"\n" * 8900)
+    cost, found = check_resources(FuzzInput(0, frames=wire.records).encode())
+    assert found == []
+    assert cost.events <= 5
 
 
 # --- regression inputs -------------------------------------------------------------------------

@@ -427,6 +427,33 @@ def test_reply_lines_bounded_and_code_change_flagged() -> None:
     ]
 
 
+def test_a_credential_that_reads_like_a_verb_is_still_a_credential() -> None:
+    """AUTH LOGIN with the user and password sent without waiting: the password "MDM" is
+    base64 ``TURN``, a verb; while AUTH awaits its answer it is an AUTH response.  A real
+    QUIT after it stays a command."""
+    events = feed(
+        [
+            (S, b"220 mx\r\n"),
+            (C, b"AUTH LOGIN\r\nYWxpY2U=\r\nTURN\r\n"),
+            (S, b"334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 ok\r\n"),
+            (C, b"AUTH LOGIN\r\nQUIT\r\n"),
+            (S, b"535 no\r\n221 bye\r\n"),
+        ]
+    )
+    assert [e.line for e in events if isinstance(e, AuthResponse)] == [b"YWxpY2U=", b"TURN"]
+    assert commands(events) == ["AUTH", "AUTH", "QUIT"]
+
+
+def test_reply_bytes_bounded_while_collected() -> None:
+    """A reply being collected holds at most ``max_reply_bytes``: a server of 100 long lines
+    per reply, on every one of thousands of connections, cannot hold megabytes each."""
+    long = b"".join(b"250-" + b"x" * 4000 + b"\r\n" for _ in range(99)) + b"250 end\r\n"
+    events = feed([(S, b"220 mx\r\n"), (C, b"EHLO h\r\n"), (S, long)], max_reply_bytes=10_000)
+    reply = [e for e in events if isinstance(e, Reply)][1]
+    assert sum(map(len, reply.lines)) == 10_000
+    assert [len(line) for line in reply.lines] == [4000, 4000, 2000]
+
+
 def test_partial_lines_are_flushed_at_close() -> None:
     events = feed([(S, b"220 mx\r\n"), (C, b"QUIT"), (S, b"221 bye")])
     assert commands(events) == ["QUIT"]
@@ -493,3 +520,160 @@ def test_arbitrary_input_never_raises(script: Script, midstream: bool) -> None:
         assert isinstance(
             event, (Command, AuthResponse, MessageEnd, Reply, TlsStarted, Gap, Violation)
         )
+
+
+# --- command verbs however they are spaced ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"AUTH\tPLAIN AGFAYgBj", b"AUTH  PLAIN AGFAYgBj", b"auth plain AGFAYgBj",
+     b"AUTH \t PLAIN\tAGFAYgBj", b" AUTH PLAIN AGFAYgBj", b"AUTH\x0bPLAIN AGFAYgBj"],
+)  # fmt: skip
+def test_auth_is_recognised_however_it_is_spaced(line: bytes) -> None:
+    """The model masks the secrets of AUTH commands only: a tab must not hide one."""
+    events = feed([(S, b"220 mx\r\n"), (C, line + b"\r\n"), (S, b"235 ok\r\n")])
+    (auth,) = [e for e in events if isinstance(e, Command)]
+    assert auth.verb == "AUTH"
+    assert auth.arg.upper().split() == [b"PLAIN", b"AGFAYGBJ"]
+    assert replies(events) == [(220, "greeting"), (235, "AUTH")]
+
+
+def test_auth_login_spaced_with_tabs_makes_its_lines_auth_responses() -> None:
+    events = feed(
+        [
+            (S, b"220 mx\r\n"),
+            (C, b"AUTH\t\tLOGIN\r\n"),
+            (S, b"334 VXNlcm5hbWU6\r\n"),
+            (C, b"dXNlcg==\r\n"),
+            (S, b"334 UGFzc3dvcmQ6\r\n"),
+            (C, b"c2VjcmV0\r\n"),
+            (S, b"235 ok\r\n"),
+        ]
+    )
+    assert commands(events) == ["AUTH"]
+    assert [e.line for e in events if isinstance(e, AuthResponse)] == [b"dXNlcg==", b"c2VjcmV0"]
+
+
+def test_pipelined_auth_with_odd_spacing() -> None:
+    """AUTH with an initial response, pipelined with MAIL and RCPT spaced with tabs."""
+    events = feed(
+        [
+            (S, b"220 mx\r\n"),
+            (C, b"EHLO\th\r\nAUTH\tPLAIN AGFAYgBj\r\nMAIL\tFROM: <a@b>\r\nRCPT  TO:<c@d>\r\n"),
+            (S, b"250 mx\r\n235 ok\r\n250 ok\r\n250 ok\r\n"),
+        ]
+    )
+    assert [(e.verb, e.arg.strip()) for e in events if isinstance(e, Command)] == [
+        ("EHLO", b"h"),
+        ("AUTH", b"PLAIN AGFAYgBj"),
+        ("MAIL", b"FROM: <a@b>"),
+        ("RCPT", b"TO:<c@d>"),
+    ]
+    assert not [e for e in events if isinstance(e, AuthResponse)]
+    assert replies(events)[1:] == [(250, "EHLO"), (235, "AUTH"), (250, "MAIL"), (250, "RCPT")]
+
+
+# --- runs of empty lines ---------------------------------------------------------------------
+
+
+def notes(events) -> list[tuple[Side, str]]:
+    return [(e.side, e.reason) for e in events if isinstance(e, Violation)]
+
+
+def test_a_flood_of_line_feeds_is_one_command_and_one_note() -> None:
+    """4 MB of bare LFs in 65,000-byte segments: every byte was an event (30 MB took 74 s);
+    now the run is the first empty line and one note with the exact count."""
+    flood = b"\n" * 65_000
+    parser = SmtpParser()
+    parser.receive_data(S, b"220 mx\r\n", 0.0)
+    for _ in range(64):
+        parser.receive_data(C, flood, 1.0)
+    parser.receive_data(C, b"\r\n\r\nQUIT\r\n", 2.0)
+    parser.receive_data(S, b"\n" * 65_000 + b"\r\n" * 1000 + b"221 bye\r\n", 3.0)
+    parser.close(4.0)
+    events = parser.events()
+    assert len(events) == 8
+    assert [e.verb for e in events if isinstance(e, Command)] == ["", "QUIT"]
+    assert notes(events) == [
+        (C, "4,160,002 empty lines"),
+        (C, "too many commands without a reply"),  # the run waits for 1,000 replies at most
+        (S, "malformed reply line"),
+        (S, "66,000 empty lines"),
+    ]
+    assert [(e.code, e.request.verb) for e in events if isinstance(e, Reply) and e.request] == [
+        (221, "QUIT")
+    ]
+
+
+def test_each_empty_line_waits_for_its_reply() -> None:
+    """Servers answer an empty line (Postfix: 500 5.5.2), so each of a run is paired with a
+    reply, and the command after it gets its own."""
+    events = feed(
+        [
+            (S, b"220 mx\r\n"),
+            (C, b"\r\n\n\r\nMAIL FROM:<a@b>\r\n"),
+            (S, b"500 bad syntax\r\n" * 3 + b"250 ok\r\n"),
+        ]
+    )
+    assert replies(events) == [(220, "greeting"), (500, ""), (500, ""), (500, ""), (250, "MAIL")]
+    assert notes(events) == [(C, "3 empty lines")]
+    assert commands(events) == ["", "MAIL"]
+
+
+def test_one_empty_line_is_a_command_without_a_note() -> None:
+    events = feed([(S, b"220 mx\r\n"), (C, b"\r\nQUIT\r\n"), (S, b"500 what\r\n221 bye\r\n")])
+    assert commands(events) == ["", "QUIT"]
+    assert replies(events) == [(220, "greeting"), (500, ""), (221, "QUIT")]
+    assert not notes(events)
+
+
+def test_empty_lines_inside_auth_repeat_the_empty_response() -> None:
+    events = feed(
+        [
+            (S, b"220 mx\r\n"),
+            (C, b"AUTH LOGIN\r\n"),
+            (S, b"334 VXNlcm5hbWU6\r\n"),
+            (C, b"\r\n\r\n\r\n"),
+            (S, b"334 UGFzc3dvcmQ6\r\n535 no\r\n500 what\r\n"),
+        ]
+    )
+    assert [e.line for e in events if isinstance(e, AuthResponse)] == [b""]
+    assert replies(events)[2:] == [(334, "auth"), (535, "auth"), (500, "auth")]
+    assert notes(events) == [(C, "3 empty lines")]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, None])
+def test_runs_of_empty_lines_in_any_chunking(chunk: int | None) -> None:
+    """Bare LFs, CRLFs and lines of CRs, in any cutting: the same events."""
+    script = [
+        (S, b"220 mx\r\n"),
+        (C, b"EHLO h\r\n\n\r\n\r\r\n\n\r\n"),
+        (S, b"250 mx\r\n\r\n\n\n"),
+        (C, b"\n\nMAIL FROM:<a@b>\r\n\r\r\r\n\n"),
+        (S, b"500 x\r\n" * 5),
+    ]
+    events = feed(script, chunk=chunk)
+    assert events == feed(script)
+    assert notes(events) == [
+        (C, "5 empty lines"),
+        (S, "malformed reply line"),
+        (S, "3 empty lines"),
+        (C, "2 empty lines"),
+        (C, "2 empty lines"),
+    ]
+
+
+def test_line_feeds_in_a_body_are_counted_not_parsed() -> None:
+    flood = b"\n" * 65_000
+    parser = SmtpParser()
+    for side, data in [(S, b"220 mx\r\n"), (C, b"DATA\r\n"), (S, b"354 go\r\n")]:
+        parser.receive_data(side, data, 0.0)
+    parser.receive_data(C, b"Subject: x\r\n", 0.0)
+    for _ in range(16):
+        parser.receive_data(C, flood, 0.0)
+    parser.receive_data(C, b".\r\n", 0.0)
+    parser.close(0.0)
+    (end,) = [e for e in parser.events() if isinstance(e, MessageEnd)]
+    assert end.complete and end.size == len(b"Subject: x\r\n") + 16 * 65_000
+    assert end.headers == (b"Subject: x",)
