@@ -990,12 +990,14 @@ class MonitorApp(App[None]):
         yield SystemCommand("Filter hosts", "By address or HELO name", self.action_filter)
         yield SystemCommand("Help", "Keys and colours", self.action_help)
 
-    def run(self, *args: Any, **kwargs: Any) -> None:
+    def run(self, *args: Any, **kwargs: Any) -> Any:
         """Run the monitor; after a crash, say so in one line once the terminal is back
-        (Rich would wrap it at the terminal's width)."""
-        super().run(*args, **kwargs)
+        (Rich would wrap it at the terminal's width).  Returns what :meth:`exit` was given,
+        as Textual's own ``run`` does."""
+        result = super().run(*args, **kwargs)
         if self.failure:
             print(f"smtptop: {self.failure}", file=sys.stderr)
+        return result
 
     def _handle_exception(self, error: Exception) -> None:
         """Any crash ends the monitor with one line on stderr (see :meth:`run`) and exit
