@@ -15,7 +15,7 @@ import pytest
 from smtptop import synth
 from smtptop.keys import keys_text
 from smtptop.report import analyze
-from smtptop.source import FileSource
+from smtptop.source import FileSource, Progress
 from smtptop.tui import rows
 from smtptop.tui.app import COLOURS, HelpScreen, HostScreen, MonitorApp, TranscriptScreen
 from smtptop.tui.tables import CELL_PADDING, KeyedTable
@@ -421,6 +421,20 @@ async def test_status_bar_keeps_what_must_not_be_missed_at_eighty_columns() -> N
         line = status_line(app)
         for part in ("1 spambot", "PAUSED", "filter: 192.168", "drops 0", "end of capture"):
             assert part in line, (part, line)
+
+
+async def test_a_replay_keeps_its_position_beside_a_spambot_at_eighty_columns() -> None:
+    """The demo at 80 columns: once the spambot is flagged, the host and session counts give
+    way before the replay's position does."""
+    app = monitor()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.progress = Progress(replay_at=35, replay_span=749)
+        app.update_status()
+        line = status_line(app)
+        for part in ("1 spambot", "drops 0", "replay 0:35 of 12:29"):
+            assert part in line, (part, line)
+        assert "85 sessions" not in line, line
 
 
 async def test_status_bar_keeps_the_end_of_capture_beside_an_ipv6_spambot(tmp_path: Path) -> None:

@@ -874,23 +874,23 @@ class MonitorApp(App[None]):
             parts.append((0, Text("end of capture", style="bold")))
         elif progress.replay_span:
             at = min(progress.replay_at, progress.replay_span)
-            parts.append((3, Text(f"replay {clock(at)} of {clock(progress.replay_span)}",
+            parts.append((2, Text(f"replay {clock(at)} of {clock(progress.replay_span)}",
                                   style="cyan")))  # fmt: skip
         elif progress.bytes_total:
-            parts.append((3, self._reading(progress)))
-        parts.append((4, Text(self.source.label, style="bold")))
+            parts.append((2, self._reading(progress)))
+        parts.append((5, Text(self.source.label, style="bold")))
         hosts = Text(plural(len(model.hosts), "host"))
         if self._shown_hosts < len(model.hosts):
             hosts.append(f" ({self._shown_hosts:,} shown)")
-        parts.append((2, hosts))
+        parts.append((3, hosts))
         sessions = Text(plural(model.sessions_total, "session"))
         if model.sessions_evicted:
             sessions.append(f" ({model.sessions_evicted:,} older summarised)", style="dim")
-        parts.append((3, sessions))
+        parts.append((4, sessions))
         packets = f"{plural(progress.packets, 'pkt')} ({progress.smtp_packets:,} SMTP)"
-        parts.append((5, Text(packets)))
+        parts.append((6, Text(packets)))
         span = int(model.last_ts - model.first_ts) if model.first_ts else 0
-        parts.append((6, Text(f"span {clock(span)}")))
+        parts.append((7, Text(f"span {clock(span)}")))
         return parts
 
     def _reading(self, progress: Progress) -> Text:
