@@ -15,6 +15,7 @@ import time
 import zlib
 from pathlib import Path
 
+import helpers
 import pytest
 
 from smtptop import synth
@@ -27,14 +28,8 @@ MIB = 1 << 20
 
 
 def smtptop(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "smtptop", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    """With room for the bombs and floods these tests feed it."""
+    return helpers.smtptop(*args, timeout=timeout)
 
 
 def report(*args: str) -> tuple[subprocess.CompletedProcess[str], dict]:

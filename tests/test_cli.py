@@ -7,10 +7,10 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import smtptop
 
 from smtptop import synth
 from smtptop.capture import CaptureFile
@@ -18,17 +18,6 @@ from smtptop.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "smtptop" / "data" / "office.pcap"
-
-
-def smtptop(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "smtptop", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
 
 
 def test_table_puts_the_spambot_first() -> None:

@@ -4,13 +4,12 @@ command, several capture files read in time order, and a --help that shows how t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 import threading
 from pathlib import Path
 
+import helpers
 import pytest
 
 from smtptop import synth
@@ -19,17 +18,6 @@ from smtptop.keys import keys_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = sample_path()
-
-
-def smtptop(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "smtptop", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd="/",
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
 
 
 # (argv, what the one line must say); "W" stands for a -w file that must never be made
@@ -75,6 +63,11 @@ REFUSED = [
     (["--ports", "25,x", "report", SAMPLE], "--ports: not a list of port numbers"),
     (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
 ]
+
+
+def smtptop(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """From ``/``: no option may depend on the folder it is run from."""
+    return helpers.smtptop(*args, timeout=timeout, cwd="/")
 
 
 @pytest.mark.parametrize(("argv", "says"), REFUSED, ids=[" ".join(a) for a, _ in REFUSED])

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import settle
 
 from smtptop import synth
 from smtptop.capture import CaptureFile, Frame
@@ -30,16 +31,6 @@ PLAIN = [
     ("C", b"QUIT\r\n"),
     ("S", b"221 bye\r\n"),
 ]
-
-
-async def settle(app: MonitorApp, pilot, limit: float = LIMIT) -> None:
-    """Wait (bounded) until the source is read and the view redrawn."""
-    deadline = time.monotonic() + limit
-    while not app.progress.finished:
-        assert time.monotonic() < deadline, "the capture did not finish loading"
-        await pilot.pause(0.05)
-    app.update_view()
-    await pilot.pause()
 
 
 def monitor(source: Source | None = None) -> MonitorApp:

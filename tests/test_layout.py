@@ -7,10 +7,10 @@ What the screen shows is read back from Textual's compositor and compared with t
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
+from helpers import settle
 
 from smtptop import synth
 from smtptop.keys import keys_text
@@ -27,16 +27,6 @@ SIZES = [(80, 24), (100, 30), (120, 40), (160, 45), (200, 50), (250, 60)]
 ESSENTIAL = ("host", "verdict", "sessions", "destinations", "rejected", "tempfailed")
 LONG_V6_CLIENT = "fd12:3456:789a:1:1234:5678:9abc:def0"  # 36 characters: as long as they get
 LONG_V6_SERVER = "2001:db8:ffff:abcd:1234:5678:9abc:de{:02x}"
-
-
-async def settle(app: MonitorApp, pilot, limit: float = 20.0) -> None:
-    """Wait (bounded) until the source is read and the view redrawn."""
-    deadline = time.monotonic() + limit
-    while not app.progress.finished:
-        assert time.monotonic() < deadline, "the capture did not finish loading"
-        await pilot.pause(0.05)
-    app.update_view()
-    await pilot.pause()
 
 
 def monitor(*paths: str) -> MonitorApp:

@@ -7,9 +7,8 @@ screen, look at the report of the failing run (snapshot_report.html), then accep
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -29,18 +28,7 @@ LOAD_SECONDS = 60.0
 SnapCompare = Callable[..., bool]
 
 
-@pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    """Capture times in UTC, so the snapshots are the same on every machine."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if saved is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # conftest.py: times the same on every machine
 
 
 def monitor() -> MonitorApp:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import settle
 
 from smtptop import synth
 from smtptop.analyzer import Analyzer
@@ -22,16 +23,6 @@ from smtptop.tui.tables import KeyedTable
 
 SAMPLE = str(Path(__file__).resolve().parent.parent / "smtptop" / "data" / "office.pcap")
 SIZE = (150, 45)
-
-
-async def settle(app: MonitorApp, pilot, limit: float = 20.0) -> None:
-    """Wait (bounded) until the source is read and the view redrawn."""
-    deadline = time.monotonic() + limit
-    while not app.progress.finished:
-        assert time.monotonic() < deadline, "the capture did not finish loading"
-        await pilot.pause(0.05)
-    app.update_view()
-    await pilot.pause()
 
 
 def hosts_table(app: MonitorApp) -> KeyedTable:
@@ -400,19 +391,6 @@ async def test_counts_of_one_are_singular(tmp_path: Path) -> None:
         await pilot.pause()
         title = str(app.screen.query_one("#title").render())
         assert "1 session to 1 server, 0 rejected, 0 tempfailed, 0 messages accepted" in title
-
-
-@pytest.fixture
-def utc():
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if saved is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
 
 
 @pytest.mark.usefixtures("utc")

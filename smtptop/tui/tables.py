@@ -62,6 +62,19 @@ class Column:
         return inner + 2 * CELL_PADDING
 
 
+class TableMessage(Message):
+    """Something done to a row or a column of a table, named by its key."""
+
+    def __init__(self, table: KeyedTable, key: str) -> None:
+        super().__init__()
+        self.table = table
+        self.key = key
+
+    @property
+    def control(self) -> KeyedTable:
+        return self.table
+
+
 class KeyedTable(ScrollView, can_focus=True):
     """Rows identified by a stable key, drawn line by line from cached strips."""
 
@@ -118,29 +131,11 @@ class KeyedTable(ScrollView, can_focus=True):
 
     cursor_row: reactive[int] = reactive(0, always_update=True)
 
-    class RowSelected(Message):
-        """Enter (or a click on the cursor's row) on a row."""
+    class RowSelected(TableMessage):
+        """Enter (or a click on the cursor's row) on a row; ``key`` is the row's."""
 
-        def __init__(self, table: KeyedTable, key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.key = key
-
-        @property
-        def control(self) -> KeyedTable:
-            return self.table
-
-    class HeaderSelected(Message):
-        """A click on a column's label."""
-
-        def __init__(self, table: KeyedTable, key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.key = key
-
-        @property
-        def control(self) -> KeyedTable:
-            return self.table
+    class HeaderSelected(TableMessage):
+        """A click on a column's label; ``key`` is the column's."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
