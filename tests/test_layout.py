@@ -7,6 +7,7 @@ What the screen shows is read back from Textual's compositor and compared with t
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -425,6 +426,26 @@ async def test_a_replay_keeps_its_position_beside_a_spambot_at_eighty_columns() 
         for part in ("1 spambot", "drops 0", "replay 0:35 of 12:29"):
             assert part in line, (part, line)
         assert "85 sessions" not in line, line
+
+
+@pytest.mark.parametrize("width", [80, 200])
+async def test_a_capture_problem_stays_in_the_status_bar_cut_to_fit(
+    tmp_path: Path, width: int
+) -> None:
+    """A truncated file: after its toast has gone, the warning stays in the status bar, cut
+    to the room left beside what must never be missed."""
+    packed = gzip.compress(Path(SAMPLE).read_bytes())
+    cut = tmp_path / "cut.pcap.gz"
+    cut.write_bytes(packed[: len(packed) * 9 // 10])
+    app = monitor(str(cut))
+    async with app.run_test(size=(width, 24)) as pilot:
+        await settle(app, pilot)
+        app.update_status()
+        line = status_line(app)
+        assert "warning: " in line and "truncated" in line, line
+        for part in ("1 spambot", "drops 0", "end of capture"):
+            assert part in line, (part, line)
+        assert len(line.rstrip()) <= width, line
 
 
 async def test_status_bar_keeps_the_end_of_capture_beside_an_ipv6_spambot(tmp_path: Path) -> None:

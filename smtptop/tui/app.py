@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import json
+import os
 import re
 import subprocess
 import sys
@@ -59,7 +60,8 @@ status bar says so (--bell rings, --alert-exec runs your command).
 DAY = 86400.0
 SESSION_ROWS = 2000  # rows of the drill-down's session table; o, / and a server narrow it
 TOAST_SECONDS = 4
-WARNING_SECONDS = 30  # a warning about the input: long enough to be read at the end
+CUT_STATUS = 20  # a warning in the status bar is cut to the room left, down to this
+WARNING_SECONDS = 8  # a capture's problem: the status bar keeps it after the toast
 
 
 def dated(model: Model) -> bool:
@@ -823,15 +825,31 @@ class MonitorApp(App[None]):
 
     def update_status(self) -> None:
         """The status bar, fitted to its width: what must never be missed (spambots, drops,
-        errors, pause, filter, end of capture) stays; counters give way first."""
+        errors, pause, filter, end of capture) stays; counters give way first; a warning is
+        cut to the room left rather than dropped."""
         status = self.query_one("#status", Static)
         parts = self.status_parts()
         room = status.size.width or self.size.width
-        while sum(text.cell_len + 2 for _, text in parts) > room:
-            dropping = max(parts, key=lambda part: part[0])
-            if dropping[0] == 0:
-                break
-            parts.remove(dropping)
+
+        warning = next((part for part in parts if part[1].plain.startswith("warning: ")), None)
+
+        def fits() -> bool:
+            return sum(text.cell_len + 2 for _, text in parts) <= room
+
+        def drop(keep: object) -> None:
+            """Drop the parts that give way first (never those of priority 0, nor ``keep``)
+            until all fit."""
+            while not fits():
+                droppable = [part for part in parts if part[0] and part is not keep]
+                if not droppable:
+                    return
+                parts.remove(max(droppable, key=lambda part: part[0]))
+
+        drop(warning)
+        if warning is not None and not fits():  # all else has given way: cut the warning
+            others = sum(text.cell_len + 2 for _, text in parts if text is not warning[1])
+            warning[1].truncate(max(CUT_STATUS, room - others - 2), overflow="ellipsis")
+        drop(None)
         line = Text()
         for index, (_, text) in enumerate(parts):
             if index:
@@ -872,6 +890,11 @@ class MonitorApp(App[None]):
                                   style="bold red")))  # fmt: skip
         if progress.finished:
             parts.append((0, Text("end of capture", style="bold")))
+            if progress.problem:  # the toast goes; this stays
+                problem = progress.problem
+                for path in getattr(self.source, "paths", ()):  # its name says enough here
+                    problem = problem.replace(path, os.path.basename(path))
+                parts.append((1, Text("warning: " + problem, style="bold yellow")))
         elif progress.replay_span:
             at = min(progress.replay_at, progress.replay_span)
             parts.append((2, Text(f"replay {clock(at)} of {clock(progress.replay_span)}",
