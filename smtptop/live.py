@@ -197,7 +197,6 @@ class LiveSource(Source):
         self.waiting = f"Waiting for SMTP on {iface} (filter: {shown}) …"
         self.receive_buffer = self._raise_buffer(raw)
         self._drain_unfiltered(raw)
-        self._kernel_packets = 0
         self._kernel_drops = 0
         self._stats_lock = threading.Lock()
         if write:
@@ -254,10 +253,6 @@ class LiveSource(Source):
         self._read_statistics()
         return self._kernel_drops
 
-    def kernel_packets(self) -> int:
-        self._read_statistics()
-        return self._kernel_packets
-
     def _read_statistics(self) -> None:
         """PACKET_STATISTICS resets on every read: accumulate."""
         with self._stats_lock:
@@ -265,8 +260,7 @@ class LiveSource(Source):
                 raw = self._socket.ins.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
             except OSError:
                 return
-            packets, drops = struct.unpack("II", raw)
-            self._kernel_packets += packets
+            _packets, drops = struct.unpack("II", raw)
             self._kernel_drops += drops
 
     def frames(self, stop: threading.Event) -> Iterator[Frame | None]:
