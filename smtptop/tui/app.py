@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -60,6 +60,8 @@ status bar says so (--bell rings, --alert-exec runs your command).
 DAY = 86400.0
 SESSION_ROWS = 2000  # rows of the drill-down's session table; o, / and a server narrow it
 TOAST_SECONDS = 4
+DRILL_TABLES = {"servers": rows.SERVER_COLUMNS, "sessions": rows.SESSION_COLUMNS}
+MATCH_STYLE = {False: "bold black on yellow", True: "bold black on bright_cyan"}  # current?
 CUT_STATUS = 20  # a warning in the status bar is cut to the room left, down to this
 WARNING_SECONDS = 8  # a capture's problem: the status bar keeps it after the toast
 
@@ -105,6 +107,7 @@ class TranscriptScreen(Screen[None]):
         self._written = 0
         self.ready = False  # set once mounted: the refresh timer may fire before that
         self.needle = ""
+        self._pattern: re.Pattern[str] | None = None  # the search, compiled once
         self.matches: list[int] = []  # the log lines where matching transcript lines start
         self.match = -1
 
@@ -130,8 +133,8 @@ class TranscriptScreen(Screen[None]):
             return
         log = self.query_one("#transcript", RichLog)
         when = dated(app.model)
-        for index in range(self._written, len(session.transcript)):
-            self._write(log, session.transcript[index], index, when)
+        for line in session.transcript[self._written :]:
+            self._write(log, line, when)
         self._written = len(session.transcript)
         if session.closed and session.transcript_dropped:
             log.write(Text(f"({plural(session.transcript_dropped, 'more line')} not kept)",
@@ -152,16 +155,14 @@ class TranscriptScreen(Screen[None]):
             title.append(f"  search {self.needle!r}: {where}", style="reverse" if found else "")
         self.query_one("#title", Static).update(title)
 
-    def _write(self, log: RichLog, line: TranscriptLine, index: int, when: bool) -> None:
+    def _write(self, log: RichLog, line: TranscriptLine, when: bool) -> None:
         text = rows.transcript_line(line, when)
-        if self.needle:
-            pattern = re.compile(re.escape(self.needle), re.IGNORECASE)
-            if pattern.search(line.text):
-                current = len(self.matches) == self.match
-                self.matches.append(len(log.lines))
-                text.highlight_regex(pattern, style="bold black on yellow" if not current
-                                     else "bold black on bright_cyan")  # fmt: skip
-        log.write(text, scroll_end=not self.needle and None)
+        pattern = self._pattern
+        if pattern is not None and pattern.search(line.text):
+            current = len(self.matches) == self.match
+            self.matches.append(len(log.lines))
+            text.highlight_regex(pattern, style=MATCH_STYLE[current])
+        log.write(text, scroll_end=False if pattern else None)  # a search scrolls to its match
 
     def _rewrite(self) -> None:
         """Draw the whole transcript again, marking the matches of the search."""
@@ -181,6 +182,7 @@ class TranscriptScreen(Screen[None]):
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()  # the search is this screen's, not the host filter
         self.needle = event.value.strip()
+        self._pattern = re.compile(re.escape(self.needle), re.IGNORECASE) if self.needle else None
         self.match = 0
         self._rewrite()
 
@@ -246,10 +248,8 @@ class HostScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        for table_id, columns in (("servers", rows.SERVER_COLUMNS),
-                                  ("sessions", rows.SESSION_COLUMNS)):  # fmt: skip
-            table = self.query_one(f"#{table_id}", KeyedTable)
-            add_columns(table, columns)
+        for table_id, columns in DRILL_TABLES.items():
+            add_columns(self.query_one(f"#{table_id}", KeyedTable), columns)
             self._mark_sorted(table_id)
         sessions = self.query_one("#sessions", KeyedTable)
         sessions.focus()
@@ -279,8 +279,7 @@ class HostScreen(Screen[None]):
             reasons.update(rows.reasons_text(verdict, app.facts(host.ip)))
         needle = self.needle.lower()
         servers = [s for s in host.servers.values() if not needle or _matches(needle, s.ip, s.name)]
-        servers.sort(key=self._sort_key("servers", rows.SERVER_COLUMNS),
-                     reverse=self.reverse["servers"])  # fmt: skip
+        self._order("servers", servers)
         self.query_one("#servers", KeyedTable).show([(s.ip, rows.server_cells(s)) for s in servers])
         kept = app.model.host_sessions(self.ip)
         if host.sessions_evicted or len(host.servers) < host.destinations:
@@ -291,11 +290,11 @@ class HostScreen(Screen[None]):
                 style="dim",
             )
         self.query_one("#title", Static).update(title)
-        shown = [s for s in kept if self._wanted(s, needle)]
-        shown.sort(key=self._sort_key("sessions", rows.SESSION_COLUMNS),
-                   reverse=self.reverse["sessions"])  # fmt: skip
+        when = dated(app.model)
+        shown = [s for s in kept if self._wanted(s, needle, when)]
+        self._order("sessions", shown)
         table = self.query_one("#sessions", KeyedTable)
-        table.show([(str(s.id), self._cells(s, dated(app.model))) for s in shown[:SESSION_ROWS]])
+        table.show([(str(s.id), self._cells(s, when)) for s in shown[:SESSION_ROWS]])
         empty = f"no session here: {self._what()}" if kept else "no session kept"
         table.set_empty(Text(empty, style="dim"))
         self.query_one("#sessions-bar", Static).update(self._bar(len(shown), len(kept)))
@@ -327,40 +326,41 @@ class HostScreen(Screen[None]):
         text.append(f" ({shown:,} of {kept:,})  ", style="dim")
         if shown > SESSION_ROWS:
             text.append(f"the first {SESSION_ROWS:,} listed  ", style="yellow")
-        text.append("o: kind  Enter on a server: its sessions" + ("  Esc: all" if shown != kept
-                    else ""), style="dim")  # fmt: skip
+        keys = "o: kind  Enter on a server: its sessions"
+        text.append(keys + ("  Esc: all" if shown != kept else ""), style="dim")
         return text
 
-    def _wanted(self, session: Session, needle: str) -> bool:
+    def _wanted(self, session: Session, needle: str, when: bool) -> bool:
         if self.kind != "all" and session.outcome != self.kind:
             return False
         if self.server and session.server_ip != self.server:
             return False
         if needle:
+            outcome = self._cells(session, when)[-1].plain  # made once per finished session
             return _matches(needle, session.server, session.banner, session.helo,
-                            *session.mail_from, rows.session_outcome(session).plain)  # fmt: skip
+                            *session.mail_from, outcome)  # fmt: skip
         return True
 
-    def _sort_key(self, table_id: str, columns: tuple[rows.Column, ...]) -> Callable[[Any], Any]:
-        return next(c for c in columns if c.key == self.sort[table_id]).value
+    def _order(self, table_id: str, items: list[Any]) -> None:
+        """Sort a drill-down table's rows by its sort column (its ``value`` is the key)."""
+        column = next(c for c in DRILL_TABLES[table_id] if c.key == self.sort[table_id])
+        items.sort(key=column.value, reverse=self.reverse[table_id])
 
     def _focused_table(self) -> str:
         focused = self.focused
-        return "servers" if isinstance(focused, KeyedTable) and focused.id == "servers" else (
-            "sessions")  # fmt: skip
+        servers = isinstance(focused, KeyedTable) and focused.id == "servers"
+        return "servers" if servers else "sessions"
 
     def _mark_sorted(self, table_id: str) -> None:
         table = self.query_one(f"#{table_id}", KeyedTable)
-        columns = rows.SERVER_COLUMNS if table_id == "servers" else rows.SESSION_COLUMNS
         arrow = "▲" if self.reverse[table_id] else "▼"
-        for column in columns:
+        for column in DRILL_TABLES[table_id]:
             mark = arrow if column.key == self.sort[table_id] else ""
             table.set_label(column.key, column.label + mark)
 
     def action_sort(self, step: int) -> None:
         table_id = self._focused_table()
-        columns = rows.SERVER_COLUMNS if table_id == "servers" else rows.SESSION_COLUMNS
-        keys = [c.key for c in columns]
+        keys = [c.key for c in DRILL_TABLES[table_id]]
         self.sort_by(table_id, keys[(keys.index(self.sort[table_id]) + step) % len(keys)])
 
     def sort_by(self, table_id: str, key: str) -> None:
@@ -369,7 +369,9 @@ class HostScreen(Screen[None]):
         self.update_view()
 
     def action_reverse(self) -> None:
-        table_id = self._focused_table()
+        self.reverse_table(self._focused_table())
+
+    def reverse_table(self, table_id: str) -> None:
         self.reverse[table_id] = not self.reverse[table_id]
         self._mark_sorted(table_id)
         self.update_view()
@@ -423,9 +425,7 @@ class HostScreen(Screen[None]):
         event.stop()
         table_id = event.table.id or "sessions"
         if self.sort[table_id] == event.key:
-            self.reverse[table_id] = not self.reverse[table_id]
-            self._mark_sorted(table_id)
-            self.update_view()
+            self.reverse_table(table_id)
         else:
             self.sort_by(table_id, event.key)
 
