@@ -149,7 +149,6 @@ class KeyedTable(ScrollView, can_focus=True):
         self._first = 0  # 0: columns by priority; n: in order from the n-th unpinned one
         self._steps: list[int] = []  # where each sideways step started, to step back
         self._mark = ""  # the hidden-columns mark the header was drawn with
-        self._header_width = 0
         self.hidden = 0  # columns that do not fit
         self.empty = Text()  # shown in place of rows while there are none
         self.follow_top = True  # the cursor stays on the top row until the user moves it
@@ -265,8 +264,8 @@ class KeyedTable(ScrollView, can_focus=True):
         """Choose the columns that fit whole and their widths; redraw if that changed."""
         width = self.scrollable_content_region.width or self.size.width
         before = [(index, column.key, column.drawn) for index, column in self._shown]
+        resized, self._laid_out_for = width != self._laid_out_for, width
         shown = self._fit(width)
-        self._laid_out_for = width
         after = [(index, column.key, column.drawn) for index, column in shown]
         self._shown = shown
         used = sum(column.drawn + 2 * CELL_PADDING for _, column in shown)
@@ -274,8 +273,8 @@ class KeyedTable(ScrollView, can_focus=True):
         lines = max(len(self._order), 1) + 1
         self.virtual_size = Size(min(used, width) if width else used, lines)
         mark = self._more_label(self.hidden) if self.hidden else ""
-        if before != after or mark != self._mark or width != self._header_width:
-            self._mark, self._header_width = mark, width
+        if before != after or mark != self._mark or resized:
+            self._mark = mark
             self._header = None  # its mark depends on the width and the sideways position too
             self._strips.clear()
             self.refresh()
