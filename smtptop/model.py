@@ -706,10 +706,7 @@ class Model:
                 self._host_name(host, host.sender_domains, self._name(domain), limit)
         elif verb == "RCPT":
             session.recipients += 1
-            if len(session.rcpt_to) < self.limits.max_addresses:
-                self._address(session, session.rcpt_to, mailbox(wire_text(event.arg)))
-            else:
-                session.addresses_dropped += 1
+            self._address(session, session.rcpt_to, mailbox(wire_text(event.arg)))
             host = self.hosts.get(session.client_ip)
             if host is not None:
                 host.recipients += 1
