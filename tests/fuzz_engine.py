@@ -1395,10 +1395,7 @@ def run(inputs: int, jobs: int, seed: int, out: Path) -> Report:
     for part in reports:
         total.merge(part)
     total.seconds = time.monotonic() - started
-    for signature, (count, detail, data) in total.findings.items():
-        name = hashlib.sha1(signature.encode()).hexdigest()[:12]
-        (out / f"finding-{name}.bin").write_bytes(data)
-        (out / f"finding-{name}.txt").write_text(f"{signature}\n{count} inputs\n\n{detail}\n")
+    write_findings(total, out)
     summary = {
         "inputs": total.inputs,
         "seconds": round(total.seconds, 1),
@@ -1411,6 +1408,14 @@ def run(inputs: int, jobs: int, seed: int, out: Path) -> Report:
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return total
+
+
+def write_findings(total: Report, out: Path) -> None:
+    """Each finding's input and what was seen, named by its signature, into ``out``."""
+    for signature, (count, detail, data) in total.findings.items():
+        name = hashlib.sha1(signature.encode()).hexdigest()[:12]
+        (out / f"finding-{name}.bin").write_bytes(data)
+        (out / f"finding-{name}.txt").write_text(f"{signature}\n{count} inputs\n\n{detail}\n")
 
 
 def _resource_worker(args: tuple[float, int]) -> Report:
@@ -1431,10 +1436,7 @@ def run_resources(seconds: float, jobs: int, seed: int, out: Path) -> Report:
             if worst is None or cost.seconds / cost.payload > worst.seconds / worst.payload:
                 total.costs[kind] = cost
     total.seconds = time.monotonic() - started
-    for signature, (count, detail, data) in total.findings.items():
-        name = hashlib.sha1(signature.encode()).hexdigest()[:12]
-        (out / f"finding-{name}.bin").write_bytes(data)
-        (out / f"finding-{name}.txt").write_text(f"{signature}\n{count} inputs\n\n{detail}\n")
+    write_findings(total, out)
     summary = {
         "inputs": total.inputs,
         "seconds": round(total.seconds, 1),
