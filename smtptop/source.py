@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from smtptop.analyzer import Analyzer, EngineConfig, FlowEvent
 from smtptop.capture import CaptureError, CaptureFile, Frame, undecoded
+from smtptop.text import inert
 
 BATCH_EVENTS = 1000
 BATCH_SECONDS = 0.02
@@ -245,7 +246,8 @@ class Feeder(threading.Thread):
         warnings = self.source.warnings()
         progress = self.progress()
         why = undecoded(progress.skipped, progress.smtp_packets)
-        self._problem = self._problem or "; ".join([*warnings, *([why] if why else [])])
+        # shown on screen: a file's name is text the user may not have chosen either
+        self._problem = inert(self._problem or "; ".join([*warnings, *([why] if why else [])]))
         self._flush(finished=True)
 
     def progress(self, *, finished: bool = False) -> Progress:

@@ -562,3 +562,16 @@ async def test_status_bar_says_when_failures_could_not_be_logged(tmp_path: Path)
         log("a failure")
         app.update_status()
         assert log.problem and f"(not logged: {log.path}: {log.problem})" in status(app)
+
+
+async def test_a_file_name_in_a_warning_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    """The warnings about a capture name its file, and a file name is text the user may not
+    have chosen: it reaches the screen made inert, like wire text."""
+    capture = tmp_path / "evil\x1b]2;PWNED\x07.pcap"
+    synth.write_pcap(capture, [], synth.LINKTYPE_ETHERNET)
+    app = MonitorApp(FileSource([str(capture)]), refresh_seconds=3600)
+    async with app.run_test(size=(200, 24)) as pilot:
+        await settle(app, pilot)
+        assert "no packets in" in app.progress.problem
+        assert "\x1b" not in app.progress.problem
+        assert "evil\\x1b]2;PWNED\\x07.pcap" in app.progress.problem
