@@ -33,8 +33,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # synth, the tests' capture builder
 
-from smtptop import synth  # noqa: E402
+import synth  # noqa: E402
+
 from smtptop.decode import ACK  # noqa: E402
 
 CLIENT, SERVER = ("192.168.1.66", 50000), ("198.51.100.25", 25)

@@ -1,6 +1,6 @@
 """Live capture throughput: the packet rate up to which ``smtptop report -i`` loses nothing.
 
-tcpreplay pushes a generated SMTP capture (built with :mod:`smtptop.synth`: sessions with
+tcpreplay pushes a generated SMTP capture (built with :mod:`tests/synth.py`: sessions with
 message bodies, some refused) through a veth pair between two network namespaces made for the
 run, at rising rates, for a few seconds each.  At the other end ``smtptop report -i --json``
 captures headless and analyses; tcpdump, writing to /dev/null with the same 16 MiB buffer and
@@ -50,8 +50,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # synth, the tests' capture builder
 
-from smtptop.synth import LINKTYPE_ETHERNET, Conversation, Frame, write_pcap  # noqa: E402
+from synth import LINKTYPE_ETHERNET, Conversation, Frame, write_pcap  # noqa: E402
 
 RATES = (10_000, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 100_000, 150_000)
 SECONDS = 3.0
@@ -399,7 +400,7 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d', time.gmtime())}, smtptop {revision()}, "
         f"{time.monotonic() - started:.0f} s.",
         "",
-        f"{frames:,} packets of {sessions:,} synthetic SMTP sessions (smtptop.synth), "
+        f"{frames:,} packets of {sessions:,} synthetic SMTP sessions (tests/synth.py), "
         f"replayed through a veth pair between two namespaces for {args.seconds:g} s per rate.",
         "",
         *table(results),

@@ -36,8 +36,10 @@ from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # synth, the tests' capture builder
 
-from smtptop import synth  # noqa: E402
+import synth  # noqa: E402
+
 from smtptop.cli import tune_collector  # noqa: E402
 from smtptop.source import Source  # noqa: E402
 from smtptop.tui import app as app_module  # noqa: E402

@@ -45,16 +45,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import synth
+
 import smtptop
-from smtptop import synth
 from smtptop.analyzer import DEFAULT_PORTS, Analyzer, EngineConfig, FlowClosed, FlowOpened
 from smtptop.analyzer import Stats as EngineStats
 from smtptop.analyzer import apply as apply_batch
 from smtptop.capture import CaptureError, CaptureFile
 from smtptop.decode import decode
 from smtptop.model import Host, Model, ModelLimits, Session
-from smtptop.smtp import Limits as SmtpLimits
-from smtptop.tcp import Limits as TcpLimits
+from smtptop.smtp import ParserLimits
+from smtptop.tcp import ReassemblyLimits
 
 TARGET_CAPTURE = 0x01
 TINY_LIMITS = 0x02
@@ -72,10 +73,10 @@ TINY = (
         linger=5.0,
         sweep_interval=1.0,
         max_connections=4,
-        smtp=SmtpLimits(
+        smtp=ParserLimits(
             max_line=64, max_pending=4, max_header_bytes=64, max_header_lines=3, max_reply_lines=3
         ),
-        tcp=TcpLimits(max_ooo_bytes=512, max_ooo_segments=4),
+        tcp=ReassemblyLimits(max_ooo_bytes=512, max_ooo_segments=4),
     ),
     ModelLimits(
         max_sessions=2,

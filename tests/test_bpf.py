@@ -7,8 +7,9 @@ The same programs are attached to real sockets in the live-capture tests; here e
 from __future__ import annotations
 
 import pytest
+import synth
 
-from smtptop import bpf, synth
+from smtptop import bpf
 
 TCP_PORTS = (25, 465, 587, 2525)
 

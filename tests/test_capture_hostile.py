@@ -17,8 +17,8 @@ from pathlib import Path
 
 import helpers
 import pytest
+import synth
 
-from smtptop import synth
 from smtptop.capture import MAX_EMPTY_RUN, MAX_INTERFACES, MAX_TS
 
 ROOT = Path(__file__).resolve().parent.parent

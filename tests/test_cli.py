@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import synth
 from helpers import smtptop
 
-from smtptop import synth
 from smtptop.capture import CaptureFile
 from smtptop.cli import main
 

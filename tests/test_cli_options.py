@@ -11,8 +11,8 @@ from pathlib import Path
 
 import helpers
 import pytest
+import synth
 
-from smtptop import synth
 from smtptop.cli import file_source, main, parse_args, sample_path
 from smtptop.keys import keys_text
 

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import synth
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from smtptop import cli, synth
+from smtptop import cli
 from smtptop.model import Model
 from smtptop.report import analyze
 from smtptop.smtp import Side, SmtpParser

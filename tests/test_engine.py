@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import sample
+import synth
 
-from smtptop import sample, synth
 from smtptop.analyzer import Analyzer, EngineConfig, apply
 from smtptop.model import Model
 from smtptop.report import Analysis, analyze, to_json

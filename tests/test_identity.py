@@ -1,6 +1,6 @@
 """Host identity from ARP, DHCP, NBNS, mDNS, LLMNR and DNS frames, and MAC vendor names.
 
-Packets are packed by hand (with :mod:`smtptop.synth` for the IP/UDP and link layers), so every
+Packets are packed by hand (with :mod:`tests/synth.py` for the IP/UDP and link layers), so every
 field is known; scapy dissects the same bytes as an independent check of the hand packing and
 of :func:`observe`.
 """
@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import synth
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtptop import identity, synth
+from smtptop import identity
 from smtptop.identity import MAX_RECORDS, DnsLookup, Sighting, observe
 from smtptop.text import inert
 from smtptop.vendor import LOCALLY_ADMINISTERED, vendor

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from synth import LINKTYPE_ETHERNET, Conversation, write_pcap
 from test_live_capture import (
     LISTENING,
     SERVERS,
@@ -65,7 +66,6 @@ from test_live_capture import (
 )
 
 from smtptop.live import privilege_hint
-from smtptop.synth import LINKTYPE_ETHERNET, Conversation, write_pcap
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent

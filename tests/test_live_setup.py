@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import synth
 
-from smtptop import live, synth
+from smtptop import live
 from smtptop.capture import CaptureFile, PcapWriter
 
 ROOT = Path(__file__).resolve().parent.parent

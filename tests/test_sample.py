@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from smtptop import sample
+import sample
 
 TCPDUMP = shutil.which("tcpdump")
 
@@ -100,9 +99,9 @@ def committed() -> bytes:
 
 def test_regenerating_gives_the_committed_bytes(tmp_path: Path, committed: bytes) -> None:
     output = tmp_path / "office.pcap"
-    root = Path(sample.__file__).parents[1]
-    command = [sys.executable, "-m", "smtptop.sample", str(output)]
-    subprocess.run(command, cwd=root, check=True, capture_output=True)
+    # As README says to run it: as a script, from any folder.
+    command = [sys.executable, sample.__file__, str(output)]
+    subprocess.run(command, cwd=tmp_path, check=True, capture_output=True)
     assert output.read_bytes() == committed
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import synth
 from hypothesis import given
 from hypothesis import strategies as st
-
-from smtptop import synth
-from smtptop.synth import (
+from synth import (
     ACK,
     FIN,
     LINKTYPE_ETHERNET,

@@ -7,7 +7,7 @@ smarthost (AUTH LOGIN or STARTTLS on 587, plain relaying on 25), while the infec
 port 25, most of which refuse it because the office's public address 203.0.113.77 is on
 blocklists. A little DNS, ARP and HTTPS keeps the decoder's skipping honest.
 
-Run ``python -m smtptop.sample [OUT]``; the output is byte-for-byte reproducible.
+Run ``python3 tests/sample.py [OUT]``; the output is byte-for-byte reproducible.
 
 The generation plan doubles as the ground truth: :func:`scenario` returns every planned
 SMTP connection (:class:`Session`, with its script and the facts a passive observer can
@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
 
-from smtptop.synth import (
+from synth import (
     LINKTYPE_ETHERNET,
     Conversation,
     Frame,
@@ -43,7 +43,7 @@ from smtptop.synth import (
 SEED = 20261102
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC).timestamp()
 LOCAL_TIME = timezone(timedelta(hours=1))  # the office is in CET; mail Date headers use it
-DEFAULT_OUTPUT = Path(__file__).with_name("data") / "office.pcap"
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "smtptop" / "data" / "office.pcap"
 
 DOMAIN = "studio-example.com"
 GATEWAY = "192.168.0.1"
@@ -106,6 +106,8 @@ class Session:
     mail_from: list[str] = field(default_factory=list)
     rcpts: list[tuple[str, int]] = field(default_factory=list)
     replies: list[int] = field(default_factory=list)
+    # the index in `replies` of a refusal of DATA that only follows from every RCPT refused
+    consequence: int = -1
     messages: int = 0
     auth: bool = False
     tls: bool = False
@@ -118,8 +120,9 @@ class Session:
 
     @property
     def rejected(self) -> bool:
-        """The server refused something for good (any 5xx reply)."""
-        return any(code // 100 == 5 for code in self.replies)
+        """The server refused something for good: a 5xx reply, other than to a DATA sent
+        after every RCPT was refused (that one follows from the RCPT replies)."""
+        return any(code // 100 == 5 for i, code in enumerate(self.replies) if i != self.consequence)
 
     @property
     def deferred(self) -> bool:
@@ -787,6 +790,7 @@ def _spam_session(rng: random.Random, mx: _Mx, start: float, accept: bool) -> Se
         session.messages += 1
     elif rng.random() < 0.5:  # spambots often push DATA regardless
         dialog.client("DATA")
+        session.consequence = len(session.replies)
         dialog.server(
             "503 valid RCPT command must precede DATA"
             if mx.style == "exim"
@@ -1050,7 +1054,7 @@ def generate(path: str | Path = DEFAULT_OUTPUT) -> list[Frame]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m smtptop.sample", description="Write the bundled sample capture."
+        prog="python3 tests/sample.py", description="Write the bundled sample capture."
     )
     parser.add_argument("output", nargs="?", default=str(DEFAULT_OUTPUT), help="pcap to write")
     args = parser.parse_args(argv)
