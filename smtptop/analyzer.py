@@ -21,10 +21,8 @@ from typing import TYPE_CHECKING
 from smtptop import decode as dec
 from smtptop import identity
 from smtptop.model import Model
-from smtptop.smtp import Event, SmtpParser
-from smtptop.smtp import Limits as SmtpLimits
-from smtptop.tcp import CLIENT, SERVER, Connection
-from smtptop.tcp import Limits as TcpLimits
+from smtptop.smtp import Event, ParserLimits, SmtpParser
+from smtptop.tcp import CLIENT, SERVER, Connection, ReassemblyLimits
 
 if TYPE_CHECKING:
     from smtptop.capture import Frame
@@ -42,8 +40,8 @@ class EngineConfig:
     linger: float = 60.0
     sweep_interval: float = 10.0
     max_connections: int = 65536
-    smtp: SmtpLimits = field(default_factory=SmtpLimits)
-    tcp: TcpLimits = field(default_factory=TcpLimits)
+    smtp: ParserLimits = field(default_factory=ParserLimits)
+    tcp: ReassemblyLimits = field(default_factory=ReassemblyLimits)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import os
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from enum import IntEnum
 from itertools import islice
 from multiprocessing.connection import Connection
 from operator import attrgetter
@@ -28,7 +29,17 @@ from typing import Any
 from smtptop.analyzer import Analyzer, EngineConfig, FlowClosed, FlowEvent, FlowOpened, Stats
 from smtptop.capture import CaptureFile
 from smtptop.identity import DnsLookup, Sighting
-from smtptop.smtp import AuthResponse, Command, Gap, MessageEnd, Reply, Side, TlsStarted, Violation
+from smtptop.smtp import (
+    AuthResponse,
+    Command,
+    Gap,
+    MessageEnd,
+    Reply,
+    Side,
+    TlsStarted,
+    Violation,
+    ViolationKind,
+)
 
 APPLY_EVERY = 2048  # records per batch
 MAX_WAITING_EVENTS = 8192  # events per batch at most (a flood of blank lines)
@@ -36,22 +47,36 @@ MIN_PARALLEL_BYTES = 4 << 20  # below this a second process costs more than it s
 PIPE_BYTES = 1 << 20  # Linux's default ceiling for a pipe's buffer (fs.pipe-max-size)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
-_CLASSES: tuple[type, ...] = (
-    FlowOpened,
-    FlowClosed,
-    Command,
-    AuthResponse,
-    MessageEnd,
-    Reply,
-    TlsStarted,
-    Gap,
-    Violation,
-    Sighting,
-    DnsLookup,
-)
+# What each kind of event crosses the pipe as: a tag (its place here) and a tuple of these
+# fields, in this order.  Decoding calls the class with the tuple, so the order is the
+# dataclass's own; test_pipeline holds the two equal, so that a field added to an event, or
+# moved, fails a test instead of being dropped or swapped on the way.
+_LAYOUTS: dict[type[FlowEvent], tuple[str, ...]] = {
+    FlowOpened: ("ts", "client", "server", "midstream"),
+    FlowClosed: ("ts", "reason", "client_bytes", "server_bytes", "packets", "conflicts"),
+    Command: ("ts", "verb", "arg", "line", "truncated"),
+    AuthResponse: ("ts", "line"),
+    MessageEnd: ("ts", "size", "headers", "complete"),
+    Reply: ("ts", "code", "lines", "request", "greeting", "cut"),
+    TlsStarted: ("ts", "implicit"),
+    Gap: ("ts", "side", "size"),
+    Violation: ("ts", "side", "kind", "reason"),
+    Sighting: ("ts", "ip", "mac", "name", "source"),
+    DnsLookup: ("ts", "client", "qname", "qtype", "rcode"),
+}
+_CLASSES = tuple(_LAYOUTS)
 _TAGS = {cls: tag for tag, cls in enumerate(_CLASSES)}
-_VALUES = [attrgetter(*(f.name for f in fields(cls))) for cls in _CLASSES]
-_REPLY, _GAP, _VIOLATION = _TAGS[Reply], _TAGS[Gap], _TAGS[Violation]
+_VALUES = [attrgetter(*names) for names in _LAYOUTS.values()]
+_REPLY = _TAGS[Reply]
+# The positions of the fields that marshal cannot carry as they are: a reply's request, an
+# event itself (sent as its tag and values), and, by tag, an event's IntEnum fields (sent
+# as ints), with their types.
+_REQUEST = _LAYOUTS[Reply].index("request")
+_ENUM_FIELDS: dict[str, type[IntEnum]] = {"side": Side, "kind": ViolationKind}
+_ENUMS = [
+    tuple((names.index(name), enum) for name, enum in _ENUM_FIELDS.items() if name in names)
+    for names in _LAYOUTS.values()
+]
 _BATCH, _OUTCOME, _FAILURE = 0, 1, 2
 
 
@@ -60,8 +85,9 @@ class EngineFailed(Exception):
 
 
 @dataclass(slots=True)
-class Batch:
-    """Events of some records, and where the reading stands (for progress displays)."""
+class EngineBatch:
+    """The engine's events from some records of the capture files, and where the reading
+    stands (for progress displays)."""
 
     events: list[tuple[int, FlowEvent]]
     path: str
@@ -90,12 +116,12 @@ def worth_a_second_process(captures: list[CaptureFile]) -> bool:
 
 def engine_batches(
     captures: list[CaptureFile], config: EngineConfig, *, parallel: bool
-) -> Iterator[Batch | Outcome]:
+) -> Iterator[EngineBatch | Outcome]:
     """The engine's batches for these files, then their :class:`Outcome`."""
     return _forked(captures, config) if parallel else _inline(captures, config)
 
 
-def _inline(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Batch | Outcome]:
+def _inline(captures: list[CaptureFile], config: EngineConfig) -> Iterator[EngineBatch | Outcome]:
     errors: list[str] = []
     warnings: list[str] = []
     analyzer = Analyzer(config, errors.append)
@@ -108,8 +134,8 @@ def _inline(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Batch
         smtp_before, skipped_before = stats.smtp_packets, dict(stats.skipped)
         while feed(islice(frames, APPLY_EVERY), MAX_WAITING_EVENTS):
             position = capture.position
-            yield Batch(analyzer.take(), path, position, stats.packets, errors[:],
-                        unpacked + capture.unpacked)  # fmt: skip
+            yield EngineBatch(analyzer.take(), path, position, stats.packets, errors[:],
+                              unpacked + capture.unpacked)  # fmt: skip
             errors.clear()
         position = capture.size
         unpacked += capture.unpacked
@@ -117,7 +143,7 @@ def _inline(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Batch
         skipped = {r: n - skipped_before.get(r, 0) for r, n in stats.skipped.items()}
         warnings.extend(capture.notes(skipped, stats.smtp_packets - smtp_before))
     analyzer.finish()
-    yield Batch(analyzer.take(), path, position, stats.packets, errors[:], unpacked)
+    yield EngineBatch(analyzer.take(), path, position, stats.packets, errors[:], unpacked)
     yield Outcome(stats, warnings)
 
 
@@ -129,7 +155,7 @@ def count_skipped(stats: Stats, skipped: dict[str, int]) -> None:
         stats.packets += count
 
 
-def _forked(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Batch | Outcome]:
+def _forked(captures: list[CaptureFile], config: EngineConfig) -> Iterator[EngineBatch | Outcome]:
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     with contextlib.suppress(OSError):  # a bigger pipe lets the engine run ahead (Linux)
@@ -153,7 +179,7 @@ def _forked(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Batch
             kind = message[0]
             if kind == _BATCH:
                 _, rows, path, position, packets, errors, unpacked = message
-                yield Batch(_decode(rows), path, position, packets, errors, unpacked)
+                yield EngineBatch(_decode(rows), path, position, packets, errors, unpacked)
             elif kind == _OUTCOME:
                 yield Outcome(Stats(*message[1]), message[2])
                 return
@@ -172,7 +198,7 @@ def _engine_process(captures: list[CaptureFile], config: EngineConfig, sender: C
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
         for message in _inline(captures, config):
-            if isinstance(message, Batch):
+            if isinstance(message, EngineBatch):
                 payload: tuple[Any, ...] = (
                     _BATCH,
                     _encode(message.events),
@@ -202,12 +228,14 @@ def _encode(events: list[tuple[int, FlowEvent]]) -> list[tuple[int, int, tuple[A
     for session_id, event in events:
         tag = _TAGS[type(event)]
         values = _VALUES[tag](event)
-        if tag == _REPLY and values[3] is not None:
-            request = values[3]
-            request_tag = _TAGS[type(request)]
-            values = (*values[:3], (request_tag, _VALUES[request_tag](request)), *values[4:])
-        elif tag in (_GAP, _VIOLATION):
-            values = (values[0], int(values[1]), values[2])
+        if tag == _REPLY:
+            request = values[_REQUEST]
+            if request is not None:
+                request_tag = _TAGS[type(request)]
+                request = (request_tag, _VALUES[request_tag](request))
+                values = (*values[:_REQUEST], request, *values[_REQUEST + 1 :])
+        elif enums := _ENUMS[tag]:
+            values = _replaced(values, [(at, int(values[at])) for at, _ in enums])
         rows.append((session_id, tag, values))
     return rows
 
@@ -215,10 +243,20 @@ def _encode(events: list[tuple[int, FlowEvent]]) -> list[tuple[int, int, tuple[A
 def _decode(rows: list[tuple[int, int, tuple[Any, ...]]]) -> list[tuple[int, FlowEvent]]:
     events: list[tuple[int, FlowEvent]] = []
     for session_id, tag, values in rows:
-        if tag == _REPLY and values[3] is not None:
-            request_tag, request = values[3]
-            values = (*values[:3], _CLASSES[request_tag](*request), *values[4:])
-        elif tag in (_GAP, _VIOLATION):
-            values = (values[0], Side(values[1]), values[2])
+        if tag == _REPLY:
+            request = values[_REQUEST]
+            if request is not None:
+                request_tag, request_values = request
+                request = _CLASSES[request_tag](*request_values)
+                values = (*values[:_REQUEST], request, *values[_REQUEST + 1 :])
+        elif enums := _ENUMS[tag]:
+            values = _replaced(values, [(at, enum(values[at])) for at, enum in enums])
         events.append((session_id, _CLASSES[tag](*values)))
     return events
+
+
+def _replaced(values: tuple[Any, ...], changes: list[tuple[int, Any]]) -> tuple[Any, ...]:
+    changed = list(values)
+    for at, value in changes:
+        changed[at] = value
+    return tuple(changed)

@@ -19,7 +19,7 @@ from smtptop.analyzer import DEFAULT_PORTS, Analyzer, EngineConfig, Stats, apply
 from smtptop.capture import CaptureFile
 from smtptop.detect import VERDICT_ORDER, DetectConfig, Detector, Verdict
 from smtptop.model import Host, Identity, Model, Session, rank
-from smtptop.pipeline import APPLY_EVERY, Batch, engine_batches, worth_a_second_process
+from smtptop.pipeline import APPLY_EVERY, EngineBatch, engine_batches, worth_a_second_process
 from smtptop.source import Bursts, Source
 from smtptop.text import plural
 from smtptop.vendor import vendor
@@ -89,7 +89,7 @@ def analyze(
     analysis = Analysis(model, Stats(), detector=Detector(model, detect))
     config = EngineConfig(ports=frozenset(ports))
     for message in engine_batches(captures, config, parallel=parallel):
-        if isinstance(message, Batch):
+        if isinstance(message, EngineBatch):
             apply(model, message.events)
             if on_error is not None:
                 for error in message.errors:

@@ -49,7 +49,7 @@ BINARY_LINES_BEFORE_GIVING_UP = 8
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class ParserLimits:
     """Bounds on what one session may make the parser hold."""
 
     max_line: int = 4096
@@ -108,7 +108,7 @@ class Reply:
     lines: tuple[bytes, ...]
     request: Request | None
     greeting: bool = False
-    cut: int = 0  # bytes of its lines past ``Limits.max_reply_bytes``, not kept
+    cut: int = 0  # bytes of its lines past ``ParserLimits.max_reply_bytes``, not kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +128,29 @@ class Gap:
     size: int
 
 
+class ViolationKind(IntEnum):
+    """What was wrong, for code to act on; ``Violation.reason`` says it for people."""
+
+    LONG_LINE = 1
+    EMPTY_LINES = 2
+    CLIENT_NOT_SMTP = 3
+    TOO_MANY_PENDING = 4
+    BAD_BDAT = 5
+    SERVER_NOT_SMTP = 6
+    MALFORMED_REPLY = 7
+    MIXED_CONTINUATION = 8
+
+
+NOT_SMTP = frozenset({ViolationKind.CLIENT_NOT_SMTP, ViolationKind.SERVER_NOT_SMTP})
+
+
 @dataclass(frozen=True, slots=True)
 class Violation:
     """Input that is not SMTP as expected; parsing goes on."""
 
     ts: float
     side: Side
+    kind: ViolationKind
     reason: str
 
 
@@ -162,8 +179,8 @@ class _Direction:
 class SmtpParser:
     """Follow one SMTP connection from both directions and emit events."""
 
-    def __init__(self, *, midstream: bool = False, limits: Limits | None = None) -> None:
-        self.limits = limits or Limits()
+    def __init__(self, *, midstream: bool = False, limits: ParserLimits | None = None) -> None:
+        self.limits = limits or ParserLimits()
         self.midstream = midstream
         self._client = _Direction(resync=midstream)
         self._server = _Direction(resync=midstream)
@@ -390,7 +407,11 @@ class SmtpParser:
         if nl < 0:
             if len(buf) - pos <= max_line:
                 return pos
-            self.queued.append(Violation(ts, Side(side), f"line longer than {max_line} bytes"))
+            self.queued.append(
+                Violation(
+                    ts, Side(side), ViolationKind.LONG_LINE, f"line longer than {max_line} bytes"
+                )
+            )
             direction.discarding = True
             line, pos, truncated = buf[pos : pos + max_line], pos + max_line, True
         else:
@@ -445,7 +466,9 @@ class SmtpParser:
         """A run of empty lines is over: one note says how long it was."""
         if direction.blanks > 1:
             reason = f"{direction.blanks:,} empty lines"
-            self.queued.append(Violation(direction.blanks_ts, Side(side), reason))
+            self.queued.append(
+                Violation(direction.blanks_ts, Side(side), ViolationKind.EMPTY_LINES, reason)
+            )
         direction.blanks = 0
         if side == _CLIENT:
             self._blank_request = None
@@ -495,7 +518,11 @@ class SmtpParser:
         if _BINARY.search(line):
             self._binary_lines += 1
             if self._binary_lines >= BINARY_LINES_BEFORE_GIVING_UP:
-                self.queued.append(Violation(ts, Side.CLIENT, "client does not speak SMTP"))
+                self.queued.append(
+                    Violation(
+                        ts, Side.CLIENT, ViolationKind.CLIENT_NOT_SMTP, "client does not speak SMTP"
+                    )
+                )
                 direction.opaque = True
                 direction.buf = b""
         else:
@@ -519,7 +546,12 @@ class SmtpParser:
         self.queued.append(request)
         if len(self._pending) >= self.limits.max_pending:
             self.queued.append(
-                Violation(request.ts, Side.CLIENT, "too many commands without a reply")
+                Violation(
+                    request.ts,
+                    Side.CLIENT,
+                    ViolationKind.TOO_MANY_PENDING,
+                    "too many commands without a reply",
+                )
             )
             self._pending.clear()
         self._pending.append(request)
@@ -528,7 +560,9 @@ class SmtpParser:
         match = _BDAT.fullmatch(arg)
         size = int(match.group(1)) if match else -1
         if not match or size > MAX_BDAT_CHUNK:
-            self.queued.append(Violation(ts, Side.CLIENT, "invalid BDAT argument"))
+            self.queued.append(
+                Violation(ts, Side.CLIENT, ViolationKind.BAD_BDAT, "invalid BDAT argument")
+            )
             return
         if size:
             self._mode = _BDAT_CHUNK
@@ -649,16 +683,27 @@ class SmtpParser:
             if direction.resync:
                 return
             if not self._reply_code and not self._replies_seen:
-                self.queued.append(Violation(ts, Side.SERVER, "server does not speak SMTP"))
+                self.queued.append(
+                    Violation(
+                        ts, Side.SERVER, ViolationKind.SERVER_NOT_SMTP, "server does not speak SMTP"
+                    )
+                )
                 direction.opaque = True
                 self._client.opaque = True
                 return
-            self.queued.append(Violation(ts, Side.SERVER, "malformed reply line"))
+            self.queued.append(
+                Violation(ts, Side.SERVER, ViolationKind.MALFORMED_REPLY, "malformed reply line")
+            )
             return
         direction.resync = False
         if self._reply_code and code != self._reply_code:
             self.queued.append(
-                Violation(ts, Side.SERVER, "continuation line with a different reply code")
+                Violation(
+                    ts,
+                    Side.SERVER,
+                    ViolationKind.MIXED_CONTINUATION,
+                    "continuation line with a different reply code",
+                )
             )
             self._flush_reply(ts)
         self._reply_code = code

@@ -51,8 +51,9 @@ class Progress:
 
 
 @dataclass(slots=True)
-class Batch:
-    """Engine events for the model, and where the source stands."""
+class FeedBatch:
+    """What the :class:`Feeder` hands the monitor: engine events for the model, and where the
+    source stands."""
 
     events: list[tuple[int, FlowEvent]]
     progress: Progress
@@ -199,7 +200,7 @@ class Feeder(threading.Thread):
     def __init__(
         self,
         source: Source,
-        deliver: Callable[[Batch], None],
+        deliver: Callable[[FeedBatch], None],
         *,
         config: EngineConfig | None = None,
         max_batches: int = 64,
@@ -282,7 +283,7 @@ class Feeder(threading.Thread):
             self._dropped_batches += 1
             self._dropped_events += len(events)
             return
-        self.deliver(Batch(events, self.progress(finished=finished)))
+        self.deliver(FeedBatch(events, self.progress(finished=finished)))
 
     def _take_slot(self, *, wait: bool) -> bool:
         if not wait:

@@ -33,7 +33,7 @@ class StreamSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class ReassemblyLimits:
     """Bounds on what one connection may buffer while waiting for missing segments."""
 
     max_ooo_bytes: int = 256 * 1024
@@ -98,9 +98,9 @@ class Connection:
 
     __slots__ = ("closed", "handshake", "limits", "reset", "sink", "streams")
 
-    def __init__(self, sink: StreamSink, limits: Limits | None = None) -> None:
+    def __init__(self, sink: StreamSink, limits: ReassemblyLimits | None = None) -> None:
         self.sink = sink
-        self.limits = limits or Limits()
+        self.limits = limits or ReassemblyLimits()
         self.streams = (_Stream(), _Stream())
         self.handshake = False
         self.reset = False

@@ -25,16 +25,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+import synth
 from fuzz_engine import AUTH_BDAT, DIALOGUE, PREGREET, REFUSED, TOKENS
 
 import smtptop.report as report_module
-from smtptop import pipeline, synth
+from smtptop import pipeline
 from smtptop.analyzer import Analyzer, EngineConfig, apply
 from smtptop.model import Model, ModelLimits, Session
 from smtptop.report import Analysis, to_json
-from smtptop.smtp import Limits as SmtpLimits
-from smtptop.smtp import SmtpParser
-from smtptop.tcp import Limits as TcpLimits
+from smtptop.smtp import ParserLimits, SmtpParser
+from smtptop.tcp import ReassemblyLimits
 
 ETH = synth.LINKTYPE_ETHERNET
 PC = "192.168.1.66"
@@ -314,7 +314,7 @@ def test_headers_do_not_depend_on_segmentation() -> None:
     assert shown[0] == shown[1]
 
 
-def parsed(steps: list[tuple[int, bytes]], cuts: list[list[int]], limits: SmtpLimits) -> list:
+def parsed(steps: list[tuple[int, bytes]], cuts: list[list[int]], limits: ParserLimits) -> list:
     """The parser's events for a dialogue, each step's bytes fed in pieces cut at ``cuts``."""
     parser = SmtpParser(limits=limits)
     for (side, data), points in zip(steps, cuts, strict=True):
@@ -326,10 +326,10 @@ def parsed(steps: list[tuple[int, bytes]], cuts: list[list[int]], limits: SmtpLi
 
 @pytest.mark.parametrize(
     "limits",
-    [SmtpLimits(), SmtpLimits(16, 3, 20, 2, 2)],
+    [ParserLimits(), ParserLimits(16, 3, 20, 2, 2)],
     ids=["default limits", "tiny limits"],
 )
-def test_segmentation_does_not_change_what_is_parsed(limits: SmtpLimits) -> None:
+def test_segmentation_does_not_change_what_is_parsed(limits: ParserLimits) -> None:
     """The attacker chooses the segment boundaries: mutated dialogues give the same events
     in one piece as cut anywhere (TLS records are left out: they are recognised only at the
     start of a segment, by design)."""
@@ -539,7 +539,7 @@ def test_overlapping_out_of_order_segments_keep_the_first_copy() -> None:
 def test_out_of_order_store_stays_bounded() -> None:
     """Many one-byte segments after holes, then big segments far ahead: when each big one
     pushed out only the earliest one-byte segment, the store grew to 16 MiB."""
-    tcp = TcpLimits()
+    tcp = ReassemblyLimits()
     run = Run(EngineConfig(tcp=tcp), check_every=1 << 30)
     conv = greeted()
     at = len(conv.stream("C"))

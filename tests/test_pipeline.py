@@ -6,22 +6,37 @@ pipe unchanged, and turn a failing or dying engine process into one line, not a 
 
 from __future__ import annotations
 
+import marshal
 import os
 import signal
 import subprocess
 import sys
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
+from typing import Any, get_args
 
 import pytest
+import sample
+import synth
 
-from smtptop import pipeline, sample, synth
-from smtptop.analyzer import Analyzer, FlowClosed, FlowOpened
+from smtptop import identity, pipeline, smtp
+from smtptop.analyzer import Analyzer, FlowClosed, FlowEvent, FlowOpened
 from smtptop.capture import CaptureFile
 from smtptop.identity import DnsLookup, Sighting
 from smtptop.report import analyze, to_json
-from smtptop.smtp import AuthResponse, Command, Gap, MessageEnd, Reply, Side, TlsStarted, Violation
+from smtptop.smtp import (
+    AuthResponse,
+    Command,
+    Gap,
+    MessageEnd,
+    Reply,
+    Side,
+    TlsStarted,
+    Violation,
+    ViolationKind,
+)
 
-SAMPLE = str(Path(sample.__file__).parent / "data" / "office.pcap")
+SAMPLE = str(sample.DEFAULT_OUTPUT)
 pytestmark = pytest.mark.skipif(
     "fork" not in __import__("multiprocessing").get_all_start_methods(), reason="needs fork"
 )
@@ -45,29 +60,73 @@ def test_several_files_and_a_truncated_one(tmp_path: Path) -> None:
     assert paired.warnings == alone.warnings and "truncated" in paired.warnings[0]
 
 
-def test_every_event_kind_crosses_the_pipe_unchanged() -> None:
-    command = Command(1.5, "MAIL", b"FROM:<a@b>", b"MAIL FROM:<a@b>", False)
-    events = [
-        (1, FlowOpened(1.0, ("192.0.2.1", 40000), ("198.51.100.2", 25), False)),
-        (1, command),
-        (1, Reply(1.6, 250, (b"ok", b"more"), command, False)),
-        (1, Reply(1.1, 220, (b"hi",), None, True)),
-        (1, AuthResponse(1.7, b"dXNlcg==")),
-        (1, MessageEnd(1.8, 1234, (b"Subject: x",), True)),
-        (1, Reply(1.9, 250, (b"queued",), MessageEnd(1.8, 1234, (), False), False)),
-        (1, TlsStarted(2.0, True)),
-        (1, Gap(2.1, Side.SERVER, 99)),
-        (1, Violation(2.2, Side.CLIENT, "line longer than 4096 bytes")),
-        (1, FlowClosed(2.3, "reset", 10, 20, 5, 1)),
-        (0, Sighting(2.4, "192.0.2.1", "aa:bb:cc:dd:ee:ff", "pc.lan", "dhcp")),
-        (0, DnsLookup(2.5, "192.0.2.1", "example.com", 15, 3)),
-    ]
-    back = pipeline._decode(
-        pipeline.marshal.loads(pipeline.marshal.dumps(pipeline._encode(events)))
-    )
+def assert_a_fair_example(event: Any) -> None:
+    """Each field holds a value that is neither its default nor equal to another field's, so
+    that a field dropped, defaulted or swapped on the way shows."""
+    values = [getattr(event, f.name) for f in fields(event)]
+    assert len(set(values)) == len(values), event
+    for f, value in zip(fields(event), values, strict=True):
+        assert f.default is MISSING or value != f.default, (event, f.name)
+        if is_dataclass(value):
+            assert_a_fair_example(value)
+
+
+def assert_same_types(sent: Any, got: Any) -> None:
+    """Equal is not enough: Side.SERVER == 1, and a request must come back as itself."""
+    assert type(got) is type(sent)
+    for f in fields(sent):
+        value = getattr(sent, f.name)
+        if is_dataclass(value):
+            assert_same_types(value, getattr(got, f.name))
+        else:
+            assert type(getattr(got, f.name)) is type(value), f.name
+
+
+# Events of every class the pipe carries, a reply with each kind of request and with none.
+EXAMPLES: dict[type, list[Any]] = {
+    FlowOpened: [FlowOpened(1.25, ("192.0.2.1", 40001), ("198.51.100.2", 2525), True)],
+    FlowClosed: [FlowClosed(1.5, "reset", 1001, 1002, 1003, 1004)],
+    Command: [Command(1.75, "MAIL", b"FROM:<a@b>", b"MAIL FROM:<a@b>", True)],
+    AuthResponse: [AuthResponse(2.0, b"dXNlcg==")],
+    MessageEnd: [MessageEnd(2.25, 1005, (b"Subject: x", b"From: y"), False)],
+    Reply: [
+        Reply(0.5, 220, (b"mx ready",), None, True, 1006),
+        Reply(2.5, 550, (b"no",), Command(2.4, "RCPT", b"<c>", b"RCPT <c>", True), True, 1007),
+        Reply(2.75, 535, (b"bad credentials",), AuthResponse(2.7, b"cGFzcw=="), True, 1008),
+        Reply(3.0, 552, (b"too big",), MessageEnd(2.9, 1009, (b"To: z",), False), True, 1010),
+    ],
+    TlsStarted: [TlsStarted(3.25, True)],
+    Gap: [Gap(3.5, Side.SERVER, 1011)],
+    Violation: [Violation(3.75, Side.SERVER, ViolationKind.MALFORMED_REPLY, "bad reply line")],
+    Sighting: [Sighting(4.0, "192.0.2.9", "aa:bb:cc:dd:ee:ff", "pc.lan", "dhcp")],
+    DnsLookup: [DnsLookup(4.25, "192.0.2.10", "example.com", 15, 3)],
+}
+
+
+def test_the_pipe_carries_every_event_the_analyzer_emits() -> None:
+    emitted = {*get_args(smtp.Event), FlowOpened, FlowClosed, *get_args(identity.Event)}
+    assert set(get_args(FlowEvent)) == emitted
+    assert set(pipeline._LAYOUTS) == emitted
+    requests = {type(reply.request) for reply in EXAMPLES[Reply] if reply.request is not None}
+    assert requests == set(get_args(smtp.Request))
+
+
+@pytest.mark.parametrize("cls", list(pipeline._LAYOUTS), ids=lambda cls: cls.__name__)
+def test_the_pipe_knows_every_field(cls: type) -> None:
+    """Decoding calls the class with the values by position: a field added to an event, or
+    moved, has to be added or moved in the pipeline's layout too."""
+    assert pipeline._LAYOUTS[cls] == tuple(f.name for f in fields(cls))
+
+
+@pytest.mark.parametrize("cls", list(pipeline._LAYOUTS), ids=lambda cls: cls.__name__)
+def test_every_event_kind_crosses_the_pipe_unchanged(cls: type) -> None:
+    events = list(enumerate(EXAMPLES[cls], start=11))
+    for _, event in events:
+        assert_a_fair_example(event)
+    back = pipeline._decode(marshal.loads(marshal.dumps(pipeline._encode(events))))
     assert back == events
-    assert all(type(a) is type(b) for (_, a), (_, b) in zip(back, events, strict=True))
-    assert type(back[8][1].side) is Side
+    for (_, sent), (_, got) in zip(events, back, strict=True):
+        assert_same_types(sent, got)
 
 
 def test_a_failing_engine_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from smtptop import synth
+import synth
+
 from smtptop.source import FileSource, Progress
 from smtptop.speed import Speedometer, clock, describe
 from smtptop.tui.app import MonitorApp

@@ -10,13 +10,14 @@ from smtptop.smtp import (
     AuthResponse,
     Command,
     Gap,
-    Limits,
     MessageEnd,
+    ParserLimits,
     Reply,
     Side,
     SmtpParser,
     TlsStarted,
     Violation,
+    ViolationKind,
 )
 
 C, S = Side.CLIENT, Side.SERVER
@@ -25,7 +26,7 @@ Script = list[tuple[Side, bytes]]
 
 def feed(script: Script, *, chunk: int | None = None, midstream: bool = False, **limits):
     """Run a script through a fresh parser, cutting each direction's data into chunks."""
-    parser = SmtpParser(midstream=midstream, limits=Limits(**limits))
+    parser = SmtpParser(midstream=midstream, limits=ParserLimits(**limits))
     for side, data in script:
         step = chunk or len(data) or 1
         for i in range(0, len(data), step):
@@ -227,7 +228,9 @@ def test_bdat_any_chunking(chunk: int) -> None:
 @pytest.mark.parametrize("arg", [b"5 X", b"-42 LAST", b"15555555557777777777777 LAST", b""])
 def test_invalid_bdat_is_a_violation_not_a_chunk(arg: bytes) -> None:
     events = feed([(S, b"220 mx\r\n"), (C, b"BDAT " + arg + b"\r\nQUIT\r\n")])
-    assert [e.reason for e in events if isinstance(e, Violation)] == ["invalid BDAT argument"]
+    assert [(e.kind, e.reason) for e in events if isinstance(e, Violation)] == [
+        (ViolationKind.BAD_BDAT, "invalid BDAT argument")
+    ]
     assert commands(events) == ["BDAT", "QUIT"]
 
 
@@ -302,7 +305,7 @@ def test_implicit_tls_client_with_plaintext_server() -> None:
 
 
 def test_long_line_is_cut_and_memory_stays_bounded() -> None:
-    parser = SmtpParser(limits=Limits(max_line=1000))
+    parser = SmtpParser(limits=ParserLimits(max_line=1000))
     parser.receive_data(S, b"220 mx\r\n", 0.0)
     parser.receive_data(C, b"EHLO ", 0.0)
     for _ in range(10_000):
@@ -313,11 +316,14 @@ def test_long_line_is_cut_and_memory_stays_bounded() -> None:
     ehlo = next(e for e in events if isinstance(e, Command) and e.verb == "EHLO")
     assert ehlo.truncated and len(ehlo.line) == 1000
     assert commands(events) == ["EHLO", "QUIT"]
-    assert any(isinstance(e, Violation) and "longer than 1000" in e.reason for e in events)
+    assert any(
+        isinstance(e, Violation) and e.kind is ViolationKind.LONG_LINE and "1000" in e.reason
+        for e in events
+    )
 
 
 def test_pending_commands_are_bounded() -> None:
-    parser = SmtpParser(limits=Limits(max_pending=100))
+    parser = SmtpParser(limits=ParserLimits(max_pending=100))
     for _ in range(1000):
         parser.receive_data(C, b"NOOP\r\n", 0.0)
         assert parser.pending <= 100
@@ -333,14 +339,18 @@ def test_server_that_is_not_smtp_is_marked_and_ignored() -> None:
             (S, b"250 looks like smtp\r\n"),
         ]
     )
-    assert [e.reason for e in events if isinstance(e, Violation)] == ["server does not speak SMTP"]
+    assert [(e.kind, e.reason) for e in events if isinstance(e, Violation)] == [
+        (ViolationKind.SERVER_NOT_SMTP, "server does not speak SMTP")
+    ]
     assert not replies(events)
 
 
 def test_binary_client_stream_gives_up_after_a_few_lines() -> None:
     garbage = b"".join(bytes([1, 2, 3, 0, 65 + i]) + b"\r\n" for i in range(20))
     events = feed([(S, b"220 mx\r\n"), (C, garbage)])
-    assert [e.reason for e in events if isinstance(e, Violation)] == ["client does not speak SMTP"]
+    assert [(e.kind, e.reason) for e in events if isinstance(e, Violation)] == [
+        (ViolationKind.CLIENT_NOT_SMTP, "client does not speak SMTP")
+    ]
     assert len(commands(events)) == 8
 
 
@@ -509,7 +519,7 @@ FRAGMENTS = [
     st.booleans(),
 )
 def test_arbitrary_input_never_raises(script: Script, midstream: bool) -> None:
-    parser = SmtpParser(midstream=midstream, limits=Limits(max_line=64, max_pending=8))
+    parser = SmtpParser(midstream=midstream, limits=ParserLimits(max_line=64, max_pending=8))
     for side, data in script:
         parser.receive_data(side, data, 0.0)
         assert len(parser._client.buf) <= 64 + 300 and len(parser._server.buf) <= 64 + 300

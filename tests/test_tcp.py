@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smtptop.decode import ACK, FIN, RST, SYN
-from smtptop.tcp import CLIENT, SERVER, Connection, Limits
+from smtptop.tcp import CLIENT, SERVER, Connection, ReassemblyLimits
 
 ISN = 0xFFFFFF00  # close to the wrap-around, so every test crosses it
 
@@ -35,7 +35,7 @@ def segments(data: bytes, size: int, isn: int = ISN) -> list[tuple[int, bytes]]:
 
 def connection(**limits) -> tuple[Connection, Recorder]:
     sink = Recorder()
-    conn = Connection(sink, Limits(**limits))
+    conn = Connection(sink, ReassemblyLimits(**limits))
     conn.segment(CLIENT, ISN, 0, SYN, b"", 0.0)
     conn.segment(SERVER, 5000, (ISN + 1) % (1 << 32), SYN | ACK, b"", 0.0)
     return conn, sink
