@@ -2,7 +2,7 @@
 
 The offline benchmark needs a capture the size of a busy gateway's day (a million packets and
 more) whose every per-host figure is known in advance, so smtptop's report can be checked
-exactly and timed against tshark on the same bytes.  :mod:`smtptop.synth` is built for small
+exactly and timed against tshark on the same bytes.  :mod:`tests/synth.py` is built for small
 test captures (one connection at a time, each segment ACKed); this writer packs frames with
 :mod:`struct` directly, interleaves sessions in time and streams them to the file, so memory
 holds only the sessions open at once.
@@ -62,7 +62,8 @@ GATEWAY_MAC = bytes.fromhex("00000c9ff001")
 SYN_OPTIONS = bytes.fromhex("020405b40103030801010402")
 
 # The README's definitions: replies to these stages decide rejected/tempfailed sessions,
-# except 500/502 to EHLO ("EHLO not supported": the client falls back to HELO).
+# except 500/502 to EHLO ("EHLO not supported": the client falls back to HELO) and a 5xx to
+# DATA or BDAT when no RCPT of the transaction was accepted (it follows from the RCPTs).
 COUNTED_STAGES = frozenset(
     {"greeting", "HELO", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "end of data"}
 )
@@ -190,6 +191,7 @@ class Connection:
         "frames",
         "messages",
         "nxt",
+        "recipient_accepted",
         "recipients",
         "rejected",
         "rng",
@@ -212,6 +214,7 @@ class Connection:
         self._ident = [rng.getrandbits(16), rng.getrandbits(16)]
         self.rejected = False
         self.tempfailed = False
+        self.recipient_accepted = False  # a RCPT of the current transaction was accepted
         self.messages = 0
         self.recipients = 0
         c_ip = ipaddress.IPv4Address(client.ip).packed
@@ -310,9 +313,13 @@ class Connection:
         """Apply the README's definitions to one visible reply."""
         if stage == "end of data" and 200 <= code < 300:
             self.messages += 1
+        if stage in ("MAIL", "RCPT") and 200 <= code < 300:
+            self.recipient_accepted = stage == "RCPT"
         if code < 400 or stage not in COUNTED_STAGES:
             return
         if stage == "EHLO" and code in EHLO_NOT_SUPPORTED:
+            return
+        if code >= 500 and stage in ("DATA", "BDAT") and not self.recipient_accepted:
             return
         if code >= 500:
             self.rejected = True

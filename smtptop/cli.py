@@ -26,6 +26,7 @@ from smtptop.keys import keys_text  # plain data: --help lists the keys without 
 if TYPE_CHECKING:
     from pwd import struct_passwd
 
+    from smtptop.detect import DetectConfig
     from smtptop.errorlog import ErrorLog
     from smtptop.files import Owner, Report
     from smtptop.live import LiveSource
@@ -101,6 +102,13 @@ def _top(text: str) -> int:
     return top
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    return name.strip(), value.strip()
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line and a hint, not the usage block:
     the line is what a user reads, and ``--help`` is one command away."""
@@ -174,6 +182,15 @@ OPTIONS: dict[str, Shared] = {
         "--mail-server", [], action="append", metavar="IP",
         help="a LAN host that is a mail server itself: not judged on volume (repeatable)",
     ),
+    "detect": _shared(
+        "--detect", [], type=_setting, action="append", metavar="NAME=VALUE",
+        help="change a detection setting: spambot=70, rejections.sessions=5, "
+        "many-destinations.points=20,35 (repeatable; the README lists them)",
+    ),
+    "detect_config": _shared(
+        "--detect-config", None, metavar="FILE",
+        help="detection settings from a TOML file (--detect settings override it)",
+    ),
     "error_log": _shared(
         "--error-log", None, metavar="FILE",
         help="where analysis failures are logged (default: "
@@ -204,8 +221,12 @@ OPTIONS: dict[str, Shared] = {
         "(500M, 2G; a warning names the cut)",
     ),
 }  # fmt: skip
-APPENDED = ("read", "lan", "smarthost", "mail_server")  # given before and after the command
-ENGINE = ("ports", "lan", "show_credentials", "smarthost", "mail_server", "error_log")
+# given before and after the command
+APPENDED = ("read", "lan", "smarthost", "mail_server", "detect")
+ENGINE = (
+    "ports", "lan", "show_credentials", "smarthost", "mail_server", "detect", "detect_config",
+    "error_log",
+)  # fmt: skip
 LIVE = ("interface", "promisc", "expression", "write", "user")
 LIVE_ONLY = ("promisc", "expression", "write", "user")
 ALERTS = ("top", "bell", "alert_exec")
@@ -374,6 +395,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"{_flag(live_only[0])} only applies to a live capture (-i), not to -r")
         if not args.read and args.speed is not None:
             parser.error("--speed only applies to replaying files (-r, demo)")
+    if "detect" in APPLIES[command]:
+        try:
+            args.policy = _detect_config(args)
+        except OSError as exc:
+            parser.error(f"--detect-config {args.detect_config}: {exc.strerror}")
+        except ValueError as exc:
+            parser.error(f"--detect: {exc}")
     return args
 
 
@@ -384,13 +412,18 @@ def _error_log(args: argparse.Namespace) -> ErrorLog:
     return ErrorLog(args.error_log or default_path())
 
 
-def _detect_config(args: argparse.Namespace):  # -> DetectConfig
-    from smtptop.detect import DetectConfig
+def _detect_config(args: argparse.Namespace) -> DetectConfig:
+    """The detection policy: the defaults, the file's settings, then each ``--detect``.
+    Raises OSError (the file) or ValueError (a setting)."""
+    from smtptop.detect import DetectConfig, load_settings
 
-    return DetectConfig(
+    settings = load_settings(args.detect_config) if args.detect_config else {}
+    settings.update(dict(args.detect))
+    config = DetectConfig(
         smarthosts=tuple(h.lower() for h in args.smarthost),
         mail_servers=tuple(args.mail_server),
     )
+    return config.with_settings(settings)
 
 
 def check_outputs(args: argparse.Namespace, user: struct_passwd | None, owner: Owner) -> None:
@@ -503,7 +536,7 @@ def run_monitor(args: argparse.Namespace) -> int:
         lan=lan,
         show_credentials=args.show_credentials,
         top=args.top,
-        detect=_detect_config(args),
+        detect=args.policy,
         bell=args.bell,
         alert_exec=args.alert_exec,
         error_log=_error_log(args),
@@ -567,7 +600,7 @@ def _report(
                 ports=args.ports,
                 lan=lan,
                 show_credentials=args.show_credentials,
-                detect=_detect_config(args),
+                detect=args.policy,
                 on_error=errors,
             )
             lost = source.kernel_drops()  # the total: counted until the socket closed
@@ -581,7 +614,7 @@ def _report(
                     ports=args.ports,
                     lan=args.lan,
                     show_credentials=args.show_credentials,
-                    detect=_detect_config(args),
+                    detect=args.policy,
                     progress=progress,
                     on_error=errors,
                     max_bytes=args.max_bytes,

@@ -1,75 +1,65 @@
 """Which LAN host is the spambot, and why: policy over the model, apart from parsing.
 
 Zeek's split: the parser and the model say what happened; this module judges it.  It never
-touches bytes.  It keeps a little evidence per host as sessions end (so that the verdict
-survives the model forgetting old sessions) and scores each LAN host from documented
-signals.  Every point comes with a reason that says what was seen.
+touches bytes or rendered text: it reads the model's records and the client lines as parsed.
+It keeps a little evidence per host as sessions end (so that the verdict survives the model
+forgetting old sessions) and scores each LAN host from declared signals.  Every point comes
+with a reason that says what was seen.
 
-Signals and points (the README's table is this one):
-
-============================  ======  ======================================================
-signal                        points  when
-============================  ======  ======================================================
-direct-to-mx                      30  port-25 sessions to servers other than the smarthost
-many-destinations             20/35  more than 5 / 20 distinct servers in the last 10 minutes
-blocklist                         40  a refusal names a blocklist or a reputation block
-rejections                        15  3 or more rejected sessions, 30 % of all or more
-helo                              15  HELO/EHLO names of a kind spambots use
-helo-changes                      10  more than 3 different HELO/EHLO names
-sender-domains                 10/20  3 / 10 or more distinct MAIL FROM domains
-rate                              10  10 or more sessions in a minute, or 10 in parallel
-pregreet                          20  talking before the server's greeting
-no-quit                            5  most sessions (3 or more) end without QUIT
-dns-mx                            10  10 or more MX lookups in 10 minutes
-dialect                           10  direct to MX with no known mail client's dialect
-============================  ======  ======================================================
-
-A host is a **spambot** from 60 points on, if at least one of the signals of misbehaviour
-(blocklist, rejections, helo, pregreet, sender-domains) is among its reasons and it has had
-3 sessions or a blocklist refusal; else **suspicious** from 25 points; else **normal**.
-Hosts that are mail servers themselves (named with ``--mail-server``, or seen receiving SMTP
-from outside) are not scored on volume.
+The policy is data: :data:`SIGNALS` declares each signal (its name, points, thresholds, the
+facts it reads and the one function that judges them), and :class:`DetectConfig` holds the
+table with the verdict thresholds, so that a setting can be changed from the command line or
+a configuration file (``--detect NAME=VALUE``, ``--detect-config FILE``), as Zeek's
+``option`` does.  The README's table and the help screen are written from it
+(:func:`signal_table`, :func:`policy_text`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-import re
+import tomllib
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
 
 from smtptop import blocklists, dialect
-from smtptop.model import AddressSet, Host, Model, Session, is_lan
+from smtptop.helo import helo_anomalies
+from smtptop.model import AddressSet, Host, Identity, Model, Session, is_lan
 from smtptop.text import plural
 
-WINDOW = 600.0
-MIN_SESSIONS = 3  # one session is thin evidence, unless a blocklist already named the host
-MISBEHAVIOUR = frozenset({"blocklist", "rejections", "helo", "pregreet", "sender-domains"})
 MAIL_CLIENTS = frozenset({"Outlook", "Thunderbird", "Apple Mail"})
-BIG_COMPANIES = (
-    "gmail.com", "google.com", "yahoo.com", "outlook.com", "hotmail.com", "live.com",
-    "microsoft.com", "apple.com", "icloud.com", "amazon.com", "paypal.com", "dhl.com",
-    "fedex.com", "ups.com", "ebay.com", "facebook.com", "aol.com", "yandex.ru", "mail.ru",
-    "docusign.net", "wetransfer.com", "aexp.com", "chase.com", "wellsfargo.com",
-)  # fmt: skip
 MAX_CACHED = 4096
-MAX_HELOS_CACHED = 65536  # (HELO, host) pairs judged: 10,000 hosts with a few names each
+MAX_HELOS_CACHED = 65536  # (HELO, host, direct) judged: 10,000 hosts with a few names each
 MAX_MX_COUNTED = 64  # port-25 servers per host whose sessions are counted one by one
 # Client software is guessed from each of a host's first sessions, then from one in
 # DIALECT_SAMPLE: a spambot opens thousands of sessions an hour, all in one dialect.
 DIALECT_EVERY_SESSION = 64
 DIALECT_SAMPLE = 16
-_DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
-_EMBEDDED_IP = re.compile(r"\d{1,3}[-.]\d{1,3}[-.]\d{1,3}[-.]\d{1,3}")
-_LETTERS = re.compile(r"[a-z]+")
 
 
-@dataclass(frozen=True, slots=True)
-class DetectConfig:
-    smarthosts: tuple[str, ...] = ()  # addresses or greeting names of the office's relay
-    mail_servers: tuple[str, ...] = ()  # LAN hosts that are mail servers themselves
-    suspicious: int = 25
-    spambot: int = 60
+class Rating(StrEnum):
+    """A host's verdict.  Hosts outside the LAN are not judged (``UNJUDGED``)."""
+
+    SPAMBOT = "spambot"
+    SUSPICIOUS = "suspicious"
+    NORMAL = "normal"
+    UNJUDGED = ""
+
+
+VERDICT_ORDER = {Rating.SPAMBOT: 0, Rating.SUSPICIOUS: 1, Rating.NORMAL: 2, Rating.UNJUDGED: 3}
+
+
+class Group(StrEnum):
+    """What a signal says about a host.  Misbehaviour is what makes a spambot (a busy host
+    is not one by volume alone); volume and habits are not held against mail servers."""
+
+    VOLUME = "volume"
+    MISBEHAVIOUR = "misbehaviour"
+    HABIT = "habit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +72,14 @@ class Reason:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     ip: str
-    verdict: str  # "spambot", "suspicious", "normal", or "" for hosts outside the LAN
+    verdict: Rating
     score: int
     reasons: tuple[Reason, ...]
     dialect: str
 
 
-VERDICT_ORDER = {"spambot": 0, "suspicious": 1, "normal": 2, "": 3}
-
-
 @dataclass(slots=True)
-class _Evidence:
+class Evidence:
     """What the detector keeps per host from sessions that ended: counts, and the distinct
     port-25 servers packed (a spambot's are thousands); sessions per server only for the
     first MAX_MX_COUNTED of them, where the smarthost is (it is what a PC used first)."""
@@ -108,53 +95,403 @@ class _Evidence:
     dialect_features: tuple[str, ...] = ()
 
 
-def helo_anomalies(helo: str, client_ip: str) -> list[str]:
-    """The kinds of bad HELO/EHLO name this is (RFC 5321 wants an FQDN or an address
-    literal; CBL and Haraka's helo.checks list what spambots send instead)."""
-    name = helo.strip().lower()
-    if not name:
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """Everything a signal may read about one host at one moment."""
+
+    host: Host
+    evidence: Evidence
+    identity: Identity | None
+    now: float
+    window: float  # seconds that "recent" means
+    relays: frozenset[str]  # the smarthost(s)
+    direct_servers: int  # distinct port-25 servers other than the relays
+    direct_sessions: int
+    helo_kinds: Callable[[str, str, bool], list[str]]
+    refusal_hits: Callable[[int, str], list[blocklists.BlocklistHit]]
+
+
+Judge = Callable[[Facts, "Signal"], list[Reason]]
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One declared signal: ``judge`` reads ``reads`` from :class:`Facts` and returns its
+    reasons; a signal of several levels scores ``points[i]`` from threshold ``i`` on.
+    Thresholds are "at least" unless ``when`` says otherwise."""
+
+    name: str
+    group: Group
+    points: tuple[int, ...]
+    limits: Mapping[str, float]
+    when: str  # the README's and help's line: a format string over ``limits`` and ``window``
+    reads: str
+    judge: Judge
+
+    def __getitem__(self, limit: str) -> float:
+        return self.limits[limit]
+
+    def describe(self, window: float) -> str:
+        return self.when.format(window=_duration(window), **_shown(self.limits))
+
+    def reason(self, evidence: str, level: int = 0) -> Reason:
+        return Reason(self.name, evidence, self.points[level])
+
+
+def _direct_to_mx(facts: Facts, signal: Signal) -> list[Reason]:
+    if facts.direct_servers < signal["servers"]:
         return []
-    found = []
-    if name in ("localhost", "localhost.localdomain") or name.startswith("localhost."):
-        found.append("localhost")
-    if _DOTTED_QUAD.fullmatch(name):
-        found.append("bare IP address")
-    elif name.startswith("[") and name.endswith("]"):
-        literal = name[1:-1].removeprefix("ipv6:")
-        if literal != client_ip.lower():
-            found.append("address literal that is not the host's")
-    elif "." not in name:
-        found.append("no dot")
-    if any(name == d or name.endswith("." + d) for d in BIG_COMPANIES):
-        found.append("a big company's domain")
-    if _EMBEDDED_IP.search(name) and not _DOTTED_QUAD.fullmatch(name.strip("[]")):
-        found.append("an ISP's dynamic-address name")
-    first = name.strip("[]").split(".", 1)[0]
-    if _random_looking(first):
-        found.append("random-looking")
-    return found
+    shown = (
+        f"{plural(facts.direct_sessions, 'session')} on port 25 to "
+        f"{plural(facts.direct_servers, 'server')}"
+    )
+    relays = facts.relays
+    if relays:
+        smarthost = "smarthost" if len(relays) == 1 else "smarthosts"
+        shown += f" other than the {smarthost} ({', '.join(sorted(relays))})"
+    else:
+        shown += " (no smarthost known)"
+    return [signal.reason(shown)]
 
 
-def _random_looking(label: str) -> bool:
-    letters = "".join(_LETTERS.findall(label))
-    if len(letters) < 6 or len(letters) < len(label) - 2:
-        return False
-    vowels = sum(letters.count(v) for v in "aeiouy")
-    return vowels / len(letters) < 0.25
+def _many_destinations(facts: Facts, signal: Signal) -> list[Reason]:
+    host, now = facts.host, facts.now
+    recent = sum(1 for s in host.servers.values() if now - s.last_seen <= facts.window)
+    level = _level(recent, signal["servers"], signal["many"])
+    if level is None:
+        return []
+    # rows are kept for the most recent servers only: past them, a lower bound
+    more = "at least " if now - host.servers_evicted_seen <= facts.window else ""
+    shown = (
+        f"{more}{plural(recent, 'distinct server')} in the last {_duration(facts.window)} "
+        f"({_count(signal['servers'])} or more)"
+    )
+    return [signal.reason(shown, level)]
+
+
+def _rate(facts: Facts, signal: Signal) -> list[Reason]:
+    host = facts.host
+    per_minute = host.sessions_per_minute(facts.now)
+    if per_minute < signal["per_minute"] and host.max_parallel < signal["parallel"]:
+        return []
+    shown = (
+        f"{plural(int(per_minute), 'session')} in the last minute, "
+        f"up to {host.max_parallel:,} at once"
+    )
+    return [signal.reason(shown)]
+
+
+def _blocklist(facts: Facts, signal: Signal) -> list[Reason]:
+    lists: dict[str, tuple[blocklists.BlocklistHit, int]] = {}
+    for (code, text), count in facts.host.refusals.items():
+        for hit in facts.refusal_hits(code, text):
+            seen = lists.get(hit.name)
+            lists[hit.name] = (hit, count + (seen[1] if seen else 0))
+    ordered = sorted(lists.items(), key=lambda item: (-item[1][1], item[0]))
+    reasons = []
+    for index, (name, (hit, count)) in enumerate(ordered):
+        kind = "refused" if hit.permanent else "deferred"
+        shown = f"{name}: {kind} {plural(count, 'time')} ({hit.evidence!r})"
+        reasons.append(Reason(signal.name, shown, signal.points[0] if index == 0 else 0))
+    return reasons
+
+
+def _rejections(facts: Facts, signal: Signal) -> list[Reason]:
+    rejected, sessions = facts.host.rejected_sessions, facts.host.sessions
+    if rejected < signal["sessions"] or rejected < signal["share"] * sessions:
+        return []
+    return [signal.reason(f"{rejected:,} of {plural(sessions, 'session')} rejected")]
+
+
+def _helo(facts: Facts, signal: Signal) -> list[Reason]:
+    kinds: dict[str, str] = {}
+    direct = facts.direct_servers > 0
+    for name in facts.host.helos:
+        for kind in facts.helo_kinds(name, facts.host.ip, direct):
+            kinds.setdefault(kind, name)
+    if not kinds:
+        return []
+    return [signal.reason("; ".join(f"{kind} ({name!r})" for kind, name in kinds.items()))]
+
+
+def _helo_changes(facts: Facts, signal: Signal) -> list[Reason]:
+    names = len(facts.host.helos)
+    if names < signal["names"]:
+        return []
+    return [signal.reason(plural(names, "different HELO/EHLO name"))]
+
+
+def _pregreet(facts: Facts, signal: Signal) -> list[Reason]:
+    spoke = facts.evidence.pregreet
+    if spoke < signal["sessions"]:
+        return []
+    return [signal.reason(f"spoke before the greeting in {plural(spoke, 'session')}")]
+
+
+def _sender_domains(facts: Facts, signal: Signal) -> list[Reason]:
+    domains = facts.host.sender_domains
+    level = _level(len(domains), signal["domains"], signal["many"])
+    if level is None:
+        return []
+    sample = ", ".join(list(domains)[:4])
+    shown = f"{plural(len(domains), 'different MAIL FROM domain')} ({sample}, ...)"
+    return [signal.reason(shown, level)]
+
+
+def _no_quit(facts: Facts, signal: Signal) -> list[Reason]:
+    evidence = facts.evidence
+    sessions, without = evidence.sessions, evidence.without_quit
+    if sessions < signal["sessions"] or without <= signal["share"] * sessions:
+        return []
+    return [signal.reason(f"{without:,} of {plural(sessions, 'session')} ended without QUIT")]
+
+
+def _dns_mx(facts: Facts, signal: Signal) -> list[Reason]:
+    if facts.identity is None:
+        return []
+    lookups = facts.identity.mx_lookups(facts.now, facts.window)
+    if lookups < signal["lookups"]:
+        return []
+    shown = f"{plural(lookups, 'MX lookup')} in the last {_duration(facts.window)}"
+    return [signal.reason(shown)]
+
+
+def _dialect(facts: Facts, signal: Signal) -> list[Reason]:
+    families = set(facts.evidence.dialects)
+    if not facts.direct_servers or not families or families & MAIL_CLIENTS:
+        return []
+    traits = ", ".join(facts.evidence.dialect_features[:4])
+    shown = f"speaks like {', '.join(sorted(families))}, not a mail client ({traits})"
+    return [signal.reason(shown)]
+
+
+def _signal(
+    name: str, group: Group, points: tuple[int, ...], when: str, reads: str, judge: Judge,
+    **limits: float,
+) -> Signal:  # fmt: skip
+    return Signal(name, group, points, MappingProxyType(limits), when, reads, judge)
+
+
+VOLUME, MISBEHAVIOUR, HABIT = Group.VOLUME, Group.MISBEHAVIOUR, Group.HABIT
+SIGNALS: tuple[Signal, ...] = (
+    _signal("direct-to-mx", VOLUME, (30,),
+            "port-25 sessions to servers other than the smarthost ({servers} or more)",
+            "port-25 servers and sessions per host; the smarthost", _direct_to_mx, servers=1),
+    _signal("many-destinations", VOLUME, (20, 35),
+            "{servers} / {many} or more distinct servers in the last {window}",
+            "the host's servers and when each was last used", _many_destinations,
+            servers=6, many=21),
+    _signal("blocklist", MISBEHAVIOUR, (40,),
+            "a refusal names a blocklist or a reputation block (Spamhaus ZEN/XBL/SBL/PBL/CSS/"
+            "DBL, SpamCop, Barracuda, SORBS, UCEPROTECT, CBL, Microsoft S3140/5.7.606, Gmail "
+            "4.7.0/4.7.28, Yahoo TSS04/BL21/BL23, Comcast BL000001 and more; 4xx deferrals too)",
+            "the host's refusal texts", _blocklist),
+    _signal("rejections", MISBEHAVIOUR, (15,),
+            "{sessions} or more rejected sessions, {share} of all or more",
+            "rejected and all sessions of the host", _rejections, sessions=3, share=0.3),
+    _signal("helo", MISBEHAVIOUR, (15,),
+            "HELO names spambots use: bare IP, an address literal that is not the host's, "
+            "localhost, a big company's domain, an ISP's dynamic name, random letters; no dot, "
+            "where the host speaks to foreign MX servers itself",
+            "the host's HELO/EHLO names", _helo),
+    _signal("helo-changes", HABIT, (10,),
+            "{names} or more different HELO/EHLO names",
+            "the host's HELO/EHLO names", _helo_changes, names=4),
+    _signal("sender-domains", MISBEHAVIOUR, (10, 20),
+            "{domains} / {many} or more distinct MAIL FROM domains",
+            "the host's MAIL FROM domains", _sender_domains, domains=3, many=10),
+    _signal("rate", VOLUME, (10,),
+            "{per_minute} or more sessions in a minute, or {parallel} at once",
+            "session starts and parallel sessions", _rate, per_minute=10, parallel=10),
+    _signal("pregreet", MISBEHAVIOUR, (20,),
+            "talking before the server's greeting in {sessions} or more sessions",
+            "sessions where the client spoke first", _pregreet, sessions=1),
+    _signal("no-quit", HABIT, (5,),
+            "more than {share} of sessions ({sessions} or more) end without QUIT",
+            "sessions ended with and without QUIT", _no_quit, sessions=3, share=0.5),
+    _signal("dns-mx", HABIT, (10,),
+            "{lookups} or more MX lookups in the last {window}",
+            "the host's DNS queries for MX records", _dns_mx, lookups=10),
+    _signal("dialect", HABIT, (10,),
+            "direct to MX with no known mail client's dialect",
+            "client commands as parsed, per session", _dialect),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class DetectConfig:
+    """The policy: what counts as the office's relay and mail servers, the signals, and the
+    scores at which a host is suspicious or a spambot."""
+
+    smarthosts: tuple[str, ...] = ()  # addresses or greeting names of the office's relay
+    mail_servers: tuple[str, ...] = ()  # LAN hosts that are mail servers themselves
+    suspicious: int = 25
+    spambot: int = 60
+    min_sessions: int = 3  # one session is thin evidence, unless a blocklist named the host
+    window: float = 600.0  # seconds that "recent" means
+    signals: tuple[Signal, ...] = SIGNALS
+
+    def signal(self, name: str) -> Signal:
+        return next(s for s in self.signals if s.name == name)
+
+    def with_settings(self, settings: Mapping[str, str]) -> DetectConfig:
+        """This policy with settings changed: ``spambot=70``, ``window=300``,
+        ``rejections.sessions=5``, ``many-destinations.points=20,35``.  A ValueError names
+        a setting that does not exist or a value that does not fit."""
+        config = self
+        for key, value in settings.items():
+            name, dot, limit = key.partition(".")
+            if not dot:
+                config = config._with_threshold(key, value)
+                continue
+            signals = {s.name: s for s in config.signals}
+            if name not in signals:
+                raise ValueError(f"no signal {name!r} (signals: {', '.join(signals)})")
+            signals[name] = _changed(signals[name], limit, value)
+            config = dataclasses.replace(config, signals=tuple(signals.values()))
+        return config
+
+    def _with_threshold(self, key: str, value: str) -> DetectConfig:
+        kind = THRESHOLDS.get(key)
+        if kind is None:
+            names = ", ".join([*THRESHOLDS, "SIGNAL.points", "SIGNAL.LIMIT"])
+            raise ValueError(f"no setting {key!r} (settings: {names})")
+        changes: dict[str, Any] = {key: kind(_number(key, value, kind))}
+        return dataclasses.replace(self, **changes)
+
+
+THRESHOLDS: dict[str, type[int] | type[float]] = {
+    "suspicious": int, "spambot": int, "min_sessions": int, "window": float,
+}  # fmt: skip
+
+
+def load_settings(path: str) -> dict[str, str]:
+    """Settings from a TOML file: top-level thresholds, and a table per signal
+    (``[signals.rejections]`` ``sessions = 5``).  Raises OSError or ValueError."""
+    with open(path, "rb") as file:
+        try:
+            document = tomllib.load(file)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    settings: dict[str, str] = {}
+    for key, value in document.items():
+        if key == "signals" and isinstance(value, dict):
+            for name, table in value.items():
+                if not isinstance(table, dict):
+                    raise ValueError(f"{path}: [signals.{name}] must be a table")
+                for limit, number in table.items():
+                    settings[f"{name}.{limit}"] = _setting(number)
+        else:
+            settings[key] = _setting(value)
+    return settings
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _changed(signal: Signal, limit: str, value: str) -> Signal:
+    if limit == "points":
+        try:
+            points = tuple(int(p) for p in value.split(","))
+        except ValueError:
+            raise ValueError(f"{signal.name}.points: {value!r} is not a list of integers") from None
+        if len(points) != len(signal.points) or min(points) < 0:
+            count = plural(len(signal.points), "number")
+            raise ValueError(f"{signal.name}.points takes {count}, 0 or more")
+        return dataclasses.replace(signal, points=points)
+    if limit not in signal.limits:
+        known = ", ".join(["points", *signal.limits])
+        raise ValueError(f"{signal.name} has no setting {limit!r} (it has: {known})")
+    number = _number(f"{signal.name}.{limit}", value, float)
+    limits = MappingProxyType({**signal.limits, limit: number})
+    return dataclasses.replace(signal, limits=limits)
+
+
+def _number(key: str, value: str, kind: type[int] | type[float]) -> float:
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"{key}: {value!r} is not a number") from None
+    if not number >= 0:
+        raise ValueError(f"{key}: {value!r} must be 0 or more")
+    return number
+
+
+def signal_table(config: DetectConfig | None = None) -> str:
+    """The signals as the README's Markdown table."""
+    config = config or DetectConfig()
+    rows = ["| signal | points | when |", "|---|---|---|"]
+    for signal in config.signals:
+        points = " / ".join(map(str, signal.points))
+        rows.append(f"| `{signal.name}` | {points} | {signal.describe(config.window)} |")
+    return "\n".join(rows)
+
+
+def policy_text(config: DetectConfig | None = None) -> str:
+    """How the signals' points make a verdict, in the words of the README and help."""
+    config = config or DetectConfig()
+    names = [s.name for s in config.signals if s.group is MISBEHAVIOUR]
+    misbehaviour = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+    return (
+        f"A host is a spambot from {config.spambot} points, if at least one of "
+        f"{misbehaviour} is among its reasons and it has had {config.min_sessions} sessions "
+        f"or a blocklist refusal. It is suspicious from {config.suspicious} points, and "
+        "normal otherwise. Signals of volume and habit are not held against the LAN's own "
+        "mail servers."
+    )
+
+
+class Attention(StrEnum):
+    """How a host is coloured in the monitor: red, yellow, or not at all."""
+
+    ALERT = "alert"
+    WARN = "warn"
+    NONE = ""
+
+
+def attention(host: Host, verdict: Verdict | None, config: DetectConfig) -> Attention:
+    """Red for a spambot, or a host whose destinations or rejections alone reach the
+    signals' thresholds; yellow for a suspicious one, or any rejection or deferral."""
+    rating = verdict.verdict if verdict else Rating.UNJUDGED
+    if (
+        rating is Rating.SPAMBOT
+        or host.destinations >= config.signal("many-destinations")["servers"]
+        or host.rejected_sessions >= config.signal("rejections")["sessions"]
+    ):
+        return Attention.ALERT
+    if rating is Rating.SUSPICIOUS or host.rejected_sessions or host.tempfailed_sessions:
+        return Attention.WARN
+    return Attention.NONE
+
+
+def colours_text(config: DetectConfig | None = None) -> str:
+    """The help screen's words for :func:`attention`."""
+    config = config or DetectConfig()
+    servers = _count(config.signal("many-destinations")["servers"])
+    rejected = _count(config.signal("rejections")["sessions"])
+    return (
+        f"Colours: a red host is a spambot, talks to {servers} or more servers or has "
+        f"{rejected} or more rejected sessions; a yellow one is suspicious or had a rejection "
+        "or a temporary failure."
+    )
 
 
 class Detector:
-    """Scores LAN hosts; subscribe it to a model, then call :meth:`evaluate`."""
+    """Scores LAN hosts; subscribe it to a model, then call :meth:`evaluate` for all hosts
+    or :meth:`judge` for one."""
 
     def __init__(self, model: Model, config: DetectConfig | None = None) -> None:
         self.model = model
         self.config = config or DetectConfig()
-        self.evidence: dict[str, _Evidence] = {}
+        self.evidence: dict[str, Evidence] = {}
         self.inbound_servers: set[str] = set()
         self.destination_bytes = 0  # the mx_servers of all hosts, within the model's budget
         self.destinations_dropped = 0
         self._refusal_hits: dict[tuple[int, str], list[blocklists.BlocklistHit]] = {}
-        self._helo_kinds: dict[tuple[str, str], list[str]] = {}
+        self._helo_kinds: dict[tuple[str, str, bool], list[str]] = {}
         model.on_session_closed.append(self.session_closed)
 
     # -- evidence ------------------------------------------------------------------------
@@ -170,7 +507,7 @@ class Detector:
         if evidence is None:
             if len(self.evidence) >= self.model.limits.max_hosts:
                 return
-            evidence = self.evidence[session.client_ip] = _Evidence()
+            evidence = self.evidence[session.client_ip] = Evidence()
         if session.replies and not session.tls:  # QUIT cannot be seen inside TLS
             evidence.sessions += 1
             evidence.without_quit += not session.quit_sent
@@ -180,10 +517,9 @@ class Detector:
         evidence.closed += 1
         if evidence.closed > DIALECT_EVERY_SESSION and evidence.closed % DIALECT_SAMPLE:
             return  # a host's dialect is known by now: fingerprint a sample from here on
-        commands = [t.text for t in session.transcript if t.kind == "C"]
-        if commands and not session.tls:
+        if session.steps and not session.tls:
             found = dialect.fingerprint(
-                commands,
+                session.steps,
                 pipelined=session.pipelined,
                 quit_sent=session.quit_sent,
                 greeting_seen=not session.pregreet,
@@ -193,7 +529,7 @@ class Detector:
                 evidence.dialects[found.family] += 1
             evidence.dialect_features = found.features
 
-    def _mx_session(self, evidence: _Evidence, ip: str) -> None:
+    def _mx_session(self, evidence: Evidence, ip: str) -> None:
         evidence.mx_sessions += 1
         if ip in evidence.mx_counts or len(evidence.mx_counts) < MAX_MX_COUNTED:
             evidence.mx_counts[ip] = evidence.mx_counts.get(ip, 0) + 1
@@ -230,154 +566,48 @@ class Detector:
 
     def evaluate(self, now: float | None = None) -> dict[str, Verdict]:
         """A verdict for every client host (LAN hosts scored, others left blank)."""
-        at = self.model.last_ts if now is None else now
-        relays = self.smarthosts()
-        verdicts = {}
-        for ip, host in self.model.hosts.items():
-            if not host.lan:
-                verdicts[ip] = Verdict(ip, "", 0, (), "")
-                continue
-            verdicts[ip] = self._judge(host, at, relays)
-        return verdicts
+        return self.judge_hosts(self.model.hosts, self.model.last_ts if now is None else now)
 
-    def _judge(self, host: Host, now: float, relays: set[str]) -> Verdict:
-        evidence = self.evidence.get(host.ip) or _Evidence()
-        mail_server = host.ip in self.config.mail_servers or host.ip in self.inbound_servers
-        reasons: list[Reason] = []
-        if not mail_server:
-            reasons += self._volume(host, evidence, now, relays)
-        reasons += self._misbehaviour(host, evidence)
-        if not mail_server:
-            reasons += self._habits(host, evidence, now, relays)
-        score = sum(r.points for r in reasons)
-        signals = {r.signal for r in reasons}
-        repeated = host.sessions >= MIN_SESSIONS or "blocklist" in signals
-        if score >= self.config.spambot and signals & MISBEHAVIOUR and repeated:
-            verdict = "spambot"
-        elif score >= self.config.suspicious:
-            verdict = "suspicious"
-        else:
-            verdict = "normal"
-        family = evidence.dialects.most_common(1)[0][0] if evidence.dialects else ""
-        return Verdict(host.ip, verdict, score, tuple(reasons), family)
+    def judge_hosts(
+        self, ips: Iterable[str], now: float, relays: frozenset[str] | None = None
+    ) -> dict[str, Verdict]:
+        """Verdicts for the hosts named that the model has: the monitor judges a few at a
+        time (the relays found once for all), since judging 10,000 hosts takes a second."""
+        if relays is None:
+            relays = frozenset(self.smarthosts())
+        hosts = self.model.hosts
+        return {ip: self.judge(hosts[ip], now, relays) for ip in ips if ip in hosts}
 
-    def _volume(self, host: Host, evidence: _Evidence, now: float, relays: set[str]):
-        reasons = []
+    def judge(self, host: Host, now: float, relays: frozenset[str]) -> Verdict:
+        """The verdict on one host at ``now``, given the office's relays."""
+        if not host.lan:
+            return Verdict(host.ip, Rating.UNJUDGED, 0, (), "")
+        config = self.config
+        evidence = self.evidence.get(host.ip) or Evidence()
+        mail_server = host.ip in config.mail_servers or host.ip in self.inbound_servers
         servers, sessions = _direct(evidence, relays)
-        if servers:
-            direct = f"{plural(sessions, 'session')} on port 25 to {plural(servers, 'server')}"
-            if relays:
-                smarthost = "smarthost" if len(relays) == 1 else "smarthosts"
-                direct += f" other than the {smarthost} ({', '.join(sorted(relays))})"
-            else:
-                direct += " (no smarthost known)"
-            reasons.append(Reason("direct-to-mx", direct, 30))
-        recent = sum(1 for s in host.servers.values() if now - s.last_seen <= WINDOW)
-        if recent > 5:
-            points = 35 if recent > 20 else 20
-            # rows are kept for the most recent servers only: past them, a lower bound
-            more = "at least " if now - host.servers_evicted_seen <= WINDOW else ""
-            reasons.append(
-                Reason(
-                    "many-destinations",
-                    f"{more}{plural(recent, 'distinct server')} in the last 10 minutes "
-                    "(more than 5)",
-                    points,
-                )
-            )
-        per_minute = host.sessions_per_minute(now)
-        if per_minute >= 10 or host.max_parallel >= 10:
-            reasons.append(
-                Reason(
-                    "rate",
-                    f"{plural(int(per_minute), 'session')} in the last minute, "
-                    f"up to {host.max_parallel:,} at once",
-                    10,
-                )
-            )
-        return reasons
+        facts = Facts(
+            host, evidence, self.model.identities.get(host.ip), now, config.window, relays,
+            servers, sessions, self._helo, self._classify,
+        )  # fmt: skip
+        reasons: list[Reason] = []
+        for signal in config.signals:
+            if signal.group is MISBEHAVIOUR or not mail_server:
+                reasons += signal.judge(facts, signal)
+        return Verdict(host.ip, self._rate(host, reasons), sum(r.points for r in reasons),
+                       tuple(reasons), _family(evidence))  # fmt: skip
 
-    def _misbehaviour(self, host: Host, evidence: _Evidence) -> list[Reason]:
-        reasons = []
-        lists: dict[str, tuple[blocklists.BlocklistHit, int]] = {}
-        for (code, text), count in host.refusals.items():
-            for hit in self._classify(code, text):
-                seen = lists.get(hit.name)
-                lists[hit.name] = (hit, count + (seen[1] if seen else 0))
-        ordered = sorted(lists.items(), key=lambda item: (-item[1][1], item[0]))
-        for index, (name, (hit, count)) in enumerate(ordered):
-            kind = "refused" if hit.permanent else "deferred"
-            reasons.append(
-                Reason(
-                    "blocklist",
-                    f"{name}: {kind} {plural(count, 'time')} ({hit.evidence!r})",
-                    40 if index == 0 else 0,
-                )
-            )
-        rejected, sessions = host.rejected_sessions, host.sessions
-        if rejected >= 3 and rejected >= 0.3 * sessions:
-            shown = f"{rejected:,} of {plural(sessions, 'session')} rejected"
-            reasons.append(Reason("rejections", shown, 15))
-        kinds: dict[str, str] = {}
-        for name in host.helos:
-            for kind in self._helo(name, host.ip):
-                kinds.setdefault(kind, name)
-        if kinds:
-            shown = "; ".join(f"{kind} ({name!r})" for kind, name in kinds.items())
-            reasons.append(Reason("helo", shown, 15))
-        if len(host.helos) > 3:
-            reasons.append(
-                Reason("helo-changes", plural(len(host.helos), "different HELO/EHLO name"), 10)
-            )
-        if evidence.pregreet:
-            reasons.append(
-                Reason(
-                    "pregreet",
-                    f"spoke before the greeting in {plural(evidence.pregreet, 'session')}",
-                    20,
-                )
-            )
-        domains = len(host.sender_domains)
-        if domains >= 3:
-            sample = ", ".join(list(host.sender_domains)[:4])
-            reasons.append(
-                Reason(
-                    "sender-domains",
-                    f"{plural(domains, 'different MAIL FROM domain')} ({sample}, ...)",
-                    20 if domains >= 10 else 10,
-                )
-            )
-        return reasons
-
-    def _habits(self, host: Host, evidence: _Evidence, now: float, relays: set[str]):
-        reasons = []
-        if evidence.sessions >= 3 and evidence.without_quit * 2 > evidence.sessions:
-            reasons.append(
-                Reason(
-                    "no-quit",
-                    f"{evidence.without_quit:,} of {plural(evidence.sessions, 'session')} "
-                    "ended without QUIT",
-                    5,
-                )
-            )
-        identity = self.model.identities.get(host.ip)
-        if identity is not None:
-            mx = identity.mx_lookups(now, WINDOW)
-            if mx >= 10:
-                shown = f"{plural(mx, 'MX lookup')} in the last 10 minutes"
-                reasons.append(Reason("dns-mx", shown, 10))
-        direct = _direct(evidence, relays)[0] > 0
-        families = set(evidence.dialects)
-        if direct and families and not families & MAIL_CLIENTS:
-            traits = ", ".join(evidence.dialect_features[:4])
-            reasons.append(
-                Reason(
-                    "dialect",
-                    f"speaks like {', '.join(sorted(families))}, not a mail client ({traits})",
-                    10,
-                )
-            )
-        return reasons
+    def _rate(self, host: Host, reasons: list[Reason]) -> Rating:
+        config = self.config
+        score = sum(r.points for r in reasons)
+        scored = {r.signal for r in reasons}
+        misbehaved = any(s.group is MISBEHAVIOUR and s.name in scored for s in config.signals)
+        repeated = host.sessions >= config.min_sessions or "blocklist" in scored
+        if score >= config.spambot and misbehaved and repeated:
+            return Rating.SPAMBOT
+        if score >= config.suspicious:
+            return Rating.SUSPICIOUS
+        return Rating.NORMAL
 
     def _classify(self, code: int, text: str) -> list[blocklists.BlocklistHit]:
         key = (code, text)
@@ -388,22 +618,47 @@ class Detector:
                 self._refusal_hits[key] = hits
         return hits
 
-    def _helo(self, name: str, ip: str) -> list[str]:
-        key = (name, ip)
+    def _helo(self, name: str, ip: str, direct: bool) -> list[str]:
+        key = (name, ip, direct)
         kinds = self._helo_kinds.get(key)
         if kinds is None:
-            kinds = helo_anomalies(name, ip)
+            kinds = helo_anomalies(name, ip, direct_to_mx=direct)
             if len(self._helo_kinds) < MAX_HELOS_CACHED:
                 self._helo_kinds[key] = kinds
         return kinds
 
 
-def _direct(evidence: _Evidence, relays: set[str]) -> tuple[int, int]:
+def _family(evidence: Evidence) -> str:
+    return evidence.dialects.most_common(1)[0][0] if evidence.dialects else ""
+
+
+def _direct(evidence: Evidence, relays: frozenset[str]) -> tuple[int, int]:
     """Distinct port-25 servers other than the relays (exact) and the sessions to them
     (exact while the relays are among the servers counted one by one)."""
     relayed = [ip for ip in relays if ip in evidence.mx_servers]
     servers = evidence.mx_servers.size - len(relayed)
     return servers, evidence.mx_sessions - sum(evidence.mx_counts.get(ip, 0) for ip in relayed)
+
+
+def _level(value: float, *thresholds: float) -> int | None:
+    """The highest level whose threshold ``value`` reaches, or None below the first."""
+    reached = [i for i, threshold in enumerate(thresholds) if value >= threshold]
+    return reached[-1] if reached else None
+
+
+def _count(value: float) -> str:
+    return f"{value:g}"
+
+
+def _shown(limits: Mapping[str, float]) -> dict[str, str]:
+    """Limits as the table shows them: shares as percentages, counts as plain numbers."""
+    return {k: f"{v:.0%}" if k == "share" else _count(v) for k, v in limits.items()}
+
+
+def _duration(seconds: float) -> str:
+    if seconds % 60 == 0:
+        return plural(int(seconds // 60), "minute")
+    return plural(int(seconds), "second")
 
 
 def _is_address(text: str) -> bool:

@@ -25,16 +25,21 @@ A family is named only where recorded sessions show a trait that no other record
   with RCPT and DATA.  The three speak alike.
 
 swaks, PHPMailer, Java Mail, Perl Net::SMTP and msmtp were run too: they all send
-``EHLO name / MAIL FROM:<a> / RCPT TO:<b> / DATA / QUIT`` and stay "unknown".  Pure: stdlib.
+``EHLO name / MAIL FROM:<a> / RCPT TO:<b> / DATA / QUIT`` and stay "unknown".
+
+It reads the client's lines as parsed (:class:`~smtptop.model.ClientStep`), never the
+transcript as shown: how a view shows AUTH lines must not change a verdict.  Pure.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-MASK = "********"  # how the model shows AUTH secrets
+from smtptop.model import ClientStep
+
 _VERBS = frozenset(
     {"HELO", "EHLO", "MAIL", "RCPT", "DATA", "QUIT", "RSET", "NOOP", "VRFY", "EXPN", "HELP"}
     | {"STARTTLS", "AUTH", "BDAT", "ETRN", "TURN"}
@@ -70,23 +75,23 @@ class _Envelope:
 
 
 def fingerprint(
-    commands: list[str],
+    steps: Sequence[ClientStep],
     *,
     pipelined: bool,
     quit_sent: bool,
     greeting_seen: bool,
     pipelining_offered: bool | None = None,
 ) -> Dialect:
-    """From the client's command lines of one session, in order, exactly as sent
-    (e.g. ["EHLO pc.lan", "MAIL FROM:<a@b>", "RCPT TO:<c@d>", "DATA", "QUIT"]; AUTH lines
-    arrive already masked as "AUTH LOGIN ********" or "********").
+    """From the client's lines of one session, in order, as parsed: each command's verb and
+    argument as sent (``ClientStep("mail", "FROM:<a@b> SIZE=12")``), AUTH with only its
+    mechanism, and a line inside an AUTH exchange as a step without a verb.
 
     ``greeting_seen`` is False when the client spoke before the server's greeting (pass
     ``not session.pregreet``).  ``pipelining_offered`` (None: unknown) tells pipelining
     without PIPELINING offered apart, and lets curl be named."""
-    if not commands:
+    if not steps:
         return Dialect("unknown", "low", ())
-    session = _Session(commands)
+    session = _Session(steps)
     features = session.features(pipelined, quit_sent, greeting_seen, pipelining_offered)
     family, confidence = session.family(pipelined, quit_sent, pipelining_offered)
     suspicious = not greeting_seen or (pipelined and pipelining_offered is False)
@@ -98,19 +103,19 @@ def fingerprint(
 class _Session:
     """The commands of one session, parsed once."""
 
-    def __init__(self, commands: list[str]) -> None:
+    def __init__(self, steps: Sequence[ClientStep]) -> None:
         self.verbs: list[str] = []  # known verbs, as sent
         self.hellos: list[tuple[str, str]] = []  # (verb as sent, argument)
         self.mails: list[_Envelope] = []
         self.rcpts: list[_Envelope] = []
         self.auth = ""
         self.unrecognised = 0
-        previous = ""
-        for line in commands:
-            verb, _, arg = line.partition(" ")
+        previous: ClientStep | None = None
+        for step in steps:
+            verb, arg = step.verb, step.arg
             upper = verb.upper()
-            if line == MASK:
-                if previous.upper() == "AUTH PLAIN":
+            if not verb:
+                if previous is not None and _plain_without_response(previous):
                     self.auth = "AUTH PLAIN on a second line"
             elif upper not in _VERBS:
                 self.unrecognised += 1
@@ -119,12 +124,12 @@ class _Session:
                 if upper in ("HELO", "EHLO"):
                     self.hellos.append((verb, arg.strip()))
                 elif upper in ("MAIL", "RCPT"):
-                    envelope = _envelope(line)
+                    envelope = _envelope(f"{verb} {arg}")
                     if envelope is not None:
                         (self.mails if upper == "MAIL" else self.rcpts).append(envelope)
                 elif upper == "AUTH" and not self.auth:
-                    self.auth = _auth(arg)
-            previous = line
+                    self.auth = _auth(step)
+            previous = step
         self.name = self.hellos[0][1] if self.hellos else ""
         self.name_kind = _name_kind(self.name) if self.hellos else "none"
 
@@ -252,14 +257,17 @@ def _envelope(line: str) -> _Envelope | None:
     )
 
 
-def _auth(arg: str) -> str:
-    words = arg.split()
-    if not words:
+def _auth(step: ClientStep) -> str:
+    mechanism = step.arg.upper()
+    if not mechanism:
         return "AUTH"
-    mechanism = words[0].upper()
     if mechanism == "PLAIN":
-        return "AUTH PLAIN with initial response" if len(words) > 1 else "AUTH PLAIN"
+        return "AUTH PLAIN with initial response" if step.initial_response else "AUTH PLAIN"
     return f"AUTH {mechanism}"
+
+
+def _plain_without_response(step: ClientStep) -> bool:
+    return step.verb.upper() == "AUTH" and step.arg.upper() == "PLAIN" and not step.initial_response
 
 
 def _name_kind(name: str) -> str:

@@ -9,7 +9,11 @@ Definitions (the README documents them; tests follow them):
 
 * rejected session: a 5xx reply to the greeting, HELO/EHLO, AUTH, MAIL, RCPT, DATA, BDAT or
   the end of data; except 500 and 502 to EHLO, which mean "EHLO not supported" and make the
-  client fall back to HELO (RFC 5321, section 3.2), not a refusal;
+  client fall back to HELO (RFC 5321, section 3.2), not a refusal; and except a 5xx to DATA
+  or BDAT when no RCPT of that transaction was accepted, which only follows from the RCPT
+  replies (a pipelining server answers DATA ``554 no valid recipients`` after refusing them
+  all: RFC 2920, section 3.1), so a greylisted sender's session (every RCPT 450) stays
+  tempfailed;
 * tempfailed session: no such 5xx, but a 4xx reply to one of them;
 * accepted message: a 2xx reply to the end of DATA or to the last BDAT chunk;
 * recipients: RCPT commands sent.
@@ -68,6 +72,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from smtptop.smtp import (
+    NOT_SMTP,
     AuthResponse,
     Command,
     Event,
@@ -104,6 +109,7 @@ CLOSE_NOTES = {
     "port reused": "connection replaced by a new one on the same ports",
 }
 EHLO_NOT_SUPPORTED = frozenset({500, 502})
+DATA_STAGES = frozenset({"DATA", "BDAT"})
 OUTCOMES = ("rejected", "tempfailed", "accepted", "tls", "not-smtp", "no-mail")
 
 
@@ -140,6 +146,7 @@ class ModelLimits:
 
 SESSION_BYTES = 1024  # a session without lines and names: the object and its lists
 LINE_BYTES = 120  # a transcript line, reply or address: the object, its string, a list slot
+MAX_STEPS = 64  # client lines kept per open session for its dialect (a few say it)
 RECENT_STARTS = 64  # session starts (and MX lookups) remembered per host for rates
 V4_BYTES, V6_BYTES = 4, 100  # what a destination costs in an AddressSet
 
@@ -238,6 +245,17 @@ class TranscriptLine:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class ClientStep:
+    """A client line as parsed, for telling client software apart (its dialect): a command's
+    verb and argument exactly as sent, or a line inside an AUTH exchange, whose text (a
+    secret) is not kept.  Kept while the session is open, then let go."""
+
+    verb: str  # as sent: "EHLO", "mail", "Rcpt"; "" for a line inside an AUTH exchange
+    arg: str  # as sent; for AUTH only its mechanism
+    initial_response: bool = False  # AUTH sent with its first message on the same line
+
+
 @dataclass(slots=True)
 class SmtpReply:
     code: int
@@ -285,6 +303,8 @@ class Session:
     pipelined: bool = False
     pipelining_offered: bool = False
     outstanding: int = 0
+    recipient_accepted: bool = False  # a RCPT of the current transaction was accepted
+    steps: list[ClientStep] = field(default_factory=list)  # the first MAX_STEPS, while open
     closed: bool = False
     close_reason: str = ""
     client_bytes: int = 0
@@ -583,6 +603,8 @@ class Model:
         session.server_stats = None
         for hook in self.on_session_closed:
             hook(session)
+        session.held -= sum(map(_step_cost, session.steps))  # read by the hooks, now let go
+        session.steps = []
         self._keep(session, host)
 
     def _keep(self, session: Session, host: Host | None) -> None:
@@ -675,7 +697,7 @@ class Model:
             self._line(session, event.ts, "*", f"{event.size} bytes from the {side} not captured")
         elif isinstance(event, Violation):
             session.violations += 1
-            if event.reason.endswith("does not speak SMTP"):
+            if event.kind in NOT_SMTP:
                 session.non_smtp = True
             self._line(session, event.ts, "*", event.reason)
 
@@ -685,8 +707,13 @@ class Model:
         if session.outstanding > 0 and verb not in ("DATA", "BDAT"):
             session.pipelined = True
         session.outstanding += 1
+        sent, _, arg = text.partition(" ")
         if verb == "AUTH":
             text = self._auth_command(session, event, text)
+            initial = len(event.arg.split()) > 1
+            self._step(session, ClientStep(sent, session.auth_mechanism, initial))
+        else:
+            self._step(session, ClientStep(sent, arg))
         self._line(session, event.ts, "C", text)
         if event.truncated:
             self._line(session, event.ts, "*", "line cut at the length limit")
@@ -730,6 +757,7 @@ class Model:
         """A client line of an AUTH exchange: always masked; the first one names the user when
         the AUTH command had no initial response."""
         session.outstanding += 1
+        self._step(session, ClientStep("", ""))
         step = self._login_step.get(session.id)
         if step is not None:
             if step == 0:
@@ -754,9 +782,14 @@ class Model:
             stage in COUNTED_STAGES
             and code >= 400
             and not (stage == "EHLO" and code in EHLO_NOT_SUPPORTED)
+            and not (code >= 500 and stage in DATA_STAGES and not session.recipient_accepted)
             and not session.rejected
             and (code >= 500 or not session.tempfailed)
         )
+        if stage == "RCPT" and 200 <= code < 300:
+            session.recipient_accepted = True
+        elif stage in ("MAIL", "RSET") and 200 <= code < 300:
+            session.recipient_accepted = False  # a new transaction
         reply, kept = self._keep_reply(session, code, text, stage, decides, event.cut)
         host = self.hosts.get(session.client_ip)
         stats = session.server_stats
@@ -925,6 +958,11 @@ class Model:
         session.held += cost
         return True
 
+    def _step(self, session: Session, step: ClientStep) -> None:
+        """Keep a client line's facts for the session's dialect, the first MAX_STEPS."""
+        if len(session.steps) < MAX_STEPS and self._hold(session, _step_cost(step)):
+            session.steps.append(step)
+
     def _address(self, session: Session, kept: list[str], address: str) -> None:
         limits = self.limits
         if (
@@ -1024,6 +1062,10 @@ class Model:
             host.servers_dropped += old.sessions
             host.servers_evicted_seen = max(host.servers_evicted_seen, old.last_seen)
         return stats
+
+
+def _step_cost(step: ClientStep) -> int:
+    return LINE_BYTES + text_cost(step.verb) + text_cost(step.arg)
 
 
 def _victim(others: int, rejected: int) -> int:
