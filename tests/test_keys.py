@@ -11,14 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import synth
 from helpers import settle
 
-from smtptop import synth
 from smtptop.capture import CaptureFile, Frame
 from smtptop.source import FileSource, Source
 from smtptop.tui import rows
-from smtptop.tui.app import HelpScreen, HostScreen, MonitorApp, TranscriptScreen
+from smtptop.tui.app import MonitorApp
+from smtptop.tui.help_screen import HelpScreen
+from smtptop.tui.host_screen import HostScreen
 from smtptop.tui.tables import KeyedTable
+from smtptop.tui.transcript_screen import TranscriptScreen
 
 SAMPLE = str(Path(__file__).resolve().parent.parent / "smtptop" / "data" / "office.pcap")
 SPAMBOT = "192.168.0.108"

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from smtptop.report import analyze
+from smtptop.analysis import analyze
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "smtptop" / "data" / "office.pcap"
@@ -420,7 +420,7 @@ def test_monitor_at_80x24(terminal: Terminal, tmp_path: Path, report: dict[str, 
 def test_wire_text_cannot_drive_the_terminal(terminal: Terminal, tmp_path: Path) -> None:
     """A HELO, a sender and a reply full of markup and escape sequences show as text: the
     pane title stays, nothing is clicked, the app keeps running."""
-    from smtptop import synth
+    import synth
 
     hostile = b"\x1b]2;PWNED\x07[@click=app.quit]x[/]\x1b[31mRED\x9b2J\xe2\x80\xae"
     conv = synth.Conversation("192.168.9.9", 41000, "198.51.100.9", 25, start=1.0)

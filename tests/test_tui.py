@@ -10,16 +10,19 @@ import time
 from pathlib import Path
 
 import pytest
+import synth
 from helpers import settle
 
-from smtptop import synth
+from smtptop.analysis import analyze, ranked_hosts
 from smtptop.analyzer import Analyzer
 from smtptop.capture import CaptureFile
 from smtptop.errorlog import ErrorLog
-from smtptop.report import analyze, ranked_hosts
-from smtptop.source import Batch, Feeder, FileSource, Progress, Source
-from smtptop.tui.app import HelpScreen, HostScreen, MonitorApp, TranscriptScreen
+from smtptop.source import FeedBatch, Feeder, FileSource, Progress, Source
+from smtptop.tui.app import MonitorApp
+from smtptop.tui.help_screen import HelpScreen
+from smtptop.tui.host_screen import HostScreen
 from smtptop.tui.tables import KeyedTable
+from smtptop.tui.transcript_screen import TranscriptScreen
 
 SAMPLE = str(Path(__file__).resolve().parent.parent / "smtptop" / "data" / "office.pcap")
 SIZE = (150, 45)
@@ -81,7 +84,8 @@ async def test_drill_down_to_a_rejected_transcript_and_back() -> None:
         assert len(sessions.keys) == host.sessions
         spamhaus = next(
             s for s in app.model.sessions()
-            if s.client_ip == "192.168.0.108" and s.decisive and "zen.spamhaus" in s.decisive.text
+            if s.client_ip == "192.168.0.108"
+            and s.outcome_reply and "zen.spamhaus" in s.outcome_reply.text
         )  # fmt: skip
         sessions.move_cursor(row=sessions.keys.index(str(spamhaus.id)))
         await pilot.press("enter")
@@ -171,7 +175,7 @@ def test_lossy_source_counts_what_it_drops() -> None:
     for record in _FloodSource().frames(threading.Event()):
         analyzer.packet(*record)
         produced += len(analyzer.take())
-    delivered: list[Batch] = []
+    delivered: list[FeedBatch] = []
     feeder = Feeder(_FloodSource(), delivered.append, max_batches=2)
     feeder.start()
     deadline = time.monotonic() + 30
@@ -280,6 +284,28 @@ async def test_spambot_alert_notifies_rings_and_runs_the_command(tmp_path: Path)
     assert alert["ip"] == "192.168.0.108" and alert["verdict"] == "spambot"
     assert alert["names"]["dhcp-fqdn"] == "wxpanna.studio.lan"
     assert {r["signal"] for r in alert["reasons"]} >= {"blocklist", "helo"}
+
+
+@pytest.mark.parametrize(
+    ("command", "seconds"),
+    [("cat > /dev/null; exit 3", 60.0), ("cat > /dev/null; exec sleep 30", 0.5)],
+    ids=["exit-status", "timeout"],
+)
+async def test_a_failed_alert_command_shows_in_the_status_bar(
+    command: str, seconds: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command that exits non-zero, or is still running at the timeout (and is killed),
+    counts as failed, and the status bar says so."""
+    monkeypatch.setattr("smtptop.tui.alert.ALERT_SECONDS", seconds)
+    app = MonitorApp(FileSource([SAMPLE]), refresh_seconds=3600, alert_exec=command)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        deadline = time.monotonic() + 10
+        while not app.alerts_failed:
+            assert time.monotonic() < deadline, "the failure was never counted"
+            await pilot.pause(0.05)
+        app.update_status()
+        assert app.alerts_failed == 1 and "1 alert command failed" in status(app)
 
 
 async def test_drill_down_shows_the_verdict_and_who_the_host_is() -> None:
@@ -423,10 +449,10 @@ async def test_times_carry_their_date_when_the_capture_spans_days(
 async def test_a_replay_shows_where_it_stands_in_capture_time() -> None:
     """The demo replays the sample: the status bar shows the capture time played and the
     capture's length, not how much of the file the reader has run ahead through."""
-    from smtptop.speed import clock
+    from smtptop.progress import duration
 
     stamps = [record[0] for record in CaptureFile(SAMPLE)]
-    span = clock(max(stamps) - min(stamps))
+    span = duration(max(stamps) - min(stamps))
     app = MonitorApp(FileSource([SAMPLE], speed=10.0), refresh_seconds=0.1)
     async with app.run_test(size=(160, 24)) as pilot:
         deadline = time.monotonic() + 10
@@ -436,7 +462,7 @@ async def test_a_replay_shows_where_it_stands_in_capture_time() -> None:
         await pilot.pause(0.3)
         text = status(app)
         played = app.progress.replay_at
-        assert f"replay {clock(played)} of {span}" in text, text
+        assert f"replay {duration(played)} of {span}" in text, text
         assert played < max(stamps) - min(stamps) and "reading" not in text
         assert "end of capture" not in text
         await pilot.press("q")
@@ -476,7 +502,7 @@ async def test_clocks_beyond_any_calendar_are_clamped_and_shown(tmp_path: Path) 
         await pilot.pause(0.3)
         assert isinstance(app.screen, HostScreen)
         session = next(iter(app.model.sessions()))
-        app.push_screen(TranscriptScreen(session.id))
+        app.push_screen(TranscriptScreen(app.state, session.id))
         await pilot.pause(0.3)
         lines = [str(line.text) for line in app.screen.query_one("#transcript").lines]
         assert any("S: 220 mx" in line for line in lines)

@@ -4,6 +4,8 @@ A :class:`~smtptop.source.Feeder` thread runs the engine on the source and hands
 events to the app through ``loop.call_soon_threadsafe`` into a bounded ``asyncio.Queue``; a
 worker folds them into the model.  The screens redraw on a timer (about once a second),
 touching only the cells that changed and keeping the cursor on its host when rows re-sort.
+The host table is the app's own screen; the drill-down, transcript and help screens are in
+modules of their own and are handed a :class:`~smtptop.tui.state.MonitorState` to show.
 """
 
 from __future__ import annotations
@@ -12,35 +14,36 @@ import asyncio
 import heapq
 import json
 import os
-import re
-import subprocess
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Iterable, Iterator
+from pathlib import PurePath
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, RichLog, Static
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
 from textual.worker import WorkerFailed
 
 from smtptop import identity
-from smtptop.analyzer import EngineConfig, FlowEvent, FlowOpened, apply
+from smtptop.analyzer import EngineConfig, FlowEvent, FlowOpened
 from smtptop.detect import DetectConfig, Detector, Verdict
 from smtptop.errorlog import ErrorLog
-from smtptop.keys import keys_text
-from smtptop.model import Model, Session, TranscriptLine
-from smtptop.source import Batch, Feeder, Progress, Source
-from smtptop.speed import Speedometer, clock, size
+from smtptop.model import Model, apply
+from smtptop.progress import Speedometer, data_size, duration
+from smtptop.source import FeedBatch, Feeder, Progress, Source
 from smtptop.text import inert, plural
 from smtptop.tui import rows
+from smtptop.tui.alert import alert_environment, run_alert
+from smtptop.tui.help_screen import HelpScreen
+from smtptop.tui.host_screen import HostScreen
+from smtptop.tui.state import MonitorState
 from smtptop.tui.tables import KeyedTable
+from smtptop.tui.transcript_screen import TranscriptScreen
 
 REFRESH_SECONDS = 1.0
 FOLD_CHUNK = 200  # events folded (about 5 ms) before the event loop gets a turn
@@ -49,421 +52,13 @@ REJUDGE_REFRESHES = 20  # every host is judged again within this many refreshes 
 TIMED_COLUMNS = frozenset({"rate"})  # sort keys that change with time alone
 HOST_TABLE_ACTIONS = frozenset({"sort", "reverse", "filter", "clear_filter"})
 TOP_HOSTS = 200
-
-COLOURS = """\
-Colours: a red host is a spambot, talks to more than 5 servers or has 3 or more
-rejected sessions; a yellow one is suspicious or had a rejection or a temporary
-failure. In transcripts C: is the client, S: the server (2xx green, 4xx yellow,
-5xx red), and -- a note from smtptop. The first time a host turns spambot the
-status bar says so (--bell rings, --alert-exec runs your command).
-"""
-DAY = 86400.0
-SESSION_ROWS = 2000  # rows of the drill-down's session table; o, / and a server narrow it
 TOAST_SECONDS = 4
-DRILL_TABLES = {"servers": rows.SERVER_COLUMNS, "sessions": rows.SESSION_COLUMNS}
-MATCH_STYLE = {False: "bold black on yellow", True: "bold black on bright_cyan"}  # current?
 CUT_STATUS = 20  # a warning in the status bar is cut to the room left, down to this
 WARNING_SECONDS = 8  # a capture's problem: the status bar keeps it after the toast
 
 
-def dated(model: Model) -> bool:
-    """Whether times need their date: the capture spans more than a day."""
-    return model.last_ts - model.first_ts > DAY
-
-
-class HelpScreen(ModalScreen[None]):
-    """The keys (from :mod:`smtptop.keys`, as ``--help`` lists them) and the colours."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "dismiss", "Close")]
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help"):
-            yield Static(Text(keys_text() + "\n\n" + COLOURS.rstrip()), id="help-text")
-
-    def on_mount(self) -> None:
-        self.query_one("#help", VerticalScroll).focus()
-
-
-def _ready(screen: Screen[None]) -> MonitorApp:
-    app = screen.app
-    assert isinstance(app, MonitorApp)
-    return app
-
-
-class TranscriptScreen(Screen[None]):
-    """The raw exchange of one session, growing while the session is still going; ``/``
-    searches it and ``n``/``N`` step through the matches."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back"),
-        Binding("slash", "search", "Search"),
-        Binding("n", "next_match(1)", "Next"),
-        Binding("N", "next_match(-1)", "Previous"),
-    ]
-
-    def __init__(self, session_id: int) -> None:
-        super().__init__()
-        self.session_id = session_id
-        self._written = 0
-        self.ready = False  # set once mounted: the refresh timer may fire before that
-        self.needle = ""
-        self._pattern: re.Pattern[str] | None = None  # the search, compiled once
-        self.matches: list[int] = []  # the log lines where matching transcript lines start
-        self.match = -1
-
-    def compose(self) -> ComposeResult:
-        yield Static(id="title")
-        yield RichLog(id="transcript", wrap=True, markup=False, highlight=False, min_width=20)
-        yield Input(
-            placeholder="search the transcript (Enter: done, Esc: clear)",
-            id="search",
-            select_on_focus=False,
-        )
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.ready = True
-        self.query_one("#transcript", RichLog).focus()
-        self.update_view()
-
-    def update_view(self) -> None:
-        app = _ready(self)
-        session = app.model.session(self.session_id)
-        if session is None:
-            return
-        log = self.query_one("#transcript", RichLog)
-        when = dated(app.model)
-        for line in session.transcript[self._written :]:
-            self._write(log, line, when)
-        self._written = len(session.transcript)
-        if session.closed and session.transcript_dropped:
-            log.write(Text(f"({plural(session.transcript_dropped, 'more line')} not kept)",
-                           style="dim"))  # fmt: skip
-            self._written += session.transcript_dropped
-        title = Text.assemble(
-            (f"{session.client} → {session.server}", "bold"),
-            f"  {session.banner}  HELO {session.helo or '-'}  ",
-            rows.session_outcome(session),
-        )
-        if session.tls:
-            title.append("  TLS", style="cyan")
-        if session.partial:
-            title.append("  partial capture", style="magenta")
-        if self.needle:
-            found = len(self.matches)
-            where = f"match {self.match + 1} of {found}" if found else "no match"
-            title.append(f"  search {self.needle!r}: {where}", style="reverse" if found else "")
-        self.query_one("#title", Static).update(title)
-
-    def _write(self, log: RichLog, line: TranscriptLine, when: bool) -> None:
-        text = rows.transcript_line(line, when)
-        pattern = self._pattern
-        if pattern is not None and pattern.search(line.text):
-            current = len(self.matches) == self.match
-            self.matches.append(len(log.lines))
-            text.highlight_regex(pattern, style=MATCH_STYLE[current])
-        log.write(text, scroll_end=False if pattern else None)  # a search scrolls to its match
-
-    def _rewrite(self) -> None:
-        """Draw the whole transcript again, marking the matches of the search."""
-        log = self.query_one("#transcript", RichLog)
-        log.clear()
-        self.matches = []
-        self._written = 0
-        self.update_view()
-        if self.matches:
-            log.scroll_to(y=max(0, self.matches[self.match] - 2), animate=False)
-
-    def action_search(self) -> None:
-        search = self.query_one("#search", Input)
-        search.add_class("shown")
-        search.focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        event.stop()  # the search is this screen's, not the host filter
-        self.needle = event.value.strip()
-        self._pattern = re.compile(re.escape(self.needle), re.IGNORECASE) if self.needle else None
-        self.match = 0
-        self._rewrite()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        event.input.remove_class("shown")
-        self.query_one("#transcript", RichLog).focus()
-
-    def action_next_match(self, step: int) -> None:
-        if self.matches:
-            self.match = (self.match + step) % len(self.matches)
-            self._rewrite()
-
-    def action_back(self) -> None:
-        search = self.query_one("#search", Input)
-        if search.has_class("shown") or self.needle:
-            search.value = ""
-            search.remove_class("shown")
-            self.query_one("#transcript", RichLog).focus()
-            return
-        self.app.pop_screen()
-
-
-class HostScreen(Screen[None]):
-    """One host: the verdict, the servers it talked to and its sessions.  Each table sorts
-    and filters on its own; ``o`` picks the kind of sessions shown, Enter on a server shows
-    only its sessions."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back"),
-        Binding("less_than_sign", "sort(-1)", "Sort ←", show=False),
-        Binding("greater_than_sign", "sort(1)", "Sort →", show=False),
-        Binding("r", "reverse", "Reverse", show=False),
-        Binding("slash", "filter", "Filter"),
-        Binding("o", "kind", "Only…"),
-        Binding("v", "reasons", "Reasons"),
-    ]
-
-    def __init__(self, ip: str) -> None:
-        super().__init__()
-        self.ip = ip
-        self.ready = False  # set once mounted: the refresh timer may fire before that
-        self.sort = {"servers": rows.SERVER_SORT, "sessions": rows.SESSION_SORT}
-        self.reverse = {"servers": False, "sessions": False}
-        self.kind = rows.SESSION_KINDS[0]
-        self.server: str | None = None  # show only the sessions to this server
-        self.needle = ""
-        self.expanded = False
-        self._made: dict[int, tuple[bool, tuple[Text, ...]]] = {}
-
-    def compose(self) -> ComposeResult:
-        yield Static(id="title")
-        yield Static(id="verdict")
-        yield Static(id="reasons")
-        yield KeyedTable(id="servers")
-        yield Static(id="sessions-bar")
-        yield KeyedTable(id="sessions")
-        yield Input(
-            placeholder="filter servers and sessions (Enter: done, Esc: clear)",
-            id="drill-filter",
-            select_on_focus=False,
-        )
-        yield Footer()
-
-    def on_mount(self) -> None:
-        for table_id, columns in DRILL_TABLES.items():
-            add_columns(self.query_one(f"#{table_id}", KeyedTable), columns)
-            self._mark_sorted(table_id)
-        sessions = self.query_one("#sessions", KeyedTable)
-        sessions.focus()
-        self.ready = True
-        self.update_view()
-
-    def update_view(self) -> None:
-        app = _ready(self)
-        host = app.model.hosts.get(self.ip)
-        if host is None:
-            return
-        name = app.name_of(host.ip)
-        title = Text.assemble(
-            (host.ip, rows.LEVEL_STYLE[rows.host_level(host)] or "bold"),
-            f" {name}" if name else "",
-            f"  {plural(host.sessions, 'session')} to {plural(host.destinations, 'server')}, ",
-            (f"{host.rejected_sessions:,} rejected", "bold red" if host.rejected_sessions else ""),
-            f", {host.tempfailed_sessions:,} tempfailed, "
-            f"{plural(host.accepted_messages, 'message')} accepted",
-        )
-        verdict = app.verdicts.get(host.ip)
-        self.query_one("#verdict", Static).update(rows.verdict_line(verdict))
-        reasons = self.query_one("#reasons", Static)
-        reasons.display = self.expanded
-        self.query_one("#servers", KeyedTable).display = not self.expanded  # room for both
-        if self.expanded:
-            reasons.update(rows.reasons_text(verdict, app.facts(host.ip)))
-        needle = self.needle.lower()
-        servers = [s for s in host.servers.values() if not needle or _matches(needle, s.ip, s.name)]
-        self._order("servers", servers)
-        self.query_one("#servers", KeyedTable).show([(s.ip, rows.server_cells(s)) for s in servers])
-        kept = app.model.host_sessions(self.ip)
-        if host.sessions_evicted or len(host.servers) < host.destinations:
-            title.append(
-                f"  showing {len(kept):,} of {plural(host.sessions, 'session')}; "
-                f"{host.sessions_evicted:,} older summarised; "
-                f"{len(host.servers):,} of {plural(host.destinations, 'server')} listed",
-                style="dim",
-            )
-        self.query_one("#title", Static).update(title)
-        when = dated(app.model)
-        shown = [s for s in kept if self._wanted(s, needle, when)]
-        self._order("sessions", shown)
-        table = self.query_one("#sessions", KeyedTable)
-        table.show([(str(s.id), self._cells(s, when)) for s in shown[:SESSION_ROWS]])
-        empty = f"no session here: {self._what()}" if kept else "no session kept"
-        table.set_empty(Text(empty, style="dim"))
-        self.query_one("#sessions-bar", Static).update(self._bar(len(shown), len(kept)))
-        if len(self._made) > 2 * len(kept):  # forget the rows of sessions no longer kept
-            ids = {s.id for s in kept}
-            self._made = {i: cells for i, cells in self._made.items() if i in ids}
-
-    def _cells(self, session: Session, when: bool) -> tuple[Text, ...]:
-        """A session's row; a finished session's is made once (a spambot keeps thousands)."""
-        if not session.closed:
-            return rows.session_cells(session, when)
-        cells = self._made.get(session.id)
-        if cells is None or cells[0] != when:
-            cells = self._made[session.id] = (when, rows.session_cells(session, when))
-        return cells[1]
-
-    def _what(self) -> str:
-        """The sessions shown, in words: "rejected", "to 192.0.2.7", "matching 'x'"."""
-        parts = [] if self.kind == "all" else [self.kind]
-        if self.server:
-            parts.append(f"to {self.server}")
-        if self.needle:
-            parts.append(f"matching {inert(self.needle)!r}")
-        return " ".join(parts) if parts else "all"
-
-    def _bar(self, shown: int, kept: int) -> Text:
-        text = Text(" Sessions: ", style="bold")
-        text.append(self._what(), style="cyan" if shown != kept else "")
-        text.append(f" ({shown:,} of {kept:,})  ", style="dim")
-        if shown > SESSION_ROWS:
-            text.append(f"the first {SESSION_ROWS:,} listed  ", style="yellow")
-        keys = "o: kind  Enter on a server: its sessions"
-        text.append(keys + ("  Esc: all" if shown != kept else ""), style="dim")
-        return text
-
-    def _wanted(self, session: Session, needle: str, when: bool) -> bool:
-        if self.kind != "all" and session.outcome != self.kind:
-            return False
-        if self.server and session.server_ip != self.server:
-            return False
-        if needle:
-            outcome = self._cells(session, when)[-1].plain  # made once per finished session
-            return _matches(needle, session.server, session.banner, session.helo,
-                            *session.mail_from, outcome)  # fmt: skip
-        return True
-
-    def _order(self, table_id: str, items: list[Any]) -> None:
-        """Sort a drill-down table's rows by its sort column (its ``value`` is the key)."""
-        column = next(c for c in DRILL_TABLES[table_id] if c.key == self.sort[table_id])
-        items.sort(key=column.value, reverse=self.reverse[table_id])
-
-    def _focused_table(self) -> str:
-        focused = self.focused
-        servers = isinstance(focused, KeyedTable) and focused.id == "servers"
-        return "servers" if servers else "sessions"
-
-    def _mark_sorted(self, table_id: str) -> None:
-        table = self.query_one(f"#{table_id}", KeyedTable)
-        arrow = "▲" if self.reverse[table_id] else "▼"
-        for column in DRILL_TABLES[table_id]:
-            mark = arrow if column.key == self.sort[table_id] else ""
-            table.set_label(column.key, column.label + mark)
-
-    def action_sort(self, step: int) -> None:
-        table_id = self._focused_table()
-        keys = [c.key for c in DRILL_TABLES[table_id]]
-        self.sort_by(table_id, keys[(keys.index(self.sort[table_id]) + step) % len(keys)])
-
-    def sort_by(self, table_id: str, key: str) -> None:
-        self.sort[table_id] = key
-        self._mark_sorted(table_id)
-        self.update_view()
-
-    def action_reverse(self) -> None:
-        self.reverse_table(self._focused_table())
-
-    def reverse_table(self, table_id: str) -> None:
-        self.reverse[table_id] = not self.reverse[table_id]
-        self._mark_sorted(table_id)
-        self.update_view()
-
-    def action_kind(self) -> None:
-        kinds = rows.SESSION_KINDS
-        self.kind = kinds[(kinds.index(self.kind) + 1) % len(kinds)]
-        self.update_view()
-
-    def action_reasons(self) -> None:
-        self.expanded = not self.expanded
-        self.update_view()
-
-    def action_filter(self) -> None:
-        field = self.query_one("#drill-filter", Input)
-        field.add_class("shown")
-        field.focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        event.stop()  # the drill-down's filter, not the host table's
-        self.needle = event.value.strip()
-        self.update_view()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        event.input.remove_class("shown")
-        self.query_one("#sessions", KeyedTable).focus()
-
-    def action_back(self) -> None:
-        """Clear what narrows the view first (filter, server, kind); then go back."""
-        field = self.query_one("#drill-filter", Input)
-        if field.has_class("shown") or self.needle or self.server or self.kind != "all":
-            field.value = ""
-            field.remove_class("shown")
-            self.needle, self.server, self.kind = "", None, rows.SESSION_KINDS[0]
-            self.query_one("#sessions", KeyedTable).focus()
-            self.update_view()
-            return
-        self.app.pop_screen()
-
-    def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
-        event.stop()
-        if event.table.id == "sessions":
-            self.app.push_screen(TranscriptScreen(int(event.key)))
-        else:
-            self.server = None if self.server == event.key else event.key
-            self.query_one("#sessions", KeyedTable).focus()
-            self.update_view()
-
-    def on_keyed_table_header_selected(self, event: KeyedTable.HeaderSelected) -> None:
-        event.stop()
-        table_id = event.table.id or "sessions"
-        if self.sort[table_id] == event.key:
-            self.reverse_table(table_id)
-        else:
-            self.sort_by(table_id, event.key)
-
-
-def _matches(needle: str, *fields: str) -> bool:
-    return any(needle in field.lower() for field in fields)
-
-
-def add_columns(table: KeyedTable, columns: tuple[rows.Column, ...]) -> None:
-    for column in columns:
-        table.add_column(
-            column.label,
-            width=column.width,
-            key=column.key,
-            priority=column.priority,
-            cut=column.cut,
-            grow=column.grow,
-            pinned=column.pinned,
-        )
-
-
 def _ports(ports: Iterable[int]) -> str:
     return ",".join(map(str, sorted(ports)))
-
-
-class RollingDetector(Detector):
-    """Judges the hosts it is given rather than all of them: at 10,000 hosts a full
-    :meth:`evaluate` takes about a second, far longer than the UI may stall."""
-
-    def judge(self, ips: Iterable[str], now: float, relays: set[str]) -> dict[str, Verdict]:
-        hosts = self.model.hosts
-        judged = {}
-        for ip in ips:
-            host = hosts.get(ip)
-            if host is None:
-                continue
-            judged[ip] = self._judge(host, now, relays) if host.lan else Verdict(ip, "", 0, (), "")
-        return judged
 
 
 class MonitorFailed(Exception):
@@ -475,22 +70,7 @@ class MonitorApp(App[None]):
 
     TITLE = "smtptop"
     failure = ""  # why the monitor crashed: the one line it ends with
-    CSS = """
-    #status { height: 1; background: $panel; padding: 0 1; }
-    #hosts { height: 1fr; }
-    Input { dock: bottom; display: none; }
-    Input.shown { display: block; }
-    #title { height: auto; padding: 0 1; background: $panel; }
-    #verdict { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    #reasons { height: auto; max-height: 50%; padding: 0 1; overflow-y: auto; }
-    #servers { height: auto; max-height: 30%; }
-    #sessions-bar { height: 1; background: $panel; }
-    #sessions { height: 1fr; }
-    #help { width: 80; max-width: 100%; height: auto; max-height: 100%;
-            border: round $accent; padding: 0 1; background: $surface; }
-    HelpScreen { align: center middle; }
-    Toast { max-width: 50%; }
-    """
+    CSS_PATH: ClassVar[list[str | PurePath]] = ["common.tcss", "app.tcss"]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
@@ -522,8 +102,11 @@ class MonitorApp(App[None]):
         self.source = source
         self.config = config or EngineConfig()
         self.model = Model(lan=lan, show_credentials=show_credentials)
-        self.detector = RollingDetector(self.model, detect)
+        self.detector = Detector(self.model, detect)
         self.verdicts: dict[str, Verdict] = {}
+        self.state = MonitorState(
+            self.model, self.verdicts, self.detector.config
+        )  # what the screens are handed
         self.ring_bell = bell
         self.alert_exec = alert_exec
         self.alerts_failed = 0
@@ -538,10 +121,10 @@ class MonitorApp(App[None]):
         self.paused = False
         self.filter_text = ""
         self.feeder: Feeder | None = None
-        self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=max_batches)
+        self._queue: asyncio.Queue[FeedBatch] = asyncio.Queue(maxsize=max_batches)
         self._shown_hosts = 0
         self._dirty: set[str] = set()  # hosts with events since they were last judged
-        self._relays: set[str] | None = None
+        self._relays: frozenset[str] | None = None
         self._rotation: Iterator[str] = iter(())
         self._keys: dict[str, tuple[object, ...]] = {}  # sort key of every host
         self._keys_column = ""
@@ -559,13 +142,13 @@ class MonitorApp(App[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#hosts", KeyedTable)
-        add_columns(table, rows.HOST_COLUMNS)
+        rows.add_columns(table, rows.HOST_COLUMNS)
         table.focus()
         self._mark_sorted()
         loop = asyncio.get_running_loop()
         queue = self._queue
 
-        def deliver(batch: Batch) -> None:
+        def deliver(batch: FeedBatch) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, batch)
 
         self.feeder = Feeder(self.source, deliver, config=self.config, max_batches=self.max_batches)
@@ -641,7 +224,7 @@ class MonitorApp(App[None]):
             return
         model = self.model
         now = model.last_ts
-        relays = self.detector.smarthosts()
+        relays = frozenset(self.detector.smarthosts())
         if relays != self._relays:  # every direct-to-MX verdict depends on it
             self._relays = relays
             self._dirty.update(model.hosts)
@@ -650,7 +233,7 @@ class MonitorApp(App[None]):
         self._dirty = set()
         todo += self._stale(len(model.hosts) // REJUDGE_REFRESHES + 1)
         for start in range(0, len(todo), JUDGE_CHUNK):
-            self._judged(self.detector.judge(todo[start : start + JUDGE_CHUNK], now, relays))
+            self._judged(self.detector.judge_hosts(todo[start : start + JUDGE_CHUNK], now, relays))
             yield
         if self.sort_column in TIMED_COLUMNS or self._keys_column != self.sort_column:
             self._keys_column = self.sort_column
@@ -687,37 +270,16 @@ class MonitorApp(App[None]):
 
     def _rekey(self, ips: Iterable[str], now: float) -> None:
         key = rows.sort_key(self.sort_column)
-        hosts, keys = self.model.hosts, self._keys
+        hosts, keys, name_of = self.model.hosts, self._keys, self.state.name_of
         for ip in ips:
             host = hosts.get(ip)
             if host is not None:
-                keys[ip] = key(rows.HostRow(host, self.verdicts.get(ip), self.name_of(ip), now))
-
-    def name_of(self, ip: str) -> str:
-        identity = self.model.identities.get(ip)
-        return identity.name if identity is not None else ""
-
-    def facts(self, ip: str) -> list[tuple[str, str]]:
-        """Who a host is, for the drill-down."""
-        from smtptop.vendor import vendor
-
-        identity = self.model.identities.get(ip)
-        host = self.model.hosts.get(ip)
-        verdict = self.verdicts.get(ip)
-        names = ", ".join(f"{n} ({s})" for s, n in identity.names.items()) if identity else ""
-        mac = identity.mac if identity else ""
-        made_by = vendor(mac) if mac else ""
-        return [
-            ("names", names),
-            ("MAC", f"{mac} {made_by}".strip()),
-            ("client software", verdict.dialect if verdict else ""),
-            ("HELO names", ", ".join(host.helos) if host else ""),
-        ]
+                keys[ip] = key(rows.HostRow(host, self.verdicts.get(ip), name_of(ip), now))
 
     def visible_rows(self) -> list[rows.HostRow]:
         """The hosts the table shows, in order: filtered, sorted, the top N (picked with a
         heap from the kept sort keys: sorting 10,000 hosts every second is too slow)."""
-        model, keys = self.model, self._keys
+        model, keys, name_of = self.model, self._keys, self.state.name_of
         now = model.last_ts
         missing = [ip for ip in model.hosts if ip not in keys]
         if missing:
@@ -729,14 +291,14 @@ class MonitorApp(App[None]):
                 ip
                 for ip, host in model.hosts.items()
                 if needle in ip
-                or needle in self.name_of(ip).lower()
+                or needle in name_of(ip).lower()
                 or any(needle in n.lower() for n in host.helos)
             ]
         pick = heapq.nlargest if self.sort_reverse else heapq.nsmallest
         top = pick(self.top, candidates, key=keys.__getitem__)
-        when = dated(model)
+        when, policy = self.state.dated, self.state.policy
         return [
-            rows.HostRow(model.hosts[ip], self.verdicts.get(ip), self.name_of(ip), now, when)
+            rows.HostRow(model.hosts[ip], self.verdicts.get(ip), name_of(ip), now, when, policy)
             for ip in top
         ]
 
@@ -767,7 +329,7 @@ class MonitorApp(App[None]):
 
     def _alert(self, verdict: Verdict) -> None:
         """A host just turned spambot: say so, ring if asked, run the alert command."""
-        name = self.name_of(verdict.ip)
+        name = self.state.name_of(verdict.ip)
         who = f"{verdict.ip} ({name})" if name else verdict.ip
         self.last_alert = verdict.ip
         self.notify(
@@ -779,49 +341,18 @@ class MonitorApp(App[None]):
         if self.ring_bell:
             self.bell()
         if self.alert_exec:
-            from smtptop.report import host_json
+            from smtptop.render import host_json
 
             host = self.model.hosts[verdict.ip]
             document = host_json(host, verdict, self.model.identities.get(verdict.ip))
-            threading.Thread(
-                target=self._run_alert,
-                args=(json.dumps(document), self._alert_environment(verdict)),
-                daemon=True,
-            ).start()
+            run = self._run_alert(self.alert_exec, json.dumps(document), verdict)
+            self.run_worker(run, name=f"alert {verdict.ip}", group="alert")
 
-    def _run_alert(self, document: str, environment: dict[str, str]) -> None:
-        assert self.alert_exec is not None
-        try:
-            done = subprocess.run(
-                self.alert_exec, shell=True, input=document, text=True, timeout=60,
-                capture_output=True, check=False, env=environment,
-            )  # fmt: skip
-            failed = done.returncode != 0
-        except (OSError, subprocess.TimeoutExpired):
-            failed = True
-        if failed:
+    async def _run_alert(self, command: str, document: str, verdict: Verdict) -> None:
+        """Run the alert command as a worker on the app's loop, which is where the status
+        bar reads the count of failed ones."""
+        if not await run_alert(command, document, alert_environment(verdict)):
             self.alerts_failed += 1
-
-    @staticmethod
-    def _alert_environment(verdict: Verdict) -> dict[str, str]:
-        """What the alert command gets (the README lists it): a fixed PATH, the home of the
-        user smtptop runs as (root has been given up), the locale and time zone, and the
-        alert.  Nothing else of the environment smtptop was started with: it may hold
-        secrets, and root's PATH or tmux socket have no business in an unprivileged command."""
-        import os
-        import pwd
-
-        try:
-            home = pwd.getpwuid(os.getuid()).pw_dir
-        except KeyError:  # a uid without a passwd entry
-            home = "/"
-        environment = {"PATH": "/usr/bin:/bin", "HOME": home}
-        environment |= {k: os.environ[k] for k in ("LANG", "LC_ALL", "TZ") if k in os.environ}
-        return environment | {
-            "SMTPTOP_IP": verdict.ip,
-            "SMTPTOP_VERDICT": verdict.verdict,
-            "SMTPTOP_SCORE": str(verdict.score),
-        }
 
     def update_status(self) -> None:
         """The status bar, fitted to its width: what must never be missed (spambots, drops,
@@ -897,7 +428,7 @@ class MonitorApp(App[None]):
                 parts.append((1, Text("warning: " + problem, style="bold yellow")))
         elif progress.replay_span:
             at = min(progress.replay_at, progress.replay_span)
-            parts.append((2, Text(f"replay {clock(at)} of {clock(progress.replay_span)}",
+            parts.append((2, Text(f"replay {duration(at)} of {duration(progress.replay_span)}",
                                   style="cyan")))  # fmt: skip
         elif progress.bytes_total:
             parts.append((2, self._reading(progress)))
@@ -907,13 +438,13 @@ class MonitorApp(App[None]):
             hosts.append(f" ({self._shown_hosts:,} shown)")
         parts.append((3, hosts))
         sessions = Text(plural(model.sessions_total, "session"))
-        if model.sessions_evicted:
-            sessions.append(f" ({model.sessions_evicted:,} older summarised)", style="dim")
+        if model.sessions_not_kept:
+            sessions.append(f" ({model.sessions_not_kept:,} older summarised)", style="dim")
         parts.append((4, sessions))
         packets = f"{plural(progress.packets, 'pkt')} ({progress.smtp_packets:,} SMTP)"
         parts.append((6, Text(packets)))
         span = int(model.last_ts - model.first_ts) if model.first_ts else 0
-        parts.append((7, Text(f"span {clock(span)}")))
+        parts.append((7, Text(f"span {duration(span)}")))
         return parts
 
     def _reading(self, progress: Progress) -> Text:
@@ -921,13 +452,13 @@ class MonitorApp(App[None]):
         self._speed.update(time.monotonic(), progress.packets, progress.bytes_done)
         text = Text(f"reading {share}%", style="cyan")
         if progress.bytes_unpacked > progress.bytes_done:  # compressed: where a bomb shows
-            text.append(f" {size(progress.bytes_unpacked)} unpacked")
+            text.append(f" {data_size(progress.bytes_unpacked)} unpacked")
         rate = self._speed.packets_per_second()
         if rate:
             text.append(f" {rate:,.0f} pkt/s")
         eta = self._speed.eta(progress.bytes_total)
         if eta is not None:
-            text.append(f" ETA {clock(eta)}")
+            text.append(f" ETA {duration(eta)}")
         return text
 
     def on_resize(self, event: events.Resize) -> None:
@@ -941,7 +472,7 @@ class MonitorApp(App[None]):
 
     def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         if event.table.id == "hosts":
-            self.push_screen(HostScreen(event.key))
+            self.push_screen(HostScreen(self.state, event.key))
 
     def on_keyed_table_header_selected(self, event: KeyedTable.HeaderSelected) -> None:
         if event.table.id == "hosts":
@@ -998,7 +529,7 @@ class MonitorApp(App[None]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.detector.config))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

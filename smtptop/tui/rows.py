@@ -10,15 +10,18 @@ import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rich.console import JustifyMethod
 from rich.text import Text
 
-from smtptop.detect import VERDICT_ORDER, Verdict
+from smtptop.detect import VERDICT_ORDER, Attention, DetectConfig, Rating, Verdict, attention
 from smtptop.model import Host, ServerStats, Session, SmtpReply, TranscriptLine, rank
 
-MANY_DESTINATIONS = 5  # ntopng's "SMTP server contacts" alert fires above this
-MANY_REJECTIONS = 3
+if TYPE_CHECKING:
+    from smtptop.tui.tables import KeyedTable
+
+DEFAULT_POLICY = DetectConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,7 @@ class HostRow:
     name: str
     now: float
     dated: bool = False  # the capture spans more than a day: times carry their date
+    policy: DetectConfig = DEFAULT_POLICY  # what makes a row red or yellow
 
     @property
     def score(self) -> int:
@@ -37,24 +41,38 @@ class HostRow:
 
     @property
     def order(self) -> int:
-        return VERDICT_ORDER[self.verdict.verdict] if self.verdict else VERDICT_ORDER[""]
+        return VERDICT_ORDER[self.verdict.verdict if self.verdict else Rating.UNJUDGED]
 
 
 @dataclass(frozen=True, slots=True)
-class Column:
-    """A column of a table: what its cells show and how it gives way on a narrow screen
-    (see :class:`~smtptop.tui.tables.Column`): lowest ``priority`` shown first; only
-    ``cut`` columns are ever cut; ``grow`` is a share of the free width."""
+class ColumnSpec:
+    """What a column of a table shows, and how it gives way on a narrow screen (the table
+    lays it out as a :class:`~smtptop.tui.tables.ColumnLayout`): lowest ``priority`` shown
+    first; only ``cut`` columns are ever cut; ``grow`` is a share of the free width."""
 
     key: str
     label: str
     width: int
-    value: Callable[[Any], object]  # the value shown (hosts), or the sort key (drill-down)
+    value: Callable[[Any], Any]  # the value shown (hosts), or the sort key (drill-down)
     numeric: bool = True
     priority: int = 0
     cut: bool = False
     grow: int = 0
     pinned: bool = False
+
+
+def add_columns(table: KeyedTable, specs: tuple[ColumnSpec, ...]) -> None:
+    """Give ``table`` these columns, in order."""
+    for spec in specs:
+        table.add_column(
+            spec.label,
+            width=spec.width,
+            key=spec.key,
+            priority=spec.priority,
+            cut=spec.cut,
+            grow=spec.grow,
+            pinned=spec.pinned,
+        )
 
 
 def _helo(host: Host) -> str:
@@ -72,18 +90,18 @@ def _verdict(row: HostRow) -> str:
 
 # At 80 columns: host, verdict, sessions, destinations, rejected, tempfailed and a name.
 HOST_COLUMNS = (
-    Column("host", "Host", 13, lambda r: r.host.ip, numeric=False, priority=0, pinned=True),
-    Column("name", "Name", 12, lambda r: r.name, numeric=False, priority=6, cut=True, grow=2),
-    Column("verdict", "Verdict", 7, _verdict, numeric=False, priority=1),
-    Column("sessions", "Sess", 4, lambda r: r.host.sessions, priority=2),
-    Column("destinations", "Dest", 4, lambda r: r.host.destinations, priority=3),
-    Column("rejected", "Rej", 3, lambda r: r.host.rejected_sessions, priority=4),
-    Column("tempfailed", "Temp", 4, lambda r: r.host.tempfailed_sessions, priority=5),
-    Column("accepted", "Msgs", 4, lambda r: r.host.accepted_messages, priority=7),
-    Column("recipients", "Rcpt", 4, lambda r: r.host.recipients, priority=8),
-    Column("rate", "S/min", 5, lambda r: r.host.sessions_per_minute(r.now), priority=10),
-    Column("last", "Last seen", 8, lambda r: r.host.last_seen, priority=9),
-    Column(
+    ColumnSpec("host", "Host", 13, lambda r: r.host.ip, numeric=False, priority=0, pinned=True),
+    ColumnSpec("name", "Name", 12, lambda r: r.name, numeric=False, priority=6, cut=True, grow=2),
+    ColumnSpec("verdict", "Verdict", 7, _verdict, numeric=False, priority=1),
+    ColumnSpec("sessions", "Sess", 4, lambda r: r.host.sessions, priority=2),
+    ColumnSpec("destinations", "Dest", 4, lambda r: r.host.destinations, priority=3),
+    ColumnSpec("rejected", "Rej", 3, lambda r: r.host.rejected_sessions, priority=4),
+    ColumnSpec("tempfailed", "Temp", 4, lambda r: r.host.tempfailed_sessions, priority=5),
+    ColumnSpec("accepted", "Msgs", 4, lambda r: r.host.accepted_messages, priority=7),
+    ColumnSpec("recipients", "Rcpt", 4, lambda r: r.host.recipients, priority=8),
+    ColumnSpec("rate", "S/min", 5, lambda r: r.host.sessions_per_minute(r.now), priority=10),
+    ColumnSpec("last", "Last seen", 8, lambda r: r.host.last_seen, priority=9),
+    ColumnSpec(
         "helo", "HELO", 10, lambda r: _helo(r.host), numeric=False, priority=11, cut=True, grow=3
     ),
 )
@@ -91,19 +109,7 @@ SORTABLE = tuple(c.key for c in HOST_COLUMNS)
 DEFAULT_SORT = "verdict"
 
 
-def host_level(host: Host, verdict: Verdict | None = None) -> str:
-    """How abnormal a host looks: "alert", "warn" or ""."""
-    judged = verdict.verdict if verdict else ""
-    if judged == "spambot" or host.destinations > MANY_DESTINATIONS:
-        return "alert"
-    if host.rejected_sessions >= MANY_REJECTIONS:
-        return "alert"
-    if judged == "suspicious" or host.rejected_sessions or host.tempfailed_sessions:
-        return "warn"
-    return ""
-
-
-LEVEL_STYLE = {"alert": "bold red", "warn": "yellow", "": ""}
+LEVEL_STYLE = {Attention.ALERT: "bold red", Attention.WARN: "yellow", Attention.NONE: ""}
 VERDICT_STYLE = {"spambot": "bold white on red", "suspicious": "bold yellow", "normal": "green"}
 
 
@@ -121,23 +127,23 @@ def stamp(ts: float, dated: bool = False) -> str:
 def host_cells(row: HostRow) -> tuple[Text, ...]:
     """The row of one host, styled by how abnormal it looks."""
     host = row.host
-    style = LEVEL_STYLE[host_level(host, row.verdict)]
+    style = LEVEL_STYLE[attention(host, row.verdict, row.policy)]
     cells = []
     for column in HOST_COLUMNS:
         value = column.value(row)
         if column.key == "last":
-            text = stamp(float(value), row.dated)  # type: ignore[arg-type]
+            text = stamp(float(value), row.dated)
         elif column.key == "rate":
             text = f"{value:g}"
         else:
             text = str(value)
-        justify = "right" if column.numeric and column.key != "last" else "left"
+        justify: JustifyMethod = "right" if column.numeric and column.key != "last" else "left"
         cell_style = style if column.key in ("host", "destinations", "rejected") else ""
         if column.key == "tempfailed" and host.tempfailed_sessions:
             cell_style = "yellow"
         elif column.key == "verdict" and row.verdict:
             cell_style = VERDICT_STYLE.get(row.verdict.verdict, "")
-        cells.append(Text(text, style=cell_style, justify=justify, no_wrap=True))  # type: ignore[arg-type]
+        cells.append(Text(text, style=cell_style, justify=justify, no_wrap=True))
     return tuple(cells)
 
 
@@ -149,7 +155,7 @@ def sort_key(column: str) -> Callable[[HostRow], tuple[object, ...]]:
     if column == "verdict":
         return lambda r: (r.order, -r.score, *rank(r.host))
     if getter.numeric:
-        return lambda r: (-getter.value(r), *rank(r.host))  # type: ignore[operator]
+        return lambda r: (-getter.value(r), *rank(r.host))
     return lambda r: (str(getter.value(r)), *rank(r.host))
 
 
@@ -193,14 +199,14 @@ def _address_order(ip: str) -> bytes:
 
 # Drill-down tables: ``value`` is what a column sorts by, in its natural order.
 SERVER_COLUMNS = (
-    Column("server", "Server", 9, lambda s: _address_order(s.ip), numeric=False, pinned=True),
-    Column(
+    ColumnSpec("server", "Server", 9, lambda s: _address_order(s.ip), numeric=False, pinned=True),
+    ColumnSpec(
         "name", "Name", 12, lambda s: s.name.lower(), numeric=False, priority=5, cut=True, grow=1
     ),
-    Column("sessions", "Sess", 4, lambda s: -s.sessions, priority=1),
-    Column("rejected", "Rej", 3, lambda s: -s.rejected_sessions, priority=2),
-    Column("tempfailed", "Temp", 4, lambda s: -s.tempfailed_sessions, priority=3),
-    Column("accepted", "Msgs", 4, lambda s: -s.accepted_messages, priority=4),
+    ColumnSpec("sessions", "Sess", 4, lambda s: -s.sessions, priority=1),
+    ColumnSpec("rejected", "Rej", 3, lambda s: -s.rejected_sessions, priority=2),
+    ColumnSpec("tempfailed", "Temp", 4, lambda s: -s.tempfailed_sessions, priority=3),
+    ColumnSpec("accepted", "Msgs", 4, lambda s: -s.accepted_messages, priority=4),
 )
 SERVER_SORT = "rejected"
 
@@ -239,7 +245,7 @@ def session_outcome(session: Session) -> Text:
     """Outcome word, then the reply that decided it: the refusal, the acceptance of the
     last message, or else the last reply."""
     accepted = [r for r in session.replies if r.stage in ("end of data", "BDAT") and r.code < 300]
-    reply = session.decisive or (accepted[-1] if accepted else None)
+    reply = session.outcome_reply or (accepted[-1] if accepted else None)
     if reply is None and session.replies:
         reply = session.replies[-1]
     word = session.outcome if session.closed else f"{session.outcome}…"
@@ -260,8 +266,8 @@ def _first_sender(session: Session) -> str:
 
 
 SESSION_COLUMNS = (
-    Column("start", "Start", 8, lambda s: (s.start, s.id), priority=1),
-    Column(
+    ColumnSpec("start", "Start", 8, lambda s: (s.start, s.id), priority=1),
+    ColumnSpec(
         "server",
         "Server",
         9,
@@ -269,7 +275,7 @@ SESSION_COLUMNS = (
         numeric=False,
         pinned=True,
     ),
-    Column(
+    ColumnSpec(
         "banner",
         "Name",
         10,
@@ -279,10 +285,10 @@ SESSION_COLUMNS = (
         cut=True,
         grow=1,
     ),
-    Column(
+    ColumnSpec(
         "helo", "HELO", 10, lambda s: s.helo.lower(), numeric=False, priority=4, cut=True, grow=1
     ),
-    Column(
+    ColumnSpec(
         "mail_from",
         "MAIL FROM",
         12,
@@ -292,9 +298,9 @@ SESSION_COLUMNS = (
         cut=True,
         grow=2,
     ),
-    Column("recipients", "Rcpt", 4, lambda s: -s.recipients, priority=3),
-    Column("flags", "", 2, _flags, numeric=False, priority=7),
-    Column(
+    ColumnSpec("recipients", "Rcpt", 4, lambda s: -s.recipients, priority=3),
+    ColumnSpec("flags", "", 2, _flags, numeric=False, priority=7),
+    ColumnSpec(
         "outcome",
         "Outcome",
         22,

@@ -37,8 +37,9 @@ ARROW_ROOM = 1  # a sort arrow after a label never widens its column
 
 
 @dataclass(slots=True)
-class Column:
-    """A column, and how it gives way when the width is short.
+class ColumnLayout:
+    """A column as the table lays it out: how it gives way when the width is short, and
+    the widths it has measured and is drawn at.
 
     ``width`` is the narrowest a column that may be ``cut`` is drawn; a column that may not
     be cut (numbers, addresses) is always as wide as its widest cell.  Columns with the
@@ -139,12 +140,12 @@ class KeyedTable(ScrollView, can_focus=True):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.columns: dict[str, Column] = {}
+        self.columns: dict[str, ColumnLayout] = {}
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._order: list[str] = []
         self._strips: dict[str, Strip] = {}  # each row drawn once, until its cells change
         self._header: Strip | None = None
-        self._shown: list[tuple[int, Column]] = []  # (cell index, column) drawn, in order
+        self._shown: list[tuple[int, ColumnLayout]] = []  # (cell index, column) drawn, in order
         self._laid_out_for = -1  # the width the layout was made for
         self._first = 0  # 0: columns by priority; n: in order from the n-th unpinned one
         self._steps: list[int] = []  # where each sideways step started, to step back
@@ -168,7 +169,7 @@ class KeyedTable(ScrollView, can_focus=True):
     ) -> None:
         key = key or f"column-{len(self.columns)}"
         rank = len(self.columns) if priority is None else priority
-        column = Column(key, Text(label), width, rank, cut, grow, pinned)
+        column = ColumnLayout(key, Text(label), width, rank, cut, grow, pinned)
         column.widest = cell_len(label) + ARROW_ROOM
         self.columns[key] = column
         self._relayout()
@@ -279,7 +280,7 @@ class KeyedTable(ScrollView, can_focus=True):
             self._strips.clear()
             self.refresh()
 
-    def _fit(self, width: int) -> list[tuple[int, Column]]:
+    def _fit(self, width: int) -> list[tuple[int, ColumnLayout]]:
         indexed = list(enumerate(self.columns.values()))
         for _, column in indexed:
             column.drawn = 0
@@ -313,8 +314,8 @@ class KeyedTable(ScrollView, can_focus=True):
         return sorted(shown, key=lambda item: item[0])
 
     def _choose(
-        self, indexed: list[tuple[int, Column]], width: int
-    ) -> list[tuple[int, Column, int]]:
+        self, indexed: list[tuple[int, ColumnLayout]], width: int
+    ) -> list[tuple[int, ColumnLayout, int]]:
         """The columns that fit, each with its width: by priority (or, scrolled sideways,
         the pinned ones and then the others in order from the first one shown).  A column
         that may be cut is squeezed below its width rather than left out, down to
@@ -326,7 +327,7 @@ class KeyedTable(ScrollView, can_focus=True):
         else:
             candidates = sorted(indexed, key=lambda item: item[1].priority)
             stop_at_first_misfit = False
-        chosen: list[tuple[int, Column, int]] = []
+        chosen: list[tuple[int, ColumnLayout, int]] = []
         used = 0
         for index, column in candidates:
             inner = column.least() - 2 * CELL_PADDING
@@ -341,12 +342,12 @@ class KeyedTable(ScrollView, can_focus=True):
             used += inner + 2 * CELL_PADDING
         return chosen
 
-    def _more_label(self, hidden: int, shown: list[tuple[int, Column]] | None = None) -> str:
+    def _more_label(self, hidden: int, shown: list[tuple[int, ColumnLayout]] | None = None) -> str:
         left = "← " if self._first else ""
         right = " →" if self._can_scroll_right(shown) or not self._first else ""
         return f"{left}+{hidden} col{'s' if hidden != 1 else ''}{right}"
 
-    def _can_scroll_right(self, shown: list[tuple[int, Column]] | None = None) -> bool:
+    def _can_scroll_right(self, shown: list[tuple[int, ColumnLayout]] | None = None) -> bool:
         unpinned = [c for c in self.columns.values() if not c.pinned]
         keys = {column.key for _, column in (self._shown if shown is None else shown)}
         return bool(unpinned) and unpinned[-1].key not in keys
@@ -386,8 +387,8 @@ class KeyedTable(ScrollView, can_focus=True):
         if index == self.cursor_row:
             cursor = self.get_component_rich_style("keyed-table--cursor")
             style = self.rich_style + cursor
-            strip = self._draw(self._cells[key], style, Style(color=cursor.color))
-            return strip.extend_cell_length(width, style).crop(0, width)
+            line = self._draw(self._cells[key], style, Style(color=cursor.color))
+            return line.extend_cell_length(width, style).crop(0, width)
         strip = self._strips.get(key)
         if strip is None:
             strip = self._strips[key] = self._draw(self._cells[key], self.rich_style)
