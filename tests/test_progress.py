@@ -14,8 +14,8 @@ from pathlib import Path
 
 import synth
 
+from smtptop.progress import Speedometer, describe, duration
 from smtptop.source import FileSource, Progress
-from smtptop.speed import Speedometer, clock, describe
 from smtptop.tui.app import MonitorApp
 
 
@@ -81,7 +81,7 @@ def test_speedometer_rates_and_time_left() -> None:
         speed.update(float(second), 1000 * second, 10 * second)
     assert speed.packets_per_second() == 1000
     assert speed.eta(200) == 10.0  # 100 bytes done at 10 per second
-    assert clock(3723) == "1:02:03" and clock(7) == "0:07"
+    assert duration(3723) == "1:02:03" and duration(7) == "0:07"
     assert describe(speed, 100, 200) == "100 B / 200 B  50%  1,000 pkt/s  ETA 0:10"
 
 
@@ -89,7 +89,7 @@ async def test_status_bar_shows_where_a_replay_stands(tmp_path: Path) -> None:
     """A replay reads ahead of its clock, so the read position says nothing of where it
     stands: the status bar shows capture time played of capture time in all."""
     path = big_capture(tmp_path / "replay.pcap", sessions=6000, spacing=0.01)
-    span = clock(5999 * 0.01 + 0.2)  # the last session lasts a fraction of a second
+    span = duration(5999 * 0.01 + 0.2)  # the last session lasts a fraction of a second
     app = MonitorApp(FileSource([path], speed=10.0))
     async with app.run_test(size=(150, 45)) as pilot:
         played: list[str] = []

@@ -1,4 +1,5 @@
-"""Reading speed and time left, for the report's progress line and the monitor's status bar.
+"""How far reading has got: speed and time left, for the report's progress line and the
+monitor's status bar (not the replay pace that ``--speed`` sets).
 
 Rates are taken over the last few seconds rather than since the start, so that the ETA
 follows a file whose later part is denser (or gzip-slower) than its beginning.
@@ -43,7 +44,7 @@ class Speedometer:
         return max(0.0, (total - self._samples[-1][2]) * seconds / done)
 
 
-def clock(seconds: float) -> str:
+def duration(seconds: float) -> str:
     """0:07, 12:03, 1:02:03."""
     whole = int(seconds + 0.5)
     hours, rest = divmod(whole, 3600)
@@ -51,7 +52,7 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def size(count: float) -> str:
+def data_size(count: float) -> str:
     """1.5 kB, 283.0 MB: decimal units, as file managers show file sizes."""
     if count < 1000:
         return f"{count:.0f} B"
@@ -65,11 +66,11 @@ def size(count: float) -> str:
 def describe(speed: Speedometer, done: int, total: int) -> str:
     """ "12.3 MB / 45.6 MB  27%  123,456 pkt/s  ETA 0:14" (rate and ETA once known)."""
     share = 100 * done // total if total else 0
-    text = f"{size(done)} / {size(total)}  {share}%"
+    text = f"{data_size(done)} / {data_size(total)}  {share}%"
     rate = speed.packets_per_second()
     if rate:
         text += f"  {rate:,.0f} pkt/s"
     eta = speed.eta(total)
     if eta is not None:
-        text += f"  ETA {clock(eta)}"
+        text += f"  ETA {duration(eta)}"
     return text
