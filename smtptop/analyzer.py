@@ -3,8 +3,9 @@
 :class:`Analyzer` runs decode → TCP reassembly → SMTP parsing for every frame and collects
 ``(session id, event)`` pairs: :class:`FlowOpened`, the parser's events, :class:`FlowClosed`,
 and (with session id 0) who-is-who events from the DHCP, NetBIOS, DNS and ARP it skips.
-:func:`apply` folds such a batch into a :class:`~smtptop.model.Model`.  The report runs both
-in one loop; the TUI runs the analyzer in its capture thread and applies batches in the UI.
+:func:`smtptop.model.apply` folds such a batch into a :class:`~smtptop.model.Model`.  The
+report runs both in one loop; the TUI runs the analyzer in its capture thread and applies
+batches in the UI.
 
 It owns the connection table: which endpoint is the client, port reuse, closed connections
 lingering to absorb stray packets, idle timeouts and a bound on open connections.  A failure
@@ -20,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from smtptop import decode as dec
 from smtptop import identity
-from smtptop.model import Model
 from smtptop.smtp import Event, ParserLimits, SmtpParser
 from smtptop.tcp import CLIENT, SERVER, Connection, ReassemblyLimits
 
@@ -148,11 +148,13 @@ class Analyzer:
                         self._sweep(ts)
                 try:
                     seg = decode(linktype, frame, ports)
-                    if type(seg) is str:
-                        self._skipped(seg, linktype, frame, ts)
+                    # Anything but a Segment is a skip reason, a str.  Tested as "not tuple",
+                    # as cheap as "is str": mypy narrows seg to a Segment only from this test.
+                    if type(seg) is not tuple:
+                        self._skipped(seg, linktype, frame, ts)  # type: ignore[arg-type]  # a str
                         continue
                     smtp_packets += 1
-                    key, seq, ack, flags, payload = seg  # type: ignore[misc]
+                    key, seq, ack, flags, payload = seg
                     entry = by_wire.get(key)
                     if entry is None or flags & SYN_OR_ACK == SYN:
                         entry = lookup(key, seq, flags, ts)
@@ -333,30 +335,3 @@ def _ip(raw: bytes) -> str:
     if len(raw) == 4:
         return "%d.%d.%d.%d" % tuple(raw)  # noqa: UP031 - several times faster than ipaddress
     return str(ipaddress.ip_address(raw))
-
-
-def apply(model: Model, batch: Iterable[tuple[int, FlowEvent]]) -> None:
-    """Fold a batch of engine events into the model."""
-    fold = model.apply
-    for session_id, event in batch:
-        kind = type(event)
-        if kind is FlowOpened:
-            model.open_session(
-                session_id, event.client, event.server, event.ts, midstream=event.midstream
-            )
-        elif kind is FlowClosed:
-            model.close_session(
-                session_id,
-                event.ts,
-                event.reason,
-                client_bytes=event.client_bytes,
-                server_bytes=event.server_bytes,
-                packets=event.packets,
-                conflicts=event.conflicts,
-            )
-        elif session_id:  # a parser event (who-is-who events have session id 0)
-            fold(session_id, event)  # type: ignore[arg-type]
-        elif kind is identity.Sighting:
-            model.sighting(event.ip, event.mac, event.name, event.source)
-        elif kind is identity.DnsLookup:
-            model.dns_lookup(event.ts, event.client, event.qtype, event.rcode)

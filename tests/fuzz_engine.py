@@ -50,10 +50,10 @@ import synth
 import smtptop
 from smtptop.analyzer import DEFAULT_PORTS, Analyzer, EngineConfig, FlowClosed, FlowOpened
 from smtptop.analyzer import Stats as EngineStats
-from smtptop.analyzer import apply as apply_batch
 from smtptop.capture import CaptureError, CaptureFile
 from smtptop.decode import decode
 from smtptop.model import Host, Model, ModelLimits, Session
+from smtptop.model import apply as apply_batch
 from smtptop.smtp import ParserLimits
 from smtptop.tcp import ReassemblyLimits
 
@@ -687,12 +687,12 @@ class Checker:
             self.fail("bound:open sessions", str(len(model.open)))
         if model.sessions_total != len(self.opened):
             self.fail("count:sessions_total", f"{model.sessions_total} != {len(self.opened)}")
-        if model.sessions_total != len(model.finished) + model.sessions_evicted + len(model.open):
+        if model.sessions_total != len(model.finished) + model.sessions_not_kept + len(model.open):
             self.fail("count:sessions kept + not kept + open != total", "")
-        if sum(h.sessions for h in model.hosts.values()) + model.hosts_dropped != (
+        if sum(h.sessions for h in model.hosts.values()) + model.hosts_not_kept != (
             model.sessions_total
         ):
-            self.fail("count:host sessions", "sum(host.sessions) + hosts_dropped != total")
+            self.fail("count:host sessions", "sum(host.sessions) + hosts_not_kept != total")
         open_by_host: dict[str, int] = {}
         for session in model.open.values():
             open_by_host[session.client_ip] = open_by_host.get(session.client_ip, 0) + 1

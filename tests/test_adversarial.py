@@ -28,11 +28,12 @@ import pytest
 import synth
 from fuzz_engine import AUTH_BDAT, DIALOGUE, PREGREET, REFUSED, TOKENS
 
-import smtptop.report as report_module
+import smtptop.analysis as analysis_module
 from smtptop import pipeline
-from smtptop.analyzer import Analyzer, EngineConfig, apply
-from smtptop.model import Model, ModelLimits, Session
-from smtptop.report import Analysis, to_json
+from smtptop.analysis import Analysis
+from smtptop.analyzer import Analyzer, EngineConfig
+from smtptop.model import Model, ModelLimits, Session, apply
+from smtptop.render import to_json
 from smtptop.smtp import ParserLimits, SmtpParser
 from smtptop.tcp import ReassemblyLimits
 
@@ -218,7 +219,7 @@ def check_session_flood(run: Run, report: dict, count: int) -> None:
     kept = min(count, limits.max_sessions)  # one host, under the byte budget
     servers = min(count, limits.max_servers_per_host)
     assert model.sessions_total == count
-    assert len(model.finished) == kept and model.sessions_evicted == count - kept
+    assert len(model.finished) == kept and model.sessions_not_kept == count - kept
     assert report["stats"]["sessions"] == count
     assert report["stats"]["sessions_not_kept"] == count - kept
     assert len(report["sessions"]) == kept
@@ -230,7 +231,7 @@ def check_session_flood(run: Run, report: dict, count: int) -> None:
     assert len(host.servers) == servers and host.servers_dropped == count - servers
     assert sum(s.sessions for s in host.servers.values()) + host.servers_dropped == count
     assert len(host.helos) == limits.max_helos
-    assert (host.refusals_dropped, sum(host.refusals.values())) == (0, count // 4)
+    assert (host.refusals_not_kept, sum(host.refusals.values())) == (0, count // 4)
     assert host.open_sessions == 0 and host.max_parallel < 100
     (json_host,) = report["hosts"]
     assert (json_host["sessions"], json_host["rejected_sessions"]) == (count, count // 4)
@@ -293,7 +294,7 @@ def test_data_that_never_ends(ending: str) -> None:
     assert f"message body: {len(body)} bytes (end not seen)" in notes(session)
     assert session.accepted_messages == 0
     if ending == "server times out":
-        assert session.outcome == "tempfailed" and session.decisive.stage == "end of data"
+        assert session.outcome == "tempfailed" and session.outcome_reply.stage == "end of data"
         assert report["sessions"][0]["outcome_reply"]["code"] == 421
     else:
         assert session.close_reason == "capture ended" and session.outcome == "no-mail"
@@ -369,8 +370,8 @@ def test_a_hundred_thousand_pipelined_commands_without_replies() -> None:
     # greeting, EHLO, its reply, the commands, the overflow notes, the closing note
     lines = 3 + commands + overflows + 1
     assert len(session.transcript) == limits.max_transcript_lines
-    assert session.transcript_dropped == lines - limits.max_transcript_lines
-    assert report["sessions"][0]["transcript_lines_not_kept"] == session.transcript_dropped
+    assert session.transcript_lines_not_kept == lines - limits.max_transcript_lines
+    assert report["sessions"][0]["transcript_lines_not_kept"] == session.transcript_lines_not_kept
 
 
 def test_replies_without_commands() -> None:
@@ -386,13 +387,13 @@ def test_replies_without_commands() -> None:
     session = only_session(run)
     limits = run.limits
     assert len(session.replies) == limits.max_replies
-    assert session.replies_dropped == 1 + 1001 + 1 - limits.max_replies
+    assert session.replies_not_kept == 1 + 1001 + 1 - limits.max_replies
     assert {r.stage for r in session.replies[1:]} == {"unsolicited"}
-    assert session.outcome == "no-mail" and session.decisive is None
+    assert session.outcome == "no-mail" and session.outcome_reply is None
     assert session.accepted_messages == 0 and session.outstanding == 0
     assert run.model.hosts[PC].rejected_sessions == 0
-    assert session.transcript_dropped > 0
-    assert report["sessions"][0]["transcript_lines_not_kept"] == session.transcript_dropped
+    assert session.transcript_lines_not_kept > 0
+    assert report["sessions"][0]["transcript_lines_not_kept"] == session.transcript_lines_not_kept
 
 
 # --- floods and noise --------------------------------------------------------------------------
@@ -438,7 +439,7 @@ def test_syn_flood() -> None:
     assert max_connections * 7 // 8 < run.closed["capture ended"] <= max_connections
     assert evicted > count - ports  # more evictions than ports came back
     kept = min(count, run.limits.max_sessions)  # one host, under the byte budget
-    assert len(model.finished) == kept and model.sessions_evicted == count - kept
+    assert len(model.finished) == kept and model.sessions_not_kept == count - kept
 
 
 @pytest.mark.parametrize("first", ["client", "server", "mid-stream"])
@@ -567,14 +568,14 @@ def test_report_batches_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyP
     path = tmp_path / "short-lines.pcap"
     synth.write_pcap(path, conv.frames, ETH)
     batches: list[int] = []
-    real_apply = report_module.apply
+    real_apply = analysis_module.apply
 
     def counting_apply(model: Model, batch: list) -> None:
         batches.append(len(batch))
         real_apply(model, batch)
 
-    monkeypatch.setattr(report_module, "apply", counting_apply)
-    analysis = report_module.analyze([str(path)], parallel=False)
+    monkeypatch.setattr(analysis_module, "apply", counting_apply)
+    analysis = analysis_module.analyze([str(path)], parallel=False)
     assert analysis.model.sessions_total == 1
     one_record = 32500 + 33 + 2  # a command a line, an overflow note per 1,000, FlowOpened...
     assert max(batches) <= pipeline.MAX_WAITING_EVENTS + one_record
@@ -656,13 +657,13 @@ def test_many_huge_refusals_per_host_are_cut_and_counted(tmp_path: Path) -> None
     assert out.stat().st_size < 2 * MB
     report = json.loads(out.read_text())
     assert [h["rejected_sessions"] for h in report["hosts"]] == [1] * 4
-    model = report_module.analyze([str(capture)], parallel=False).model
+    model = analysis_module.analyze([str(capture)], parallel=False).model
     for host in model.hosts.values():
         assert host.refusal_bytes <= model.limits.max_refusal_bytes
-        assert sum(host.refusals.values()) + host.refusals_dropped == 64  # each counted
+        assert sum(host.refusals.values()) + host.refusals_not_kept == 64  # each counted
         assert all(len(text) <= 1024 + 40 for _, text in host.refusals)
     shown = {h["ip"]: h["refusals_not_kept"] for h in report["hosts"]}
-    assert shown == {ip: host.refusals_dropped for ip, host in model.hosts.items()}
+    assert shown == {ip: host.refusals_not_kept for ip, host in model.hosts.items()}
 
 
 def test_a_line_feed_flood_is_one_note_with_its_count() -> None:
@@ -699,7 +700,7 @@ def main(argv: list[str]) -> int:
     print(
         f"{count} sessions, {run.packets} packets in {seconds:.1f} s "
         f"({run.packets / seconds:.0f} packets/s); peak flows {run.peak_flows}; "
-        f"sessions kept {len(run.model.finished)}, not kept {run.model.sessions_evicted}"
+        f"sessions kept {len(run.model.finished)}, not kept {run.model.sessions_not_kept}"
     )
     return 0
 

@@ -26,7 +26,7 @@ def test_memory_bench_smoke() -> None:
     limits = bench.SMOKE_LIMITS
     assert len(model.finished) < limits.max_sessions  # here the byte budget binds
     assert model.kept_bytes <= limits.max_kept_bytes < model.kept_bytes + 4096
-    assert model.sessions_evicted == 10_000 - len(model.finished)
+    assert model.sessions_not_kept == 10_000 - len(model.finished)
     assert set(sent.kinds) == {name for name, *_ in bench.MIX}
     assert any(h.servers_dropped for h in model.hosts.values())  # server rows went too
 

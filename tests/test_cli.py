@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -15,6 +16,8 @@ from helpers import smtptop
 
 from smtptop.capture import CaptureFile
 from smtptop.cli import main
+from smtptop.render import CSV_FIELDS
+from smtptop.schema import SCHEMA_VERSION, HostRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "smtptop" / "data" / "office.pcap"
@@ -40,6 +43,7 @@ def test_json_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["report", "--json", str(SAMPLE)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) >= {"hosts", "sessions", "stats"}
+    assert report["schema_version"] == SCHEMA_VERSION == 2
     host = report["hosts"][0]
     assert set(host) >= set(HOST_KEYS)
     assert set(host["servers"][0]) >= {"ip", "sessions", "rejected_sessions"}
@@ -57,6 +61,7 @@ def test_csv_one_row_per_host_and_formula_guard(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     assert len(rows) == 9
+    assert set(CSV_FIELDS) <= {f.name for f in dataclasses.fields(HostRecord)}
     assert {r["ip"] for r in rows} >= {"10.1.1.1", "192.168.0.108"}
     formula = next(r for r in rows if r["ip"] == "10.1.1.1")
     assert formula["helos"] == "'=cmd|' /C calc'!A0"

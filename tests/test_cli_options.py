@@ -62,6 +62,9 @@ REFUSED = [
     (["report", "--json", "--csv", "--sample"], "--csv: not allowed with argument --json"),
     (["--ports", "25,x", "report", SAMPLE], "--ports: not a list of port numbers"),
     (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
+    (["interfaces", "--detect", "spambot=70"], "--detect does not apply to 'smtptop interfaces'"),
+    (["demo", "--detect", "spambot"], "--detect: expected NAME=VALUE, not 'spambot'"),
+    (["--detect", "many=1", "report", SAMPLE], "--detect: no setting 'many'"),
 ]
 
 

@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from smtptop import cli
+from smtptop.analysis import analyze
 from smtptop.model import Model
-from smtptop.report import analyze
 from smtptop.smtp import Side, SmtpParser
 from smtptop.tui.rows import transcript_line
 

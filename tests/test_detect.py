@@ -10,11 +10,12 @@ import sample
 import synth
 from conformance.expected import corpus_root
 
-from smtptop.analyzer import Analyzer, apply
+from smtptop.analysis import analyze, ranked_hosts
+from smtptop.analyzer import Analyzer
 from smtptop.capture import CaptureFile
 from smtptop.detect import DetectConfig, Detector
-from smtptop.model import Model
-from smtptop.report import analyze, ranked_hosts, to_json
+from smtptop.model import Model, apply
+from smtptop.render import to_json
 
 CONFORMANCE = corpus_root()
 SMARTHOST = "198.51.100.25"

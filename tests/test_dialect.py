@@ -4,7 +4,7 @@ RECORDED was recorded on 2026-11-28 by running each client against a tiny SMTP s
 127.0.0.1/127.0.0.2 (ports 25, 587 and 2525; EHLO offers PIPELINING, SIZE, 8BITMIME,
 AUTH PLAIN LOGIN, ENHANCEDSTATUSCODES, and CHUNKING in the *_chunking runs) inside a private
 network namespace (`ip netns add`, only `lo` up), while tcpdump captured `lo`.  The command
-lines and the flags are what smtptop's own engine (smtptop.report.analyze) made of those
+lines and the flags are what smtptop's own engine (smtptop.analysis.analyze) made of those
 captures, AUTH secrets masked as the model masks them.  Clients: Python smtplib
 (`send_message` in a `with` block, then `login` + `sendmail` + `quit()`), swaks (plain,
 --pipeline, --auth LOGIN, --protocol SMTP), curl (-T file, with --user, -T -), PHPMailer and

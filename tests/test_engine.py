@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -11,9 +12,10 @@ import pytest
 import sample
 import synth
 
-from smtptop.analyzer import Analyzer, EngineConfig, apply
-from smtptop.model import Model
-from smtptop.report import Analysis, analyze, to_json
+from smtptop.analysis import Analysis, analyze
+from smtptop.analyzer import Analyzer, EngineConfig
+from smtptop.model import Model, apply
+from smtptop.render import to_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -228,6 +230,10 @@ PURE = [
     "smtptop.tcp",
     "smtptop.smtp",
     "smtptop.model",
+    "smtptop.model.compact",
+    "smtptop.model.records",
+    "smtptop.model.store",
+    "smtptop.model.fold",
     "smtptop.analyzer",
 ]
 FORBIDDEN = [
@@ -259,6 +265,55 @@ def test_engine_core_is_pure() -> None:
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert out.stdout.strip() == "[]"
+
+
+def module_imports() -> dict[str, set[str]]:
+    """smtptop's modules and the smtptop modules each imports when it is loaded: at module
+    level, ``if TYPE_CHECKING:`` blocks included (a cycle for the type checker is a cycle
+    of layers too); not inside functions, where a late import is a deliberate choice."""
+    package = ROOT / "smtptop"
+    paths = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in paths.items():
+        found = set()
+        pending = list(ast.parse(path.read_text(encoding="utf-8")).body)
+        while pending:
+            node = pending.pop()
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.If | ast.Try):
+                pending += [*node.body, *node.orelse, *getattr(node, "handlers", ())]
+            elif isinstance(node, ast.ExceptHandler):
+                pending += node.body
+        graph[name] = {module for module in found if module in paths and module != name}
+    return graph
+
+
+def test_no_import_cycles() -> None:
+    """Every module depends on the ones below it only: the model's store never reaches its
+    fold, the model never the detector or the report's records."""
+    graph = module_imports()
+    assert "smtptop.model.store" in graph["smtptop.model.fold"]  # the walk sees imports
+    cycles = []
+
+    def visit(name: str, path: list[str], done: set[str]) -> None:
+        for imported in sorted(graph[name]):
+            if imported in path:
+                cycles.append([*path[path.index(imported) :], imported])
+            elif imported not in done:
+                visit(imported, [*path, imported], done)
+        done.add(name)
+
+    done: set[str] = set()
+    for name in sorted(graph):
+        if name not in done:
+            visit(name, [name], done)
+    assert cycles == []
 
 
 def _run_engine(frames, config: EngineConfig) -> Model:

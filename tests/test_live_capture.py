@@ -35,7 +35,8 @@ from typing import Any
 
 import pytest
 
-from smtptop.report import analyze, to_json
+from smtptop.analysis import analyze
+from smtptop.render import to_json
 
 
 def tool(name: str) -> str | None:

@@ -11,8 +11,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from smtptop.analysis import Analysis, analyze
 from smtptop.model import Model, ModelLimits, Session, is_lan, mailbox
-from smtptop.report import Analysis, analyze, render_csv, render_table, to_json
+from smtptop.render import host_json, render_csv, render_table, to_json
+from smtptop.schema import host_record, record_fields, session_record
 from smtptop.smtp import Side, SmtpParser
 
 from smtptop.analyzer import Stats  # isort: skip
@@ -113,7 +115,7 @@ def test_session_outcome(script, outcome: str, decisive: int | None) -> None:
     model = Model()
     session = play(model, 1, script)
     assert session.outcome == outcome
-    assert (session.decisive.code if session.decisive else None) == decisive
+    assert (session.outcome_reply.code if session.outcome_reply else None) == decisive
     host = model.hosts["192.168.0.5"]
     assert host.rejected_sessions == (outcome == "rejected")
     assert host.tempfailed_sessions == (outcome == "tempfailed")
@@ -197,10 +199,10 @@ def test_bounds_count_what_they_cut() -> None:
     ]
     for i in range(8):
         play(model, i, [*greet(*MAIL), *many_rcpts, (C, b"EHLO name%d\r\n" % i)])
-    assert len(model.sessions()) == 3 and model.sessions_evicted == 5
+    assert len(model.sessions()) == 3 and model.sessions_not_kept == 5
     assert model.sessions_total == 8
     last = model.sessions()[-1]
-    assert len(last.transcript) == 10 and last.transcript_dropped > 0
+    assert len(last.transcript) == 10 and last.transcript_lines_not_kept > 0
     assert len(last.rcpt_to) == 5 and last.recipients == 20
     assert len(last.replies) == 4
     host = model.hosts["192.168.0.5"]
@@ -259,8 +261,8 @@ def test_a_host_keeps_all_its_sessions_while_the_budget_has_room() -> None:
         play(model, i, REJECTED if i % 2 else ACCEPTED)
     play(model, 500, ACCEPTED, client="192.168.0.6")
     host = model.hosts["192.168.0.5"]
-    assert (host.sessions, host.sessions_kept, host.sessions_evicted) == (500, 500, 0)
-    assert kept_ids(model) == list(range(500)) and model.sessions_evicted == 0
+    assert (host.sessions, host.sessions_kept, host.sessions_not_kept) == (500, 500, 0)
+    assert kept_ids(model) == list(range(500)) and model.sessions_not_kept == 0
 
 
 def test_the_busiest_host_gives_up_sessions_and_keeps_its_rejected_ones_longest() -> None:
@@ -273,9 +275,9 @@ def test_the_busiest_host_gives_up_sessions_and_keeps_its_rejected_ones_longest(
     for i in range(9, 69):
         play(model, i, REJECTED if i % 2 else ACCEPTED)  # 30 of each, alternating
     assert all(kept_ids(model, ip) == list(range(n, 9, 3)) for n, ip in enumerate(quiet))
-    assert all(model.hosts[ip].sessions_evicted == 0 for ip in quiet)
+    assert all(model.hosts[ip].sessions_not_kept == 0 for ip in quiet)
     busy = model.hosts["192.168.0.5"]
-    assert (busy.sessions_kept, busy.sessions_evicted) == (11, 49)
+    assert (busy.sessions_kept, busy.sessions_not_kept) == (11, 49)
     kept = model.host_sessions(busy.ip)
     accepted = [s.id for s in kept if not s.rejected]
     rejected = [s.id for s in kept if s.rejected]
@@ -283,7 +285,7 @@ def test_the_busiest_host_gives_up_sessions_and_keeps_its_rejected_ones_longest(
     assert rejected == list(range(53, 69, 2))  # the rest, going further back
     assert (busy.sessions, busy.rejected_sessions, busy.accepted_messages) == (60, 30, 30)
     play(model, 69, ACCEPTED, client=quiet[0])  # a quiet host grows: the busy one pays
-    assert len(kept_ids(model, quiet[0])) == 4 and busy.sessions_evicted == 50
+    assert len(kept_ids(model, quiet[0])) == 4 and busy.sessions_not_kept == 50
 
 
 def test_hosts_keeping_as_many_give_up_in_the_order_they_got_there() -> None:
@@ -295,7 +297,7 @@ def test_hosts_keeping_as_many_give_up_in_the_order_they_got_there() -> None:
     for i in range(4, 8):
         play(model, i, REJECTED, client=f"192.168.0.{10 + i}")
     assert sorted(model.finished) == [3, 4, 5, 6, 7]
-    assert [model.hosts[f"192.168.0.{10 + i}"].sessions_evicted for i in range(8)] == [
+    assert [model.hosts[f"192.168.0.{10 + i}"].sessions_not_kept for i in range(8)] == [
         1, 1, 1, 0, 0, 0, 0, 0
     ]  # fmt: skip
 
@@ -308,7 +310,7 @@ def test_the_byte_budget_holds_and_takes_from_the_busiest_host() -> None:
     for i in range(6):
         play(model, i, ACCEPTED)
     assert kept_ids(model) == [4, 5] and model.kept_bytes <= limit
-    assert len(model.finished) + model.sessions_evicted == model.sessions_total == 6
+    assert len(model.finished) + model.sessions_not_kept == model.sessions_total == 6
     assert model.kept_bytes == sum(s.footprint() for s in model.finished.values())
     play(model, 6, ACCEPTED, client="192.168.0.6")
     assert kept_ids(model) == [5] and kept_ids(model, "192.168.0.6") == [6]
@@ -318,10 +320,10 @@ def test_the_byte_budget_holds_and_takes_from_the_busiest_host() -> None:
 def test_the_bundled_capture_summarises_no_session() -> None:
     """Far below the budget: every host of the demo keeps every session."""
     model = analyze([str(ROOT / "smtptop" / "data" / "office.pcap")], parallel=False).model
-    assert model.sessions_total > 0 and model.sessions_evicted == 0
+    assert model.sessions_total > 0 and model.sessions_not_kept == 0
     assert len(model.finished) == model.sessions_total
     assert all(
-        h.sessions_evicted == 0 and h.sessions_kept == h.sessions for h in model.hosts.values()
+        h.sessions_not_kept == 0 and h.sessions_kept == h.sessions for h in model.hosts.values()
     )
 
 
@@ -413,11 +415,11 @@ def test_random_eviction_counts_every_session_and_follows_the_policy(
         assert len(model.finished) <= max_sessions and model.kept_bytes <= max_kept_bytes
         assert model.kept_bytes == sum(s.footprint() for s in model.finished.values())
         assert (
-            len(model.finished) + model.sessions_evicted + len(model.open) == model.sessions_total
+            len(model.finished) + model.sessions_not_kept + len(model.open) == model.sessions_total
         )
         for host in model.hosts.values():
-            assert host.sessions_evicted == reference.evicted.get(host.ip, 0)
-            assert host.sessions_kept + host.sessions_evicted + host.open_sessions == host.sessions
+            assert host.sessions_not_kept == reference.evicted.get(host.ip, 0)
+            assert host.sessions_kept + host.sessions_not_kept + host.open_sessions == host.sessions
 
 
 def test_aggregates_stay_exact_when_sessions_and_server_rows_go() -> None:
@@ -505,9 +507,9 @@ def test_reply_text_is_cut_per_reply_and_per_session_and_says_so() -> None:
     assert texts[-1] == "...(36,011 characters not kept)"  # the session's budget is spent
     # the budget, a marker per reply and the deciding reply's own room
     assert session.reply_bytes <= 5000 + 12 * 40 + 1000
-    assert session.reply_text_dropped > 10 * 35000
+    assert session.reply_characters_not_kept > 10 * 35000
     # the refusal that decides the outcome still gets its own room
-    assert session.decisive is session.replies[-1] and len(session.decisive.text) > 1000
+    assert session.outcome_reply is session.replies[-1] and len(session.outcome_reply.text) > 1000
     ((code, text),) = model.hosts["192.168.0.5"].refusals
     assert code == 550 and len(text) <= 1024 + 40 and text.endswith("characters not kept)")
 
@@ -523,7 +525,7 @@ def test_refusal_texts_are_bounded_per_host() -> None:
     play(model, 1, greet(*MAIL, *refusals))
     host = model.hosts["192.168.0.5"]
     assert host.refusal_bytes <= 1000 and len(host.refusals) == 7
-    assert host.refusals_dropped == 30 - 7
+    assert host.refusals_not_kept == 30 - 7
     assert all(len(text) <= 100 + 40 for _, text in host.refusals)
 
 
@@ -539,8 +541,24 @@ def test_open_sessions_share_one_budget_and_give_it_back() -> None:
         for event in parser.events():
             model.apply(i, event)
     assert model.open_bytes == sum(s.held for s in model.open.values()) <= 20_000
-    assert model.open[2].transcript_dropped > 0 and model.open[2].replies_dropped == 1
+    assert model.open[2].transcript_lines_not_kept > 0 and model.open[2].replies_not_kept == 1
     for i in range(3):
         model.close_session(i, 2.0, "closed", client_bytes=0, server_bytes=0, packets=0)
     assert model.open_bytes == 0
     assert model.kept_bytes == sum(s.footprint() for s in model.finished.values())
+
+
+def test_each_record_is_built_on_its_own() -> None:
+    """A host's or a session's record needs only its model objects, so that records can be
+    written one by one: each is what the whole report holds for it."""
+    analysis = analyze([str(ROOT / "smtptop" / "data" / "office.pcap")], parallel=False)
+    report = to_json(analysis)
+    model, verdicts = analysis.model, analysis.verdicts()
+    first = min(model.sessions(), key=lambda s: (s.start, s.id))
+    written = json.loads(json.dumps(session_record(first), default=record_fields))
+    assert written == report["sessions"][0]
+    top = report["hosts"][0]
+    host = model.hosts[top["ip"]]
+    assert host_json(host, verdicts[host.ip], model.identities.get(host.ip)) == top
+    rating = host_record(host, verdicts[host.ip]).verdict
+    assert rating == "spambot" and type(rating) is str  # the value, not the enum

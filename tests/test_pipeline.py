@@ -20,10 +20,11 @@ import sample
 import synth
 
 from smtptop import identity, pipeline, smtp
+from smtptop.analysis import analyze
 from smtptop.analyzer import Analyzer, FlowClosed, FlowEvent, FlowOpened
 from smtptop.capture import CaptureFile
 from smtptop.identity import DnsLookup, Sighting
-from smtptop.report import analyze, to_json
+from smtptop.render import to_json
 from smtptop.smtp import (
     AuthResponse,
     Command,

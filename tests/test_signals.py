@@ -21,6 +21,7 @@ from smtptop.detect import (
     Group,
     Rating,
     Reason,
+    colours_text,
     load_settings,
     policy_text,
     signal_table,
@@ -290,7 +291,9 @@ def test_a_mail_server_is_judged_on_misbehaviour_only() -> None:
 def test_the_readme_table_and_policy_are_the_declared_ones() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert signal_table() in readme
-    assert " ".join(policy_text().split()) in " ".join(readme.split())
+    words = " ".join(readme.split())
+    assert " ".join(policy_text().split()) in words
+    assert colours_text() in words
 
 
 def test_verdicts_are_a_str_enum() -> None:
@@ -329,3 +332,12 @@ def test_a_bad_setting_on_the_command_line_is_one_line(args: list[str], message:
     done = smtptop("report", "--sample", *args)
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_the_help_screen_states_the_policy_in_force() -> None:
+    from smtptop.tui.help_screen import help_text
+
+    changed = help_text(CONFIG.with_settings({"rejections.sessions": "7", "spambot": "75"}))
+    assert "7 or more rejected sessions" in changed and "spambot from 75 points" in changed
+    assert all(f"\n{s.name} " in help_text(CONFIG) for s in SIGNALS)
+    assert max(map(len, changed.splitlines())) <= 80

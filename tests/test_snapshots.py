@@ -18,8 +18,11 @@ from textual.pilot import Pilot
 
 from smtptop.cli import sample_path
 from smtptop.source import FileSource
-from smtptop.tui.app import HelpScreen, HostScreen, MonitorApp, TranscriptScreen
+from smtptop.tui.app import MonitorApp
+from smtptop.tui.help_screen import HelpScreen
+from smtptop.tui.host_screen import HostScreen
 from smtptop.tui.tables import KeyedTable
+from smtptop.tui.transcript_screen import TranscriptScreen
 
 SIZES = [(80, 24), (120, 40), (200, 50)]
 SPAMBOT = "192.168.0.108"
@@ -73,9 +76,9 @@ async def spamhaus_rejection(pilot: Pilot[None]) -> None:
         for row, key in enumerate(sessions.keys)
         if (session := app.model.session(int(key))) is not None
         and session.outcome == "rejected"
-        and session.decisive is not None
-        and session.decisive.code == 554
-        and "spamhaus" in session.decisive.text
+        and session.outcome_reply is not None
+        and session.outcome_reply.code == 554
+        and "spamhaus" in session.outcome_reply.text
     ]
     assert rows, f"{SPAMBOT} has no session rejected with 554 by Spamhaus"
     sessions.move_cursor(row=rows[0])

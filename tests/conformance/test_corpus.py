@@ -35,7 +35,7 @@ def expectations() -> dict[str, CaptureExpectation]:
 @pytest.mark.parametrize("capture", CAPTURES or [NO_CORPUS])
 def test_capture(capture: str, expectations: dict[str, CaptureExpectation]) -> None:
     # Imported here so that a missing corpus still reads as a skip, not a collection error.
-    from smtptop.report import analyze_paths
+    from smtptop.render import analyze_paths
 
     result = analyze_paths([str(ROOT / capture)], ports=PORTS)
     problems = check(expectations[capture], result)
