@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import BinaryIO
 
 from smtptop import decode as dec
-from smtptop.speed import size as shown_size
+from smtptop.progress import data_size
 
 CHUNK = 1 << 20
 RAW_CHUNK = 1 << 16  # compressed bytes fed to zlib at a time
@@ -171,7 +171,7 @@ class CaptureFile:
         problem, capped = (stream.problem, stream.capped) if stream else ("", False)
         if capped:  # whatever the reader said of the record the cap cut is no news
             notes.append(
-                f"{self.path}: stopped after {shown_size(stream.unpacked)} of capture data "
+                f"{self.path}: stopped after {data_size(self.unpacked)} of capture data "
                 f"(--max-bytes), {self.records:,} records read; the rest was not"
             )
         elif problem == JUNK:
@@ -209,7 +209,7 @@ class CaptureFile:
             notes.append(f"{self.path}: {why}")
         return notes
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Generator[Frame, None, None]:
         try:
             if self.format == "pcap":
                 yield from self._pcap_records()

@@ -237,7 +237,7 @@ APPLIES = {
     "report": (*LIVE, *ENGINE, "max_bytes"),
     "interfaces": (),
 }
-HELP = {  # a command's own wording of a shared option
+HELP: dict[tuple[str | None, str], str] = {  # a command's own wording of a shared option
     ("demo", "speed"): f"replay at X times the captured pace (default {DEMO_SPEED:g})",
     ("report", "interface"): "capture on this interface for --duration seconds",
 }
@@ -579,11 +579,12 @@ def run_report(args: argparse.Namespace) -> int:
 def _report(
     args: argparse.Namespace, owner: Owner, user: struct_passwd | None, output: Report | None
 ) -> int:
+    from smtptop.analysis import analyze, analyze_live
     from smtptop.capture import CaptureError
     from smtptop.files import OutputError
     from smtptop.live import CaptureSetupError
     from smtptop.pipeline import EngineFailed
-    from smtptop.report import analyze, analyze_live, render_csv, render_json, render_table
+    from smtptop.render import render_csv, render_json, render_table
     from smtptop.text import plural
 
     lost = 0
@@ -656,7 +657,7 @@ class ReadProgress:
     at the end, so that the report itself is never mixed with it."""
 
     def __init__(self, paths: Sequence[str], out: TextIO) -> None:
-        from smtptop.speed import Speedometer
+        from smtptop.progress import Speedometer
 
         self.out = out
         self.sizes = {path: os.path.getsize(path) for path in paths}
@@ -667,8 +668,7 @@ class ReadProgress:
         self._width = 0
 
     def __call__(self, reading: str, position: int, packets: int, unpacked: int) -> None:
-        from smtptop.speed import describe
-        from smtptop.speed import size as shown
+        from smtptop.progress import data_size, describe
 
         now = time.monotonic()
         if now - self._drawn < PROGRESS_EVERY:
@@ -682,7 +682,7 @@ class ReadProgress:
         self.speed.update(now, packets, done)
         line = "smtptop: reading " + describe(self.speed, done, self.total)
         if unpacked > done:  # compressed: the data it unpacks to, where a bomb shows
-            line += f"  {shown(unpacked)} unpacked"
+            line += f"  {data_size(unpacked)} unpacked"
         self.out.write("\r" + line.ljust(self._width))
         self.out.flush()
         self._width = len(line)

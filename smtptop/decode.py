@@ -8,6 +8,21 @@ payload slice, and it rejects packets on other ports before slicing anything.
 from __future__ import annotations
 
 from struct import Struct
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Protocol, TypeVar
+
+    _Fields = TypeVar("_Fields", bound=tuple[object, ...], covariant=True)
+
+    class Layout(Protocol[_Fields]):
+        """A :class:`struct.Struct` as the type checker sees it: its fields typed by format."""
+
+        @property
+        def size(self) -> int: ...
+
+        def unpack_from(self, buffer: bytes, offset: int = 0, /) -> _Fields: ...
+
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
@@ -41,15 +56,17 @@ SKIP_TRUNCATED = "truncated packet"
 SKIP_MALFORMED = "malformed header"
 SKIP_OTHER_PORT = "not an SMTP port"
 
-_U16 = Struct("!H")
-_U32 = Struct("<I")
-_U32BE = Struct("!I")
-_IPV4 = Struct("!BBHHHBBH4s4s")
-_IPV6 = Struct("!IHBB16s16s")
-_TCP = Struct("!HHIIBB")
+_U16: Layout[tuple[int]] = Struct("!H")
+_U32: Layout[tuple[int]] = Struct("<I")
+_U32BE: Layout[tuple[int]] = Struct("!I")
+_IPV4: Layout[tuple[int, int, int, int, int, int, int, int, bytes, bytes]] = Struct("!BBHHHBBH4s4s")
+_IPV6: Layout[tuple[int, int, int, int, bytes, bytes]] = Struct("!IHBB16s16s")
+_TCP: Layout[tuple[int, int, int, int, int, int]] = Struct("!HHIIBB")
 # Ethernet + option-less IPv4 + TCP in one unpack: ethertype, version/IHL, total length,
 # fragment field, protocol, source and destination port, seq, ack, data offset, flags.
-_ETHER_IPV4_TCP = Struct("!12xHBxH2xHxB10xHHIIBB")
+_ETHER_IPV4_TCP: Layout[tuple[int, int, int, int, int, int, int, int, int, int, int]] = Struct(
+    "!12xHBxH2xHxB10xHHIIBB"
+)
 _ETHER_IPV4_TCP_LEN = 14 + 20 + 20
 
 # (wire key, seq, ack, TCP flags, payload).  The wire key is the source address, the

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from struct import Struct
+from typing import TYPE_CHECKING
 
 from smtptop.decode import (
     ETH_IPV4,
@@ -25,6 +26,9 @@ from smtptop.decode import (
     link,
 )
 from smtptop.text import wire_text
+
+if TYPE_CHECKING:
+    from smtptop.decode import Layout
 
 ETH_ARP = 0x0806
 PROTO_UDP = 17
@@ -46,15 +50,15 @@ MAX_RECORDS = 32  # questions and resource records read from one message
 MAX_JUMPS = 16  # compression pointers followed within one name
 MAX_NAME = 255  # octets of a name in wire form (RFC 1035)
 
-_U16 = Struct("!H")
-_IPV4 = Struct("!BBHHHBBH4s4s")
-_IPV6 = Struct("!IHBB16s16s")
-_UDP = Struct("!HHH")
-_ARP = Struct("!HHBBH6s4s")
-_DNS = Struct("!HHHHHH")
-_RR = Struct("!HHIH")
-_QUESTION = Struct("!HH")
-_BOOTP = Struct("!BBB5x4x4s4s4x4x16s")
+_U16: Layout[tuple[int]] = Struct("!H")
+_IPV4: Layout[tuple[int, int, int, int, int, int, int, int, bytes, bytes]] = Struct("!BBHHHBBH4s4s")
+_IPV6: Layout[tuple[int, int, int, int, bytes, bytes]] = Struct("!IHBB16s16s")
+_UDP: Layout[tuple[int, int, int]] = Struct("!HHH")
+_ARP: Layout[tuple[int, int, int, int, int, bytes, bytes]] = Struct("!HHBBH6s4s")
+_DNS: Layout[tuple[int, int, int, int, int, int]] = Struct("!HHHHHH")
+_RR: Layout[tuple[int, int, int, int]] = Struct("!HHIH")
+_QUESTION: Layout[tuple[int, int]] = Struct("!HH")
+_BOOTP: Layout[tuple[int, int, int, bytes, bytes, bytes]] = Struct("!BBB5x4x4s4s4x4x16s")
 
 _DHCP_COOKIE = b"\x63\x82\x53\x63"
 _DHCP_OPTIONS = 240  # BOOTP header (236) + cookie

@@ -396,7 +396,7 @@ class SmtpParser:
         if buf[pos] in b"\r\n":
             # Empty lines up to the last LF before any "\r\r" (a line of CRs goes on below,
             # where it meets the length limit).  A repeated character class: fast in re.
-            stop = _CR_LF.match(buf, pos).end()  # type: ignore[union-attr]
+            stop: int = _CR_LF.match(buf, pos).end()  # type: ignore[union-attr]  # CR or LF at pos
             crs = buf.find(b"\r\r", pos, stop)
             end = buf.rfind(b"\n", pos, stop if crs < 0 else crs) + 1
             if end:
