@@ -90,9 +90,9 @@ async def open_spamhaus_rejection(pilot: Pilot[None]) -> None:
     table = app.screen.query_one("#sessions", KeyedTable)
     for row, key in enumerate(table.keys):
         session = app.model.session(int(key))
-        if session is None or session.outcome != "rejected" or session.decisive is None:
+        if session is None or session.outcome != "rejected" or session.outcome_reply is None:
             continue
-        if session.decisive.code == 554 and "spamhaus" in session.decisive.text:
+        if session.outcome_reply.code == 554 and "spamhaus" in session.outcome_reply.text:
             table.move_cursor(row=row)
             break
     else:
