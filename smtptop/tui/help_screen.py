@@ -16,7 +16,7 @@ from textual.widgets import Static
 from smtptop.detect import DetectConfig, colours_text, policy_text
 from smtptop.keys import keys_text
 
-WIDTH = 80
+WIDTH = 74  # inside the help box: 80 wide at most, less its border, padding and scrollbar
 TRANSCRIPTS = (
     "In transcripts C: is the client, S: the server (2xx green, 4xx yellow, 5xx red), and "
     "-- a note from smtptop. The first time a host turns spambot the status bar says so "
