@@ -179,9 +179,11 @@ def _endpoint(ip: str | None, port: int | None) -> str:
 
 
 def corpus_root() -> Path:
-    """The corpus folder: $SMTPTOP_CORPUS, else the shared corpus next to the repository."""
+    """The corpus folder: $SMTPTOP_CORPUS, else the shared corpus next to the repository;
+    resolved, so that paths found under it and resolved paths compare (it may be a link)."""
     env = os.environ.get("SMTPTOP_CORPUS")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+    root = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+    return root.resolve()
 
 
 def peer_of(capture: str) -> str:
