@@ -59,7 +59,7 @@ def analyze(
     bomb shows there).  ``parallel`` runs the engine in a second process (None: when there
     are two CPUs and enough to read); the result is the same.  ``max_bytes`` stops reading
     a file after that many bytes of capture data, with a warning."""
-    captures = [CaptureFile(path, max_bytes) for path in paths]
+    captures = [CaptureFile(path, max_bytes, ports=frozenset(ports)) for path in paths]
     if parallel is None:
         parallel = worth_a_second_process(captures)
     model = Model(lan=lan, show_credentials=show_credentials)

@@ -38,6 +38,7 @@ PORTS_DHCP = (67, 68)
 PORT_NBNS = 137
 PORT_MDNS = 5353
 PORT_LLMNR = 5355
+PORTS = frozenset({PORT_DNS, *PORTS_DHCP, PORT_NBNS, PORT_MDNS, PORT_LLMNR})
 
 TYPE_A = 1
 TYPE_PTR = 12
@@ -51,8 +52,9 @@ MAX_JUMPS = 16  # compression pointers followed within one name
 MAX_NAME = 255  # octets of a name in wire form (RFC 1035)
 
 _U16: Layout[tuple[int]] = Struct("!H")
-_IPV4: Layout[tuple[int, int, int, int, int, int, int, int, bytes, bytes]] = Struct("!BBHHHBBH4s4s")
-_IPV6: Layout[tuple[int, int, int, int, bytes, bytes]] = Struct("!IHBB16s16s")
+# The IP headers without the addresses, which are copied only for a datagram on a port read
+_IPV4: Layout[tuple[int, int, int, int, int, int, int, int]] = Struct("!BBHHHBBH")
+_IPV6: Layout[tuple[int, int, int, int]] = Struct("!IHBB")
 _UDP: Layout[tuple[int, int, int]] = Struct("!HHH")
 _ARP: Layout[tuple[int, int, int, int, int, bytes, bytes]] = Struct("!HHBBH6s4s")
 _DNS: Layout[tuple[int, int, int, int, int, int]] = Struct("!HHHHHH")
@@ -109,7 +111,12 @@ def observe(linktype: int, frame: bytes, ts: float) -> list[Event]:
     datagram = _udp(frame, offset, ethertype)
     if datagram is None:
         return []
-    src, dst, sport, dport, payload = datagram
+    sport, dport, start, end = datagram
+    if sport not in PORTS and dport not in PORTS:
+        return []  # QUIC and the like: decided before anything is copied
+    size = 4 if ethertype == ETH_IPV4 else 16
+    at = offset + (12 if size == 4 else 8)  # the source address; the destination follows
+    src, dst, payload = frame[at : at + size], frame[at + size : at + 2 * size], frame[start:end]
     ports = (sport, dport)
     if PORTS_DHCP[0] in ports or PORTS_DHCP[1] in ports:
         return _dhcp(payload, ts) if len(src) == 4 else []
@@ -124,18 +131,17 @@ def observe(linktype: int, frame: bytes, ts: float) -> list[Event]:
     return []
 
 
-def _udp(frame: bytes, offset: int, ethertype: int) -> tuple[bytes, bytes, int, int, bytes] | None:
-    """Return source, destination, ports and payload of an unfragmented UDP datagram.
+def _udp(frame: bytes, offset: int, ethertype: int) -> tuple[int, int, int, int] | None:
+    """Return the ports of an unfragmented UDP datagram and where its payload starts and
+    ends: nothing is copied, as most datagrams are on no port read here.
 
-    A payload cut short by the snap length is returned as far as it was captured: the
-    parsers below check every offset anyway and read what is there.
+    A payload cut short by the snap length ends where the capture does: the parsers below
+    check every offset anyway and read what is there.
     """
     if ethertype == ETH_IPV4:
         if len(frame) < offset + 20:
             return None
-        vihl, _tos, total, _ident, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(
-            frame, offset
-        )
+        vihl, _tos, total, _ident, frag, _ttl, proto, _csum = _IPV4.unpack_from(frame, offset)
         ihl = (vihl & 0x0F) * 4
         if vihl >> 4 != 4 or ihl < 20 or total < ihl or frag & 0x3FFF or proto != PROTO_UDP:
             return None
@@ -143,7 +149,7 @@ def _udp(frame: bytes, offset: int, ethertype: int) -> tuple[bytes, bytes, int, 
     elif ethertype == ETH_IPV6:
         if len(frame) < offset + 40:
             return None
-        vtf, plen, nxt, _hops, src, dst = _IPV6.unpack_from(frame, offset)
+        vtf, plen, nxt, _hops = _IPV6.unpack_from(frame, offset)
         if vtf >> 28 != 6:
             return None
         pos, end = offset + 40, offset + 40 + plen
@@ -164,7 +170,7 @@ def _udp(frame: bytes, offset: int, ethertype: int) -> tuple[bytes, bytes, int, 
     sport, dport, length = _UDP.unpack_from(frame, pos)
     if length < 8:
         return None
-    return src, dst, sport, dport, frame[pos + 8 : min(pos + length, end)]
+    return sport, dport, pos + 8, min(pos + length, end)
 
 
 def _ip(packed: bytes) -> str:

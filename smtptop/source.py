@@ -112,12 +112,19 @@ class FileSource(Source):
     """Capture files read in order: as fast as possible, or replayed at ``speed`` times the
     captured pace (so the table grows as it did on the wire)."""
 
-    def __init__(self, paths: Sequence[str], *, speed: float | None = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        speed: float | None = None,
+        ports: frozenset[int] | None = None,
+    ) -> None:
+        """``ports``: the engine's SMTP ports, for the reader to pass over other traffic."""
         self.paths = list(paths)
         self.speed = speed
         names = ", ".join(os.path.basename(p) for p in self.paths)
         self.label = f"file {names}" + (f" at {speed:g}x" if speed else "")
-        self._captures = [CaptureFile(p) for p in self.paths]
+        self._captures = [CaptureFile(p, ports=ports) for p in self.paths]
         self._total = sum(c.size for c in self._captures)
         self._done_before = 0
         self._current: CaptureFile | None = None
