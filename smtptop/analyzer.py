@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from smtptop import decode as dec
@@ -81,7 +82,10 @@ class Stats:
 
 
 class _Flow:
-    __slots__ = ("closed", "conn", "id", "key", "last_ts", "parser", "reverse")
+    """An open connection: its reassembly and its SMTP parser.  Once closed it is let go;
+    only its key and last packet time linger (``Analyzer._lingering``)."""
+
+    __slots__ = ("conn", "id", "key", "last_ts", "parser", "reverse")
 
     def __init__(
         self, flow_id: int, key: bytes, conn: Connection, parser: SmtpParser, ts: float
@@ -92,7 +96,6 @@ class _Flow:
         self.conn = conn
         self.parser = parser
         self.last_ts = ts
-        self.closed = False
 
 
 class Analyzer:
@@ -107,10 +110,14 @@ class Analyzer:
         self.on_error = on_error  # told of every failure (the CLI appends them to a log)
         self.ports = frozenset(self.config.ports)
         self.stats = Stats()
-        # Connections by the wire key of their client's direction, and both directions'
+        # Open connections by the wire key of their client's direction, and both directions'
         # wire keys to (connection, sending side): one dict lookup per packet.
         self.flows: dict[bytes, _Flow] = {}
         self._by_wire: dict[bytes, tuple[_Flow, int]] = {}
+        # Closed connections waiting out their linger to absorb stray packets: the client's
+        # wire key to the time of the last packet, some 100 bytes instead of the ~2.8 KB of
+        # a connection's reassembly and parser.
+        self._lingering: dict[bytes, float] = {}
         self.out: list[tuple[int, FlowEvent]] = []
         self.last_ts = 0.0
         self._next_id = 1
@@ -135,17 +142,21 @@ class Analyzer:
         """
         stats = self.stats
         decode, ports, by_wire, lookup = dec.decode, self.ports, self._by_wire, self._lookup
-        out = self.out
+        out, skipped = self.out, stats.skipped
         packets = size = smtp_packets = 0
         last_ts = self.last_ts
         try:
             for ts, linktype, frame in frames:
                 packets += 1
-                size += len(frame)
                 if ts > last_ts:
                     last_ts = self.last_ts = ts
                     if ts >= self._next_sweep:
                         self._sweep(ts)
+                if isinstance(frame, str):  # set aside by the reader's prefilter: the reason,
+                    size += linktype  # and the record's length in the link type's place
+                    skipped[frame] = skipped.get(frame, 0) + 1
+                    continue
+                size += len(frame)
                 try:
                     seg = decode(linktype, frame, ports)
                     # Anything but a Segment is a skip reason, a str.  Tested as "not tuple",
@@ -158,14 +169,14 @@ class Analyzer:
                     entry = by_wire.get(key)
                     if entry is None or flags & SYN_OR_ACK == SYN:
                         entry = lookup(key, seq, flags, ts)
+                        if entry is None:  # a closed connection's stray packet, absorbed
+                            continue
                     flow, side = entry
                     flow.last_ts = ts
-                    if flow.closed:
-                        continue
                     conn = flow.conn
                     conn.segment(side, seq, ack, flags, payload, ts)
                     if conn.closed:  # closing drains the parser's events too, in order
-                        self._close(flow, ts, "reset" if conn.reset else "closed")
+                        self._close(flow, ts, "reset" if conn.reset else "closed", linger=True)
                     elif flow.parser.queued:
                         fid = flow.id
                         out.extend([(fid, event) for event in flow.parser.events()])
@@ -201,9 +212,10 @@ class Analyzer:
         if self.on_error is not None:
             self.on_error(message)
 
-    def _lookup(self, key: bytes, seq: int, flags: int, ts: float) -> tuple[_Flow, int]:
+    def _lookup(self, key: bytes, seq: int, flags: int, ts: float) -> tuple[_Flow, int] | None:
         """The connection of a packet that starts one or is its first seen: which side is the
-        client, and whether a SYN reuses the ports of an older connection."""
+        client, and whether a SYN reuses the ports of an older connection.  None for a stray
+        packet of a closed connection: it is absorbed."""
         size = (len(key) - 4) // 2
         sport = key[2 * size] << 8 | key[2 * size + 1]
         dport = key[2 * size + 2] << 8 | key[2 * size + 3]
@@ -215,22 +227,23 @@ class Analyzer:
         else:
             from_client = True
         client_key = key if from_client else _reverse(key)
+        syn = flags & SYN_OR_ACK == dec.SYN
         flow = self.flows.get(client_key)
-        if (
-            flow is not None
-            and flags & SYN_OR_ACK == dec.SYN
-            and (flow.closed or _new_isn(flow.conn, seq))
-        ):
-            if not flow.closed:
-                self._close(flow, ts, "port reused")
+        if flow is not None and syn and _new_isn(flow.conn, seq):
+            self._close(flow, ts, "port reused")
             self._forget(flow)
             flow = None
+        elif flow is None and client_key in self._lingering:
+            if not syn:
+                self._lingering[client_key] = ts
+                return None
+            del self._lingering[client_key]  # a SYN after the close starts anew
         if flow is None:
             flow = self._open(client_key, ts, midstream=not flags & dec.SYN)
         return flow, CLIENT if key == flow.key else SERVER
 
     def _open(self, key: bytes, ts: float, *, midstream: bool) -> _Flow:
-        if len(self.flows) >= self.config.max_connections:
+        if len(self.flows) + len(self._lingering) >= self.config.max_connections:
             self._evict(ts)
         parser = SmtpParser(midstream=midstream, limits=self.config.smtp)
         flow = _Flow(self._next_id, key, Connection(parser, self.config.tcp), parser, ts)
@@ -250,17 +263,24 @@ class Analyzer:
         self._by_wire.pop(flow.reverse, None)
 
     def _evict(self, ts: float) -> None:
-        """The table is full: forget the least recently active eighth of it at once, so that
-        a flood of new connections costs a sort now and then, not a scan per packet."""
-        victims = sorted(self.flows.values(), key=lambda flow: flow.last_ts)
-        for flow in victims[: max(1, len(victims) // 8)]:
-            if not flow.closed:
-                self.stats.connections_evicted += 1
-                self._close(flow, ts, "evicted: too many open connections")
+        """The table is full: forget the least recently active eighth of it (open and
+        lingering connections alike) at once, so that a flood of new connections costs a
+        sort now and then, not a scan per packet."""
+        table = [(flow.last_ts, key) for key, flow in self.flows.items()]
+        table += [(last_ts, key) for key, last_ts in self._lingering.items()]
+        table.sort(key=itemgetter(0))
+        for _, key in table[: max(1, len(table) // 8)]:
+            flow = self.flows.get(key)
+            if flow is None:
+                del self._lingering[key]
+                continue
+            self.stats.connections_evicted += 1
+            self._close(flow, ts, "evicted: too many open connections")
             self._forget(flow)
 
-    def _close(self, flow: _Flow, ts: float, reason: str) -> None:
-        flow.closed = True
+    def _close(self, flow: _Flow, ts: float, reason: str, *, linger: bool = False) -> None:
+        """Close a connection and emit its last events; with ``linger``, let go of it but
+        for its key and last packet time, which absorb its stray packets for a while."""
         conn = flow.conn
         conn.finish(ts)
         flow.parser.close(ts)
@@ -281,32 +301,31 @@ class Analyzer:
                 ),
             )
         )
+        if linger:
+            self._forget(flow)
+            self._lingering[flow.key] = flow.last_ts
 
     def _sweep(self, now: float) -> None:
         """Close idle connections and forget closed ones whose linger time is over."""
         config = self.config
         self._next_sweep = now + config.sweep_interval
-        expired: list[_Flow] = []
-        for flow in self.flows.values():
-            idle = now - flow.last_ts
-            if idle < config.linger:
-                continue
-            if flow.closed:
-                expired.append(flow)
-            elif idle >= config.idle_timeout:
-                self.stats.idle_closed += 1
-                self._close(flow, now, "idle timeout")
-                expired.append(flow)
-        for flow in expired:
+        lingering = self._lingering
+        for key in [key for key, last_ts in lingering.items() if now - last_ts >= config.linger]:
+            del lingering[key]
+        quiet = max(config.linger, config.idle_timeout)
+        idle = [flow for flow in self.flows.values() if now - flow.last_ts >= quiet]
+        for flow in idle:
+            self.stats.idle_closed += 1
+            self._close(flow, now, "idle timeout")
             self._forget(flow)
 
     def finish(self) -> None:
         """The input is over: close every open connection."""
         for flow in self.flows.values():
-            if not flow.closed:
-                self._close(flow, max(flow.last_ts, self.last_ts), "capture ended")
+            self._close(flow, max(flow.last_ts, self.last_ts), "capture ended")
         self.flows.clear()
         self._by_wire.clear()
+        self._lingering.clear()
 
 
 def _reverse(key: bytes) -> bytes:

@@ -502,7 +502,7 @@ def file_source(args: argparse.Namespace) -> FileSource:
     """The monitor's capture files (``-r``, or demo's), in time order."""
     from smtptop.source import FileSource
 
-    return FileSource(in_time_order(args.read), speed=args.speed)
+    return FileSource(in_time_order(args.read), speed=args.speed, ports=frozenset(args.ports))
 
 
 def run_monitor(args: argparse.Namespace) -> int:
@@ -584,7 +584,7 @@ def _report(
     from smtptop.files import OutputError
     from smtptop.live import CaptureSetupError
     from smtptop.pipeline import EngineFailed
-    from smtptop.render import render_csv, render_json, render_table
+    from smtptop.render import write_csv, write_json, write_table
     from smtptop.text import plural
 
     lost = 0
@@ -626,16 +626,16 @@ def _report(
     except (CaptureError, CaptureSetupError, EngineFailed, OutputError) as exc:
         print(f"smtptop: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    if args.json:
-        text = render_json(analysis)
+    out = output.text if output is not None else sys.stdout
+    if args.json:  # written record by record: the report is never whole in memory
+        write_json(analysis, out)
     elif args.csv:
-        text = render_csv(analysis)
+        write_csv(analysis, out)
     else:
-        text = render_table(analysis)
+        write_table(analysis, out)
     if output is not None:
-        output.commit(text)
+        output.commit()
     else:
-        sys.stdout.write(text)
         sys.stdout.flush()
     for warning in analysis.warnings:
         print(f"smtptop: warning: {warning}", file=sys.stderr)

@@ -11,11 +11,13 @@ replaced too, never written through.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import stat
 import tempfile
 from dataclasses import dataclass
+from typing import TextIO
 
 TEMP_PREFIX = ".smtptop-"
 
@@ -135,6 +137,7 @@ class Report:
     def __init__(self, path: str, owner: Owner, *, made_now: bool = False) -> None:
         self.path = path
         self._temporary: str | None = None
+        self._text: TextIO | None = None
         if is_stream(path):
             try:
                 self._fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOCTTY | os.O_CLOEXEC)
@@ -146,10 +149,18 @@ class Report:
             _check_replaceable(path, owner)
             self._fd, self._temporary = _temporary(path, owner)
 
-    def commit(self, text: str) -> None:
+    @property
+    def text(self) -> TextIO:
+        """The report's text stream, written as the report is made (UTF-8)."""
+        if self._text is None:
+            self._text = os.fdopen(self._fd, "w", encoding="utf-8", closefd=False)
+        return self._text
+
+    def commit(self, text: str = "") -> None:
+        """Write ``text`` after what :attr:`text` was given, then put the report in place."""
         try:
-            with os.fdopen(self._fd, "w", encoding="utf-8", closefd=False) as out:
-                out.write(text)
+            self.text.write(text)
+            self.text.flush()
             if self._temporary is not None:
                 os.replace(self._temporary, self.path)
                 self._temporary = None
@@ -158,6 +169,10 @@ class Report:
 
     def discard(self) -> None:
         """Close it; a report not renamed into place leaves the target as it was."""
+        if self._text is not None:
+            with contextlib.suppress(OSError):  # what did not reach the file is not wanted
+                self._text.close()
+            self._text = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -46,22 +46,36 @@ CSV_FIELDS = (
 _encode = json.JSONEncoder(ensure_ascii=False, default=record_fields).encode
 
 
-def render_json(analysis: Analysis) -> str:
-    """The JSON report, one host or session per line.
+def write_json(analysis: Analysis, out: TextIO) -> None:
+    """Write the JSON report, one host or session per line, each record built, written and
+    let go in turn: a big capture's report is never whole in memory.
 
     ``json``'s indenting encoder is pure Python and takes seconds on a big capture; each
     record on its own line goes through the C encoder and still reads (and greps) well.
     """
     report = report_record(analysis)
-    parts = []
-    for name in FIELD_NAMES[ReportRecord]:
+    write = out.write
+    write("{\n")
+    for index, name in enumerate(FIELD_NAMES[ReportRecord]):
         value, key = getattr(report, name), _encode(name)
+        write(f",\n  {key}: " if index else f"  {key}: ")
         if isinstance(value, str | dict) or not isinstance(value, Iterable):
-            parts.append(f"  {key}: {_encode(value)}")
-        else:  # a list: each record built, written and let go in turn
-            items = ",\n    ".join(map(_encode, value))
-            parts.append(f"  {key}: [\n    {items}\n  ]" if items else f"  {key}: []")
-    return "{\n" + ",\n".join(parts) + "\n}\n"
+            write(_encode(value))
+            continue
+        opening = "[\n    "
+        for item in value:
+            write(opening)
+            write(_encode(item))
+            opening = ",\n    "
+        write("[]" if opening == "[\n    " else "\n  ]")
+    write("\n}\n")
+
+
+def render_json(analysis: Analysis) -> str:
+    """The JSON report as one string (for tests and :func:`to_json`)."""
+    buffer = io.StringIO()
+    write_json(analysis, buffer)
+    return buffer.getvalue()
 
 
 def to_json(analysis: Analysis) -> dict[str, Any]:
@@ -83,8 +97,9 @@ def analyze_paths(paths: Sequence[str], *, ports: Iterable[int] = DEFAULT_PORTS)
     return to_json(analyze(paths, ports=ports))
 
 
-def render_table(analysis: Analysis, *, lan_only: bool = False) -> str:
-    """The readable report: one line per client host, then the counters."""
+def write_table(analysis: Analysis, out: TextIO, *, lan_only: bool = False) -> None:
+    """Write the readable report: one line per client host, then the counters; line by line,
+    only the rows (one per host, to size the columns) held at once."""
     model, stats = analysis.model, analysis.stats
     verdicts = analysis.verdicts()
     hosts = [h for h in ranked_hosts(model, verdicts) if h.lan or not lan_only]
@@ -108,42 +123,53 @@ def render_table(analysis: Analysis, *, lan_only: bool = False) -> str:
             )
         )
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
-    lines = []
+
+    def line(text: str) -> None:
+        out.write(text + "\n")
+
     for row in (header, *rows):
         cells = [
             cell.ljust(w) if i < 3 else cell.rjust(w)
             for i, (cell, w) in enumerate(zip(row, widths, strict=False))
         ]
-        lines.append("  ".join([*cells, row[-1]]).rstrip())
+        line("  ".join([*cells, row[-1]]).rstrip())
     if not rows:
-        lines.append("(no SMTP sessions found)")
+        line("(no SMTP sessions found)")
     for h in hosts:
         verdict = verdicts.get(h.ip)
         if verdict and verdict.verdict in ("spambot", "suspicious"):
-            lines.append("")
-            lines.append(f"{h.ip} is {verdict.verdict} (score {verdict.score}):")
-            lines.extend(f"  +{r.points:<3d}{r.signal:<18}{r.evidence}" for r in verdict.reasons)
+            line("")
+            line(f"{h.ip} is {verdict.verdict} (score {verdict.score}):")
+            for r in verdict.reasons:
+                line(f"  +{r.points:<3d}{r.signal:<18}{r.evidence}")
     skipped = ", ".join(f"{n:,} {reason}" for reason, n in sorted(stats.skipped.items()))
-    lines.append("")
-    lines.append(
+    line("")
+    line(
         f"{plural(stats.packets, 'packet')}, {stats.smtp_packets:,} on SMTP ports, "
         f"{plural(model.sessions_total, 'SMTP session')}, "
         f"{plural(stats.errors, 'analysis error')}"
     )
     if stats.tcp_conflicts:
-        lines.append(
+        line(
             f"{plural(stats.tcp_conflicts, 'retransmission')} contradicted the data already "
             "seen (the first copy was kept)"
         )
     if skipped:
-        lines.append(f"skipped: {skipped}")
+        line(f"skipped: {skipped}")
     if model.sessions_not_kept:
-        lines.append(
+        line(
             f"{plural(model.sessions_not_kept, 'older session')} summarised (not kept in full; "
             f"{len(model.finished):,} kept, the most recent per host, rejected ones first)"
         )
-    lines.extend(f"warning: {w}" for w in analysis.warnings)
-    return "\n".join(lines) + "\n"
+    for warning in analysis.warnings:
+        line(f"warning: {warning}")
+
+
+def render_table(analysis: Analysis, *, lan_only: bool = False) -> str:
+    """The readable report as one string (for tests)."""
+    buffer = io.StringIO()
+    write_table(analysis, buffer, lan_only=lan_only)
+    return buffer.getvalue()
 
 
 def _helo_summary(host: Host) -> str:
@@ -159,6 +185,7 @@ def csv_safe(value: object) -> str:
 
 
 def write_csv(analysis: Analysis, out: TextIO) -> None:
+    """Write the CSV report, one host's row at a time."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*CSV_FIELDS, "names", "reasons"])
     verdicts = analysis.verdicts()
@@ -179,6 +206,7 @@ def _csv_cells(record: HostRecord) -> list[object]:
 
 
 def render_csv(analysis: Analysis) -> str:
+    """The CSV report as one string (for tests)."""
     buffer = io.StringIO()
     write_csv(analysis, buffer)
     return buffer.getvalue()

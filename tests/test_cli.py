@@ -14,9 +14,10 @@ import pytest
 import synth
 from helpers import smtptop
 
+from smtptop.analysis import analyze
 from smtptop.capture import CaptureFile
 from smtptop.cli import main
-from smtptop.render import CSV_FIELDS
+from smtptop.render import CSV_FIELDS, write_csv, write_json, write_table
 from smtptop.schema import SCHEMA_VERSION, HostRecord
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +74,37 @@ def test_output_file_is_written_whole(tmp_path: Path) -> None:
     assert out.returncode == 0 and out.stdout == ""
     assert json.loads(target.read_text())["hosts"]
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+class Pieces(io.StringIO):
+    """A text stream that remembers its largest single write."""
+
+    largest = 0
+
+    def write(self, text: str) -> int:
+        self.largest = max(self.largest, len(text))
+        return super().write(text)
+
+
+@pytest.mark.parametrize("writer", [write_json, write_csv, write_table])
+def test_reports_are_written_record_by_record(writer) -> None:
+    """No report is joined into one string before it is written: no write is longer than a
+    line (a JSON record, a CSV row, a table line)."""
+    out = Pieces()
+    writer(analyze([str(SAMPLE)]), out)
+    lines = out.getvalue().splitlines(keepends=True)
+    assert len(lines) > 5 and out.largest <= max(map(len, lines))
+
+
+@pytest.mark.parametrize("flag", ["--json", "--csv", "--table"])
+def test_output_file_and_stdout_get_the_same_bytes(
+    flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = [flag] if flag != "--table" else []
+    target = tmp_path / "report"
+    assert main(["report", *flags, "-o", str(target), str(SAMPLE)]) == 0
+    assert main(["report", *flags, str(SAMPLE)]) == 0
+    assert capsys.readouterr().out.encode() == target.read_bytes()
 
 
 def broken_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:

@@ -365,3 +365,24 @@ def test_a_full_table_forgets_the_least_recently_active() -> None:
     model = _run_engine(frames, EngineConfig(max_connections=16))
     evicted = sorted(s.client_ip for s in model.sessions() if s.close_reason.startswith("evicted"))
     assert evicted == ["192.168.1.2", "192.168.1.3"]
+
+
+def test_a_closed_connection_lingers_small_and_absorbs_its_stray_packets() -> None:
+    """Once closed, a connection keeps only its key and last packet time (no reassembly, no
+    parser); its late packets are absorbed, not taken for a new session, until its linger
+    is over."""
+    conv = conversation()
+    analyzer, model = Analyzer(), Model()
+    for frame in conv.frames:
+        analyzer.packet(frame.ts, synth.LINKTYPE_ETHERNET, frame.data)
+    assert not analyzer.flows and len(analyzer._lingering) == 1
+    for frame in conv.frames[3:]:  # the whole dialogue again, retransmitted after the close
+        analyzer.packet(conv.now + 5, synth.LINKTYPE_ETHERNET, frame.data)
+    assert not analyzer.flows and list(analyzer._lingering.values()) == [conv.now + 5]
+    other = conversation(client="192.168.1.8")
+    analyzer.packet(conv.now + 120, synth.LINKTYPE_ETHERNET, other.frames[0].data)
+    assert not analyzer._lingering  # the linger is over: forgotten
+    analyzer.finish()
+    apply(model, analyzer.take())
+    assert sorted(s.client_ip for s in model.sessions()) == ["192.168.1.7", "192.168.1.8"]
+    assert analyzer.stats.errors == 0
