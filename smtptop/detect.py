@@ -594,12 +594,12 @@ class Detector:
         for signal in config.signals:
             if signal.group is MISBEHAVIOUR or not mail_server:
                 reasons += signal.judge(facts, signal)
-        return Verdict(host.ip, self._rate(host, reasons), sum(r.points for r in reasons),
-                       tuple(reasons), _family(evidence))  # fmt: skip
-
-    def _rate(self, host: Host, reasons: list[Reason]) -> Rating:
-        config = self.config
         score = sum(r.points for r in reasons)
+        rating = self._rating(host, reasons, score)
+        return Verdict(host.ip, rating, score, tuple(reasons), _family(evidence))
+
+    def _rating(self, host: Host, reasons: list[Reason], score: int) -> Rating:
+        config = self.config
         scored = {r.signal for r in reasons}
         misbehaved = any(s.group is MISBEHAVIOUR and s.name in scored for s in config.signals)
         repeated = host.sessions >= config.min_sessions or "blocklist" in scored
