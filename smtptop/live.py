@@ -348,7 +348,11 @@ def acting_as(entry: pwd.struct_passwd | None) -> Iterator[None]:
 
 def drop_privileges(entry: pwd.struct_passwd | None) -> None:
     """Give up root (to ``entry``, see `run_as`) and every capability, once the socket is
-    open: from then on a bug in a parser is a bug in an unprivileged process."""
+    open: from then on a bug in a parser is a bug in an unprivileged process.  no_new_privs
+    comes first, so that no moment runs as the user without it."""
+    libc = _libc()
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise CaptureSetupError(f"cannot set no_new_privs: {os.strerror(ctypes.get_errno())}")
     if entry is not None:
         _drop_bounding_set()  # needs CAP_SETPCAP: before root goes
         os.initgroups(entry.pw_name, entry.pw_gid)
@@ -389,9 +393,9 @@ def _drop_bounding_set() -> None:
 
 
 def drop_capabilities() -> None:
-    """Empty the effective, permitted, inheritable and ambient sets, and set no_new_privs:
-    root's setuid clears most of them, but a setcap'd interpreter run by a user keeps
-    cap_net_raw and cap_net_admin for its whole life unless it gives them up.  Checked in
+    """Empty the effective, permitted, inheritable and ambient sets: root's setuid clears
+    most of them, but a setcap'd interpreter run by a user keeps cap_net_raw and
+    cap_net_admin for its whole life unless it gives them up.  Checked in
     /proc/self/status afterwards: a capture that could not drop them does not start."""
     libc = _libc()
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # EINVAL before Linux 4.3
@@ -399,8 +403,6 @@ def drop_capabilities() -> None:
     data = ctypes.create_string_buffer(24)  # two all-zero __user_cap_data_struct
     if libc.capset(header, data) != 0:
         raise CaptureSetupError(f"cannot drop capabilities: {os.strerror(ctypes.get_errno())}")
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise CaptureSetupError(f"cannot set no_new_privs: {os.strerror(ctypes.get_errno())}")
     left = {name: value for name, value in capabilities().items() if value}
     if left:
         raise CaptureSetupError(f"capabilities still held after dropping them: {left}")
