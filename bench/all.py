@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/all.py               # throughput, memory, start-up, TUI redraw (~15 min)
+    python bench/all.py               # throughput, memory, start-up, TUI redraw (~30 min)
     python bench/all.py --live        # and live capture too (root, Debian's tcpreplay)
     python bench/all.py --page-only   # rebuild BENCHMARKS.md from bench/results as it is
 
@@ -37,7 +37,9 @@ INTRO = """# Benchmarks
 `python bench/all.py` runs every benchmark below and rebuilds this page from the files they
 write to `bench/results/` (`--live` adds the live-capture one, which needs root and Debian's
 `tcpreplay`).  Every figure is measured against a baseline taken in the same run, on the
-same machine: tshark and scapy's raw reader for throughput, tcpdump for live capture.
+same machine: tshark, the tcpdump BPF pass and scapy's raw reader for throughput, tcpdump
+for live capture.  Where both builds are measured (the core compiled with mypyc, and pure
+Python: see the README), each row names its build.
 CI runs a small version of each benchmark (`--smoke`) and checks its output, not its speed.
 """
 

@@ -17,6 +17,7 @@ from smtptop.detect import VERDICT_ORDER, DetectConfig, Detector, Rating, Verdic
 from smtptop.model import Host, Model, apply, rank
 from smtptop.pipeline import APPLY_EVERY, EngineBatch, engine_batches, worth_a_second_process
 from smtptop.source import Bursts, Source
+from smtptop.wire import encode
 
 LIVE_APPLY_SECONDS = 0.05  # a live capture's runs end this often, to check the deadline
 
@@ -100,7 +101,7 @@ def analyze_live(
         while not bursts.ended:
             analyzer.feed(bursts.next(min(deadline, time.monotonic() + LIVE_APPLY_SECONDS)))
             if len(analyzer.out) >= APPLY_EVERY:
-                apply(model, analyzer.take())
+                apply(model, encode(analyzer.take()))
             if time.monotonic() >= deadline:
                 stop.set()
     except KeyboardInterrupt:
@@ -111,7 +112,7 @@ def analyze_live(
     if drops:
         analysis.warnings.append(f"the kernel dropped {drops} packets: the counts are low")
     analyzer.finish()
-    apply(model, analyzer.take())
+    apply(model, encode(analyzer.take()))
     return analysis
 
 

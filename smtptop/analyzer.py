@@ -3,9 +3,9 @@
 :class:`Analyzer` runs decode → TCP reassembly → SMTP parsing for every frame and collects
 ``(session id, event)`` pairs: :class:`FlowOpened`, the parser's events, :class:`FlowClosed`,
 and (with session id 0) who-is-who events from the DHCP, NetBIOS, DNS and ARP it skips.
-:func:`smtptop.model.apply` folds such a batch into a :class:`~smtptop.model.Model`.  The
-report runs both in one loop; the TUI runs the analyzer in its capture thread and applies
-batches in the UI.
+:func:`smtptop.model.apply` folds such a batch, as the rows of :mod:`smtptop.wire`, into a
+:class:`~smtptop.model.Model`.  The report runs both in one loop (or the analyzer in a child
+process); the TUI runs the analyzer in its capture thread and applies batches in the UI.
 
 It owns the connection table: which endpoint is the client, port reuse, closed connections
 lingering to absorb stray packets, idle timeouts and a bound on open connections.  A failure

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from smtptop import __version__
+from smtptop import __version__, build
 from smtptop.decode import DEFAULT_PORTS  # struct only: --help stays quick
 from smtptop.keys import keys_text  # plain data: --help lists the keys without Textual
 
@@ -290,7 +290,7 @@ def build_parser() -> Parser:
         epilog=EXAMPLES + "\nkeys in the monitor:\n" + textwrap.indent(keys_text(), "  "),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"smtptop {__version__}")
+    parser.add_argument("--version", action="version", version=f"smtptop {__version__} ({build()})")
     _add_shared(parser, None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = parser.commands["demo"] = commands.add_parser(

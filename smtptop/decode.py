@@ -11,17 +11,7 @@ from struct import Struct
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Protocol, TypeVar
-
-    _Fields = TypeVar("_Fields", bound=tuple[object, ...], covariant=True)
-
-    class Layout(Protocol[_Fields]):
-        """A :class:`struct.Struct` as the type checker sees it: its fields typed by format."""
-
-        @property
-        def size(self) -> int: ...
-
-        def unpack_from(self, buffer: bytes, offset: int = 0, /) -> _Fields: ...
+    from smtptop.layout import Layout
 
 
 LINKTYPE_NULL = 0
@@ -33,6 +23,7 @@ LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 DLT_RAW_ALIASES = (12, 14)
+RAW_IP_LINKTYPES = frozenset((LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, *DLT_RAW_ALIASES))
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -125,7 +116,7 @@ def link(linktype: int, frame: bytes) -> tuple[int, int]:
         if len(frame) < 20:
             return 0, LINK_TRUNCATED
         return _ether_at(frame, 20, _U16.unpack_from(frame, 0)[0])
-    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, *DLT_RAW_ALIASES):
+    if linktype in RAW_IP_LINKTYPES:
         if not frame:
             return 0, LINK_TRUNCATED
         return 0, ETH_IPV6 if frame[0] >> 4 == 6 else ETH_IPV4

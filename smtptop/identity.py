@@ -28,7 +28,7 @@ from smtptop.decode import (
 from smtptop.text import wire_text
 
 if TYPE_CHECKING:
-    from smtptop.decode import Layout
+    from smtptop.layout import Layout
 
 ETH_ARP = 0x0806
 PROTO_UDP = 17

@@ -6,8 +6,9 @@ sessions and hosts, judging them) each take about half of a report's time.  With
 through a pipe while the caller folds them.  The batches arrive in exactly the order one
 process would make them, so the report is the same either way.
 
-Events cross the pipe as tuples of plain values through :mod:`marshal`: pickling a slotted
-dataclass costs several microseconds, more than the engine spends on most packets.
+Events cross the pipe as the rows of :mod:`smtptop.wire` through :mod:`marshal` (pickling a
+slotted dataclass costs several microseconds, more than the engine spends on most packets),
+and are folded as rows: nothing is rebuilt on this side.
 """
 
 from __future__ import annotations
@@ -20,63 +21,19 @@ import os
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from enum import IntEnum
 from itertools import islice
 from multiprocessing.connection import Connection
-from operator import attrgetter
 from typing import Any
 
-from smtptop.analyzer import Analyzer, EngineConfig, FlowClosed, FlowEvent, FlowOpened, Stats
+from smtptop.analyzer import Analyzer, EngineConfig, Stats
 from smtptop.capture import CaptureFile
-from smtptop.identity import DnsLookup, Sighting
-from smtptop.smtp import (
-    AuthResponse,
-    Command,
-    Gap,
-    MessageEnd,
-    Reply,
-    Side,
-    TlsStarted,
-    Violation,
-    ViolationKind,
-)
+from smtptop.wire import Row, encode
 
 APPLY_EVERY = 2048  # records per batch
 MAX_WAITING_EVENTS = 8192  # events per batch at most (a flood of blank lines)
 MIN_PARALLEL_BYTES = 4 << 20  # below this a second process costs more than it saves
 PIPE_BYTES = 1 << 20  # Linux's default ceiling for a pipe's buffer (fs.pipe-max-size)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-
-# What each kind of event crosses the pipe as: a tag (its place here) and a tuple of these
-# fields, in this order.  Decoding calls the class with the tuple, so the order is the
-# dataclass's own; test_pipeline holds the two equal, so that a field added to an event, or
-# moved, fails a test instead of being dropped or swapped on the way.
-_LAYOUTS: dict[type[FlowEvent], tuple[str, ...]] = {
-    FlowOpened: ("ts", "client", "server", "midstream"),
-    FlowClosed: ("ts", "reason", "client_bytes", "server_bytes", "packets", "conflicts"),
-    Command: ("ts", "verb", "arg", "line", "truncated"),
-    AuthResponse: ("ts", "line"),
-    MessageEnd: ("ts", "size", "headers", "complete"),
-    Reply: ("ts", "code", "lines", "request", "greeting", "cut"),
-    TlsStarted: ("ts", "implicit"),
-    Gap: ("ts", "side", "size"),
-    Violation: ("ts", "side", "kind", "reason"),
-    Sighting: ("ts", "ip", "mac", "name", "source"),
-    DnsLookup: ("ts", "client", "qname", "qtype", "rcode"),
-}
-_CLASSES = tuple(_LAYOUTS)
-_TAGS = {cls: tag for tag, cls in enumerate(_CLASSES)}
-_VALUES = [attrgetter(*names) for names in _LAYOUTS.values()]
-_REPLY = _TAGS[Reply]
-# The positions of the fields that marshal cannot carry as they are: a reply's request, an
-# event itself (sent as its tag and values), and, by tag, an event's IntEnum fields (sent
-# as ints), with their types.
-_REQUEST = _LAYOUTS[Reply].index("request")
-_ENUM_FIELDS: dict[str, type[IntEnum]] = {"side": Side, "kind": ViolationKind}
-_ENUMS = [
-    tuple((names.index(name), enum) for name, enum in _ENUM_FIELDS.items() if name in names)
-    for names in _LAYOUTS.values()
-]
 _BATCH, _OUTCOME, _FAILURE = 0, 1, 2
 
 
@@ -89,7 +46,7 @@ class EngineBatch:
     """The engine's events from some records of the capture files, and where the reading
     stands (for progress displays)."""
 
-    events: list[tuple[int, FlowEvent]]
+    events: list[Row]
     path: str
     position: int
     packets: int
@@ -134,8 +91,8 @@ def _inline(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Engin
         smtp_before, skipped_before = stats.smtp_packets, dict(stats.skipped)
         while feed(islice(frames, APPLY_EVERY), MAX_WAITING_EVENTS):
             position = capture.position
-            yield EngineBatch(analyzer.take(), path, position, stats.packets, errors[:],
-                              unpacked + capture.unpacked)  # fmt: skip
+            yield EngineBatch(encode(analyzer.take()), path, position, stats.packets,
+                              errors[:], unpacked + capture.unpacked)  # fmt: skip
             errors.clear()
         position = capture.size
         unpacked += capture.unpacked
@@ -143,7 +100,7 @@ def _inline(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Engin
         skipped = {r: n - skipped_before.get(r, 0) for r, n in stats.skipped.items()}
         warnings.extend(capture.notes(skipped, stats.smtp_packets - smtp_before))
     analyzer.finish()
-    yield EngineBatch(analyzer.take(), path, position, stats.packets, errors[:], unpacked)
+    yield EngineBatch(encode(analyzer.take()), path, position, stats.packets, errors[:], unpacked)
     yield Outcome(stats, warnings)
 
 
@@ -179,7 +136,7 @@ def _forked(captures: list[CaptureFile], config: EngineConfig) -> Iterator[Engin
             kind = message[0]
             if kind == _BATCH:
                 _, rows, path, position, packets, errors, unpacked = message
-                yield EngineBatch(_decode(rows), path, position, packets, errors, unpacked)
+                yield EngineBatch(rows, path, position, packets, errors, unpacked)
             elif kind == _OUTCOME:
                 yield Outcome(Stats(*message[1]), message[2])
                 return
@@ -201,7 +158,7 @@ def _engine_process(captures: list[CaptureFile], config: EngineConfig, sender: C
             if isinstance(message, EngineBatch):
                 payload: tuple[Any, ...] = (
                     _BATCH,
-                    _encode(message.events),
+                    message.events,
                     message.path,
                     message.position,
                     message.packets,
@@ -221,42 +178,3 @@ def _engine_process(captures: list[CaptureFile], config: EngineConfig, sender: C
             return
     finally:
         sender.close()
-
-
-def _encode(events: list[tuple[int, FlowEvent]]) -> list[tuple[int, int, tuple[Any, ...]]]:
-    rows = []
-    for session_id, event in events:
-        tag = _TAGS[type(event)]
-        values = _VALUES[tag](event)
-        if tag == _REPLY:
-            request = values[_REQUEST]
-            if request is not None:
-                request_tag = _TAGS[type(request)]
-                request = (request_tag, _VALUES[request_tag](request))
-                values = (*values[:_REQUEST], request, *values[_REQUEST + 1 :])
-        elif enums := _ENUMS[tag]:
-            values = _replaced(values, [(at, int(values[at])) for at, _ in enums])
-        rows.append((session_id, tag, values))
-    return rows
-
-
-def _decode(rows: list[tuple[int, int, tuple[Any, ...]]]) -> list[tuple[int, FlowEvent]]:
-    events: list[tuple[int, FlowEvent]] = []
-    for session_id, tag, values in rows:
-        if tag == _REPLY:
-            request = values[_REQUEST]
-            if request is not None:
-                request_tag, request_values = request
-                request = _CLASSES[request_tag](*request_values)
-                values = (*values[:_REQUEST], request, *values[_REQUEST + 1 :])
-        elif enums := _ENUMS[tag]:
-            values = _replaced(values, [(at, enum(values[at])) for at, enum in enums])
-        events.append((session_id, _CLASSES[tag](*values)))
-    return events
-
-
-def _replaced(values: tuple[Any, ...], changes: list[tuple[int, Any]]) -> tuple[Any, ...]:
-    changed = list(values)
-    for at, value in changes:
-        changed[at] = value
-    return tuple(changed)

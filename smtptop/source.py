@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
 
-from smtptop.analyzer import Analyzer, EngineConfig, FlowEvent
+from smtptop.analyzer import Analyzer, EngineConfig
 from smtptop.capture import CaptureError, CaptureFile, Frame, undecoded
 from smtptop.text import inert
+from smtptop.wire import Row, encode
 
 BATCH_EVENTS = 1000
 BATCH_SECONDS = 0.02
@@ -65,7 +66,7 @@ class FeedBatch:
     """What the :class:`Feeder` hands the monitor: engine events for the model, and where the
     source stands."""
 
-    events: list[tuple[int, FlowEvent]]
+    events: list[Row]  # as smtptop.wire.encode makes them, in this thread
     progress: Progress
 
 
@@ -300,7 +301,7 @@ class Feeder(threading.Thread):
             self._dropped_batches += 1
             self._dropped_events += len(events)
             return
-        self.deliver(FeedBatch(events, self.progress(finished=finished)))
+        self.deliver(FeedBatch(encode(events), self.progress(finished=finished)))
 
     def _take_slot(self, *, wait: bool) -> bool:
         if not wait:

@@ -49,13 +49,13 @@ import synth
 
 import smtptop
 from smtptop.analyzer import DEFAULT_PORTS, Analyzer, EngineConfig, FlowClosed, FlowOpened
-from smtptop.analyzer import Stats as EngineStats
 from smtptop.capture import CaptureError, CaptureFile
 from smtptop.decode import decode
 from smtptop.model import Host, Model, ModelLimits, Session
 from smtptop.model import apply as apply_batch
 from smtptop.smtp import ParserLimits
 from smtptop.tcp import ReassemblyLimits
+from smtptop.wire import encode
 
 TARGET_CAPTURE = 0x01
 TINY_LIMITS = 0x02
@@ -522,27 +522,6 @@ class Finding:
     detail: str
 
 
-class _TracingStats(EngineStats):
-    """The analyzer's counters, keeping the traceback of every exception it catches: the
-    ``except`` block in Analyzer.packet counts it through this setter, while the exception is
-    still being handled."""
-
-    def __init__(self) -> None:
-        self.tracebacks: list[str] = []
-        self._errors = 0
-        super().__init__()
-
-    @property  # type: ignore[override]
-    def errors(self) -> int:
-        return self._errors
-
-    @errors.setter
-    def errors(self, value: int) -> None:
-        if value > self._errors and sys.exc_info()[0] is not None:
-            self.tracebacks.append(traceback.format_exc())
-        self._errors = value
-
-
 def _exception_signature(kind: str, exc: BaseException | None = None, text: str = "") -> str:
     """Exception type and the innermost smtptop function it passed through."""
     if exc is not None:
@@ -576,8 +555,9 @@ class Checker:
     def __init__(self, tiny: bool) -> None:
         config, limits = TINY if tiny else DEFAULT
         self.config, self.limits = config, limits
-        self.analyzer = Analyzer(config)
-        self.analyzer.stats = self.stats = _TracingStats()
+        self.analyzer = Analyzer(config, self._caught)
+        self.stats = self.analyzer.stats
+        self.tracebacks: list[str] = []
         self.model = Model(limits=limits)
         self.model.on_session_closed.append(self._check_session)
         self.packets = 0
@@ -585,6 +565,11 @@ class Checker:
         self.opened: set[int] = set()
         self.closed: set[int] = set()
         self.conflicts = 0
+
+    def _caught(self, message: str) -> None:
+        """The analyzer tells of an exception it caught from inside its ``except`` block,
+        so the traceback is still there to keep."""
+        self.tracebacks.append(traceback.format_exc())
 
     def fail(self, signature: str, detail: str) -> None:
         if all(f.signature != signature for f in self.findings):
@@ -608,7 +593,7 @@ class Checker:
         except Exception as exc:
             self.fail(_exception_signature("finish", exc), traceback.format_exc())
         self._apply(self.analyzer.take())
-        for text in self.stats.tracebacks:
+        for text in self.tracebacks:
             self.fail(_exception_signature("caught", text=text), text)
         stats = self.stats
         if self.analyzer.flows:
@@ -639,7 +624,7 @@ class Checker:
             elif session_id and (session_id not in self.opened or session_id in self.closed):
                 self.fail("count:event outside its session", f"{session_id}: {event!r}"[:300])
         try:
-            apply_batch(self.model, batch)
+            apply_batch(self.model, encode(batch))
         except Exception as exc:
             self.fail(_exception_signature("model", exc), traceback.format_exc())
 
@@ -847,10 +832,10 @@ def _engine_run(frames: Sequence[tuple[float, int, bytes]], tiny: bool) -> int:
     while analyzer.feed(pending, max_events=4096):
         batch = analyzer.take()
         events += len(batch)
-        apply_batch(model, batch)
+        apply_batch(model, encode(batch))
     analyzer.finish()
     batch = analyzer.take()
-    apply_batch(model, batch)
+    apply_batch(model, encode(batch))
     return events + len(batch)
 
 

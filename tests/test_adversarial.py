@@ -36,6 +36,7 @@ from smtptop.model import Model, ModelLimits, Session, apply
 from smtptop.render import to_json
 from smtptop.smtp import ParserLimits, SmtpParser
 from smtptop.tcp import ReassemblyLimits
+from smtptop.wire import encode
 
 ETH = synth.LINKTYPE_ETHERNET
 PC = "192.168.1.66"
@@ -78,7 +79,7 @@ class Run:
             self.packets += 1
             self.peak_flows = max(self.peak_flows, len(analyzer.flows))
             if len(analyzer.out) >= BATCH_EVENTS:
-                apply(model, analyzer.take())
+                apply(model, encode(analyzer.take()))
             if self.packets % self.check_every == 0:
                 self.check_bounds()
 
@@ -86,7 +87,7 @@ class Run:
         """End the capture; return the report's JSON."""
         self.check_bounds()
         self.analyzer.finish()
-        apply(self.model, self.analyzer.take())
+        apply(self.model, encode(self.analyzer.take()))
         assert not self.analyzer.flows and not self.model.open
         stats = self.analyzer.stats
         assert stats.errors == 0, stats.error_samples

@@ -32,9 +32,10 @@ from hypothesis import strategies as st
 
 from smtptop import cli
 from smtptop.analysis import analyze
-from smtptop.model import Model
+from smtptop.model import Model, apply
 from smtptop.smtp import Side, SmtpParser
 from smtptop.tui.rows import transcript_line
+from smtptop.wire import encode
 
 CLIENT, SERVER = "192.168.7.20", "198.51.100.7"
 MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2", "OAUTHBEARER")
@@ -296,5 +297,5 @@ def test_the_user_is_never_read_from_a_token(
         parser.receive_data(Side.CLIENT, line + b"\r\n", 1.0)
         parser.receive_data(Side.SERVER, reply + b"\r\n", 1.0)
     for event in parser.events():
-        model.apply(1, event)
+        apply(model, encode([(1, event)]))
     assert model.open[1].auth_user == user

@@ -16,6 +16,7 @@ from smtptop.capture import CaptureFile
 from smtptop.detect import DetectConfig, Detector
 from smtptop.model import Model, apply
 from smtptop.render import to_json
+from smtptop.wire import encode
 
 CONFORMANCE = corpus_root()
 SMARTHOST = "198.51.100.25"
@@ -247,7 +248,7 @@ def test_sample_bot_is_marked_within_its_first_ten_sessions() -> None:
         if record[0] > tenth_end:
             break
         analyzer.packet(*record)
-        apply(model, analyzer.take())
+        apply(model, encode(analyzer.take()))
     verdicts = detector.evaluate()
     bot = verdicts[sample.INFECTED]
     assert model.hosts[sample.INFECTED].sessions <= 12

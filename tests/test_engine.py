@@ -16,6 +16,7 @@ from smtptop.analysis import Analysis, analyze
 from smtptop.analyzer import Analyzer, EngineConfig
 from smtptop.model import Model, apply
 from smtptop.render import to_json
+from smtptop.wire import encode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -218,9 +219,9 @@ def test_one_engine_for_batches_and_whole_files(tmp_path: Path) -> None:
     analysis = Analysis(model, analyzer.stats)
     for record in CaptureFile(str(path)):
         analyzer.packet(*record)
-        apply(model, analyzer.take())
+        apply(model, encode(analyzer.take()))
     analyzer.finish()
-    apply(model, analyzer.take())
+    apply(model, encode(analyzer.take()))
     assert to_json(analysis) == whole
 
 
@@ -235,6 +236,7 @@ PURE = [
     "smtptop.model.store",
     "smtptop.model.fold",
     "smtptop.analyzer",
+    "smtptop.wire",
 ]
 FORBIDDEN = [
     "socket",
@@ -321,7 +323,7 @@ def _run_engine(frames, config: EngineConfig) -> Model:
     for frame in frames:
         analyzer.packet(frame.ts, synth.LINKTYPE_ETHERNET, frame.data)
     analyzer.finish()
-    apply(model, analyzer.take())
+    apply(model, encode(analyzer.take()))
     return model
 
 
@@ -383,6 +385,6 @@ def test_a_closed_connection_lingers_small_and_absorbs_its_stray_packets() -> No
     analyzer.packet(conv.now + 120, synth.LINKTYPE_ETHERNET, other.frames[0].data)
     assert not analyzer._lingering  # the linger is over: forgotten
     analyzer.finish()
-    apply(model, analyzer.take())
+    apply(model, encode(analyzer.take()))
     assert sorted(s.client_ip for s in model.sessions()) == ["192.168.1.7", "192.168.1.8"]
     assert analyzer.stats.errors == 0

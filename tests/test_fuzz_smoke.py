@@ -27,7 +27,9 @@ from fuzz_engine import (
     timeline,
 )
 
+from smtptop import identity
 from smtptop.capture import CaptureFile
+from smtptop.decode import LINKTYPE_ETHERNET
 
 SMOKE_INPUTS = 3000
 SMOKE_SECONDS = 18.0
@@ -59,18 +61,20 @@ def test_the_seeds_reach_every_part_of_the_engine() -> None:
     assert any(i.mac for i in identities)
 
 
-def test_the_checker_sees_exceptions_the_analyzer_catches() -> None:
-    """A caught exception is a lost packet: the harness must report it, with its place."""
+def test_the_checker_sees_exceptions_the_analyzer_catches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caught exception is a lost packet: the harness must report it, with its place.
+    The failure is planted in identity (pure Python in both builds: a compiled module's
+    functions cannot be replaced), which the analyzer calls for an ARP frame."""
     checker = Checker(tiny=False)
 
     def broken(*_args: object) -> None:
         raise ZeroDivisionError
 
-    checker.analyzer._lookup = broken  # type: ignore[method-assign]
-    for ts, linktype, frame in timeline(corpus().engine[0][:2]):
-        checker.feed(ts, linktype, frame)
+    monkeypatch.setattr(identity, "observe", broken)
+    arp = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + bytes(28)
+    checker.feed(1.0, LINKTYPE_ETHERNET, arp)
     signatures = [f.signature for f in checker.finish()]
-    assert signatures == ["caught:ZeroDivisionError@analyzer.py:feed"]
+    assert signatures == ["caught:ZeroDivisionError@analyzer.py:_skipped"]
 
 
 def test_a_signature_names_the_package_not_a_folder_called_smtptop() -> None:

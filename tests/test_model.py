@@ -15,13 +15,20 @@ from smtptop.analysis import Analysis, analyze
 from smtptop.model import Model, ModelLimits, Session, is_lan, mailbox
 from smtptop.render import host_json, render_csv, render_table, to_json
 from smtptop.schema import host_record, record_fields, session_record
-from smtptop.smtp import Side, SmtpParser
+from smtptop.smtp import Event, Side, SmtpParser
+from smtptop.wire import encode
 
 from smtptop.analyzer import Stats  # isort: skip
 
 C, S = Side.CLIENT, Side.SERVER
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Sup3r-S3cret-pw"
+
+
+def fold(model: Model, session_id: int, event: Event) -> None:
+    """Fold one parser event into its session, as the engine's rows carry it."""
+    for row in encode([(session_id, event)]):
+        model.fold(*row)
 
 
 def play(model: Model, session_id: int, script, client="192.168.0.5", server="198.51.100.1"):
@@ -31,10 +38,10 @@ def play(model: Model, session_id: int, script, client="192.168.0.5", server="19
     for side, data in script:
         parser.receive_data(side, data, 1.0)
         for event in parser.events():
-            model.apply(session_id, event)
+            fold(model, session_id, event)
     parser.close(2.0)
     for event in parser.events():
-        model.apply(session_id, event)
+        fold(model, session_id, event)
     model.close_session(session_id, 2.0, "closed", client_bytes=0, server_bytes=0, packets=0)
     return model.session(session_id)
 
@@ -409,7 +416,7 @@ def test_random_eviction_counts_every_session_and_follows_the_policy(
                 number, (ip, 40000 + number), ("198.51.100.1", 25), 0.0, midstream=False
             )
             for event in SCRIPTS[script]:
-                model.apply(number, event)
+                fold(model, number, event)
             opened.append(number)
         assert sorted(model.finished) == sorted(s.id for g in reference.kept.values() for s in g)
         assert len(model.finished) <= max_sessions and model.kept_bytes <= max_kept_bytes
@@ -539,7 +546,7 @@ def test_open_sessions_share_one_budget_and_give_it_back() -> None:
         parser = SmtpParser()
         parser.receive_data(S, greeting, 1.0)
         for event in parser.events():
-            model.apply(i, event)
+            fold(model, i, event)
     assert model.open_bytes == sum(s.held for s in model.open.values()) <= 20_000
     assert model.open[2].transcript_lines_not_kept > 0 and model.open[2].replies_not_kept == 1
     for i in range(3):

@@ -3,7 +3,8 @@
 :class:`Model` is the store (:mod:`smtptop.model.store`) fed by events: it decides what
 happened (a session rejected, a message accepted, a user named by AUTH) and counts it, and
 hands the store the text to keep within its budgets.  :func:`apply` folds a batch of the
-analyzer's events into it.
+analyzer's events into it, as the rows of :mod:`smtptop.wire`: each event's fields are
+unpacked by position, in its dataclass's order.
 
 Definitions (the README documents them; tests follow them):
 
@@ -33,22 +34,25 @@ import binascii
 import re
 from collections.abc import Iterable
 
-from smtptop import identity
-from smtptop.analyzer import FlowClosed, FlowEvent, FlowOpened
 from smtptop.model.records import ClientStep, Host, ServerStats, Session, SmtpReply
 from smtptop.model.store import ModelLimits, Store
-from smtptop.smtp import (
-    NOT_SMTP,
-    AuthResponse,
-    Command,
-    Event,
-    Gap,
-    MessageEnd,
-    Reply,
-    TlsStarted,
-    Violation,
-)
+from smtptop.smtp import NOT_SMTP
 from smtptop.text import wire_text
+from smtptop.wire import (
+    AUTH_RESPONSE,
+    CLOSED,
+    COMMAND,
+    DNS_LOOKUP,
+    GAP,
+    MESSAGE_END,
+    OPENED,
+    REPLY,
+    SIGHTING,
+    TLS_STARTED,
+    VIOLATION,
+    Row,
+    Values,
+)
 
 MASK = "********"
 _ENHANCED_CODE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
@@ -161,68 +165,70 @@ class Model(Store):
 
     # -- events --------------------------------------------------------------------------
 
-    def apply(self, session_id: int, event: Event) -> None:
-        """Fold one parser event into its session and host."""
+    def fold(self, session_id: int, tag: int, values: Values) -> None:
+        """Fold one parser event, as a row's tag and values, into its session and host."""
         session = self.open.get(session_id)
         if session is None:
             return
-        session.end = max(session.end, event.ts)
-        self.last_ts = max(self.last_ts, event.ts)
-        if isinstance(event, Reply):
-            self._reply(session, event)
-        elif isinstance(event, Command):
-            self._command(session, event)
-        elif isinstance(event, AuthResponse):
-            self._auth_response(session, event)
-        elif isinstance(event, MessageEnd):
+        ts: float = values[0]
+        session.end = max(session.end, ts)
+        self.last_ts = max(self.last_ts, ts)
+        if tag == REPLY:
+            self._reply(session, values)
+        elif tag == COMMAND:
+            self._command(session, values)
+        elif tag == AUTH_RESPONSE:
+            self._auth_response(session, values)
+        elif tag == MESSAGE_END:
+            _, size, headers, complete = values
             session.outstanding += 1
-            for header in event.headers:
-                self.keep_line(session, event.ts, "H", wire_text(header))
-            cut = "" if event.complete else " (end not seen)"
-            self.keep_line(session, event.ts, "*", f"message body: {event.size} bytes{cut}")
-        elif isinstance(event, TlsStarted):
+            for header in headers:
+                self.keep_line(session, ts, "H", wire_text(header))
+            cut = "" if complete else " (end not seen)"
+            self.keep_line(session, ts, "*", f"message body: {size} bytes{cut}")
+        elif tag == TLS_STARTED:
             session.tls = True
             host = self.hosts.get(session.client_ip)
             if host is not None:
                 host.tls_sessions += 1
-            how = "implicit TLS" if event.implicit else "TLS started"
-            self.keep_line(session, event.ts, "*", f"{how}: the rest of the session is encrypted")
-        elif isinstance(event, Gap):
+            how = "implicit TLS" if values[1] else "TLS started"
+            self.keep_line(session, ts, "*", f"{how}: the rest of the session is encrypted")
+        elif tag == GAP:
+            _, side, size = values
             session.gaps += 1
-            side = "client" if event.side == 0 else "server"
-            self.keep_line(
-                session, event.ts, "*", f"{event.size} bytes from the {side} not captured"
-            )
-        elif isinstance(event, Violation):
+            who = "client" if side == 0 else "server"
+            self.keep_line(session, ts, "*", f"{size} bytes from the {who} not captured")
+        elif tag == VIOLATION:
+            _, _, kind, reason = values
             session.violations += 1
-            if event.kind in NOT_SMTP:
+            if kind in NOT_SMTP:
                 session.non_smtp = True
-            self.keep_line(session, event.ts, "*", event.reason)
+            self.keep_line(session, ts, "*", reason)
 
-    def _command(self, session: Session, event: Command) -> None:
-        verb = event.verb
-        text = wire_text(event.line)
+    def _command(self, session: Session, values: Values) -> None:
+        ts, verb, arg, line, truncated = values
+        text = wire_text(line)
         if session.outstanding > 0 and verb not in ("DATA", "BDAT"):
             session.pipelined = True
         session.outstanding += 1
-        sent, _, arg = text.partition(" ")
+        sent, _, shown_arg = text.partition(" ")
         if verb == "AUTH":
-            text = self._auth_command(session, event, text)
-            initial = len(event.arg.split()) > 1
+            text = self._auth_command(session, arg, text)
+            initial = len(arg.split()) > 1
             self.keep_step(session, ClientStep(sent, session.auth, initial))
         else:
-            self.keep_step(session, ClientStep(sent, arg))
-        self.keep_line(session, event.ts, "C", text)
-        if event.truncated:
-            self.keep_line(session, event.ts, "*", "line cut at the length limit")
-        if verb in ("HELO", "EHLO") and event.arg.strip():
-            session.helo = wire_text(event.arg.strip())  # a line at most: counted in footprint()
+            self.keep_step(session, ClientStep(sent, shown_arg))
+        self.keep_line(session, ts, "C", text)
+        if truncated:
+            self.keep_line(session, ts, "*", "line cut at the length limit")
+        if verb in ("HELO", "EHLO") and arg.strip():
+            session.helo = wire_text(arg.strip())  # a line at most: counted in footprint()
             host = self.hosts.get(session.client_ip)
             if host is not None:
                 helo = self.short_name(session.helo)
                 self.keep_host_name(host, host.helos, helo, self.limits.max_helos)
         elif verb == "MAIL":
-            sender = mailbox(wire_text(event.arg))
+            sender = mailbox(wire_text(arg))
             self.keep_address(session, session.mail_from, sender)
             host = self.hosts.get(session.client_ip)
             domain = sender.rpartition("@")[2].lower()
@@ -231,17 +237,17 @@ class Model(Store):
                 self.keep_host_name(host, host.sender_domains, self.short_name(domain), limit)
         elif verb == "RCPT":
             session.recipients += 1
-            self.keep_address(session, session.rcpt_to, mailbox(wire_text(event.arg)))
+            self.keep_address(session, session.rcpt_to, mailbox(wire_text(arg)))
             host = self.hosts.get(session.client_ip)
             if host is not None:
                 host.recipients += 1
         elif verb == "QUIT":
             session.quit_sent = True
 
-    def _auth_command(self, session: Session, event: Command, text: str) -> str:
+    def _auth_command(self, session: Session, arg: bytes, text: str) -> str:
         """Start an AUTH exchange: whatever came before (a refused mechanism, a cancelled
         one) is forgotten, so the user is read from this exchange's first message only."""
-        parts = event.arg.split()
+        parts = arg.split()
         mechanism = parts[0].decode("ascii", "replace").upper() if parts else ""
         session.auth = self.short_name(wire_text(mechanism.encode()))
         initial = len(parts) > 1
@@ -251,30 +257,31 @@ class Model(Store):
             return text
         return f"AUTH {session.auth} {MASK}"
 
-    def _auth_response(self, session: Session, event: AuthResponse) -> None:
+    def _auth_response(self, session: Session, values: Values) -> None:
         """A client line of an AUTH exchange: always masked; the first one names the user when
         the AUTH command had no initial response."""
+        ts, line = values
         session.outstanding += 1
         self.keep_step(session, ClientStep("", ""))
         step = self._login_step.get(session.id)
         if step is not None:
             if step == 0:
-                user = _auth_user(session.auth, event.line)
+                user = _auth_user(session.auth, line)
                 session.auth_user = self.short_name(user)
             self._login_step[session.id] = step + 1
-        shown = wire_text(event.line) if self.show_credentials or event.line == b"*" else MASK
-        self.keep_line(session, event.ts, "C", shown)
+        shown = wire_text(line) if self.show_credentials or line == b"*" else MASK
+        self.keep_line(session, ts, "C", shown)
 
-    def _reply(self, session: Session, event: Reply) -> None:
-        code = event.code
-        lines = [wire_text(line) for line in event.lines]
+    def _reply(self, session: Session, values: Values) -> None:
+        ts, code, raw_lines, request, greeting, cut = values
+        lines = [wire_text(line) for line in raw_lines]
         last = len(lines) - 1
         shown = [
             f"{code}{'-' if i < last else ' '}{line}" if line else str(code)
             for i, line in enumerate(lines)
         ]
-        self.keep_lines(session, event.ts, "S", shown)
-        stage = _stage(event)
+        self.keep_lines(session, ts, "S", shown)
+        stage = _stage(request, greeting)
         text = "\n".join(lines)
         decides = (
             stage in COUNTED_STAGES
@@ -288,26 +295,26 @@ class Model(Store):
             session.recipient_accepted = True
         elif stage in ("MAIL", "RSET") and 200 <= code < 300:
             session.recipient_accepted = False  # a new transaction
-        reply = self.keep_reply(session, code, text, stage, decides, event.cut)
+        reply = self.keep_reply(session, code, text, stage, decides, cut)
         host = self.hosts.get(session.client_ip)
         stats = session.server_stats
-        if event.greeting:
+        if greeting:
             session.greeting_seen = True
             session.pregreet = session.outstanding > 0  # the client spoke first
-        elif event.request is not None and session.outstanding > 0:
+        elif request is not None and session.outstanding > 0:
             session.outstanding -= 1
         if stage == "EHLO" and code == 250:
             session.pipelining_offered = "PIPELINING" in map(str.upper, lines)
         if code >= 400 and host is not None:
             self.keep_refusal(host, code, text)
-        if event.greeting and lines:
+        if greeting and lines:
             session.banner = self.short_name(_banner_name(lines[0]))
             server = self.servers.get(session.server_ip)
             if server is not None and not server.name:
                 server.name = session.banner
             if stats is not None and not stats.name:
                 stats.name = server.name if server is not None else session.banner
-        if 200 <= code < 300 and self._ends_message(event):
+        if 200 <= code < 300 and _ends_message(request):
             session.accepted_messages += 1
             if host is not None:
                 host.accepted_messages += 1
@@ -315,17 +322,6 @@ class Model(Store):
                 stats.accepted_messages += 1
         if decides:
             self._judge(session, host, stats, reply)
-
-    @staticmethod
-    def _ends_message(event: Reply) -> bool:
-        request = event.request
-        if isinstance(request, MessageEnd):
-            return True
-        return (
-            isinstance(request, Command)
-            and request.verb == "BDAT"
-            and request.arg.upper().rstrip().endswith(b"LAST")
-        )
 
     def _judge(
         self, session: Session, host: Host | None, stats: ServerStats | None, reply: SmtpReply
@@ -379,30 +375,32 @@ class Model(Store):
             found.nxdomain += 1
 
 
-def apply(model: Model, batch: Iterable[tuple[int, FlowEvent]]) -> None:
-    """Fold a batch of engine events into the model."""
-    fold = model.apply
-    for session_id, event in batch:
-        if type(event) is FlowOpened:
-            model.open_session(
-                session_id, event.client, event.server, event.ts, midstream=event.midstream
-            )
-        elif type(event) is FlowClosed:
+def apply(model: Model, rows: Iterable[Row]) -> None:
+    """Fold a batch of engine events, as rows (:func:`smtptop.wire.encode`), into the model."""
+    fold = model.fold
+    for session_id, tag, values in rows:
+        if tag == OPENED:
+            ts, client, server, midstream = values
+            model.open_session(session_id, client, server, ts, midstream=midstream)
+        elif tag == CLOSED:
+            ts, reason, client_bytes, server_bytes, packets, conflicts = values
             model.close_session(
                 session_id,
-                event.ts,
-                event.reason,
-                client_bytes=event.client_bytes,
-                server_bytes=event.server_bytes,
-                packets=event.packets,
-                conflicts=event.conflicts,
+                ts,
+                reason,
+                client_bytes=client_bytes,
+                server_bytes=server_bytes,
+                packets=packets,
+                conflicts=conflicts,
             )
         elif session_id:  # who-is-who events have session id 0
-            fold(session_id, event)  # type: ignore[arg-type]  # so this is a parser event
-        elif type(event) is identity.Sighting:
-            model.sighting(event.ip, event.mac, event.name, event.source)
-        elif type(event) is identity.DnsLookup:
-            model.dns_lookup(event.ts, event.client, event.qtype, event.rcode)
+            fold(session_id, tag, values)
+        elif tag == SIGHTING:
+            _, ip, mac, name, source = values
+            model.sighting(ip, mac, name, source)
+        elif tag == DNS_LOOKUP:
+            ts, client, _, qtype, rcode = values
+            model.dns_lookup(ts, client, qtype, rcode)
 
 
 def mailbox(arg: str) -> str:
@@ -417,17 +415,29 @@ def mailbox(arg: str) -> str:
     return rest.split(" ", 1)[0]
 
 
-def _stage(reply: Reply) -> str:
-    request = reply.request
-    if reply.greeting:
+def _stage(request: tuple[int, Values] | None, greeting: bool) -> str:
+    """What a reply answers, from its request as a row holds it."""
+    if greeting:
         return "greeting"
-    if isinstance(request, Command):
-        return request.verb or "unknown"
-    if isinstance(request, MessageEnd):
+    if request is None:
+        return "unsolicited"
+    tag, values = request
+    if tag == COMMAND:
+        verb: str = values[1]
+        return verb or "unknown"
+    if tag == MESSAGE_END:
         return "end of data"
-    if isinstance(request, AuthResponse):
-        return "AUTH"
-    return "unsolicited"
+    return "AUTH" if tag == AUTH_RESPONSE else "unsolicited"
+
+
+def _ends_message(request: tuple[int, Values] | None) -> bool:
+    """Whether a reply to this request answers the end of a message: DATA's or BDAT LAST."""
+    if request is None:
+        return False
+    tag, values = request
+    if tag == MESSAGE_END:
+        return True
+    return tag == COMMAND and values[1] == "BDAT" and values[2].upper().rstrip().endswith(b"LAST")
 
 
 def _banner_name(line: str) -> str:

@@ -29,8 +29,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 from textual.worker import WorkerFailed
 
-from smtptop import identity
-from smtptop.analyzer import EngineConfig, FlowEvent, FlowOpened
+from smtptop import wire
+from smtptop.analyzer import EngineConfig
 from smtptop.detect import DetectConfig, Detector, Verdict
 from smtptop.errorlog import ErrorLog
 from smtptop.model import Model, apply
@@ -44,6 +44,7 @@ from smtptop.tui.host_screen import HostScreen
 from smtptop.tui.state import MonitorState
 from smtptop.tui.tables import KeyedTable
 from smtptop.tui.transcript_screen import TranscriptScreen
+from smtptop.wire import Row
 
 REFRESH_SECONDS = 1.0
 FOLD_CHUNK = 200  # events folded (about 5 ms) before the event loop gets a turn
@@ -182,20 +183,18 @@ class MonitorApp(App[None]):
                     self.notify(batch.progress.problem, severity="warning", markup=False,
                                 timeout=WARNING_SECONDS)  # fmt: skip
 
-    def _touch(self, events: list[tuple[int, FlowEvent]]) -> None:
+    def _touch(self, rows: list[Row]) -> None:
         """Note the hosts these events change (before they are folded: a closing event
         takes its session out of the open ones)."""
         dirty, open_sessions = self._dirty, self.model.open
-        for session_id, event in events:
+        for session_id, tag, values in rows:
             session = open_sessions.get(session_id) if session_id else None
             if session is not None:
                 dirty.add(session.client_ip)
-            elif isinstance(event, FlowOpened):
-                dirty.add(event.client[0])
-            elif isinstance(event, identity.Sighting) and event.ip:
-                dirty.add(event.ip)
-            elif isinstance(event, identity.DnsLookup):
-                dirty.add(event.client)
+            elif tag == wire.OPENED:
+                dirty.add(values[1][0])  # the client's (address, port)
+            elif (tag == wire.SIGHTING or tag == wire.DNS_LOOKUP) and values[1]:
+                dirty.add(values[1])  # the address sighted, or the client that asked
 
     # -- views ---------------------------------------------------------------------------
 
