@@ -8,7 +8,7 @@ the engine process, the rest in the model process):
 * read: iterating the capture's records (:class:`~smtptop.capture.CaptureFile` with its
   prefilter), nothing else;
 * engine: the engine on those records, less the read, its events encoded as rows (measured
-  as read and engine together, ``engine_batches(..., parallel=False)``, as a one-process
+  as read and engine together, ``engine_batches(..., workers=0)``, as a one-process
   report runs them);
 * marshal: ``marshal.dumps`` and ``marshal.loads`` of each batch of rows, as they cross the
   pipe (the pipe itself is not counted);
@@ -58,7 +58,7 @@ def measure(path: str) -> dict[str, Any]:
     model = Model()
     detector = Detector(model)  # before the fold: it follows closed sessions
     config = EngineConfig(ports=ports)
-    batches = iter(engine_batches([CaptureFile(path, None, ports=ports)], config, parallel=False))
+    batches = iter(engine_batches([CaptureFile(path, None, ports=ports)], config, workers=0))
     while True:
         began = clock()
         message = next(batches, None)

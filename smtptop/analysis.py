@@ -15,7 +15,7 @@ from smtptop.analyzer import DEFAULT_PORTS, Analyzer, EngineConfig, Stats
 from smtptop.capture import CaptureFile
 from smtptop.detect import VERDICT_ORDER, DetectConfig, Detector, Rating, Verdict
 from smtptop.model import Host, Model, apply, rank
-from smtptop.pipeline import APPLY_EVERY, EngineBatch, engine_batches, worth_a_second_process
+from smtptop.pipeline import APPLY_EVERY, EngineBatch, default_workers, engine_batches
 from smtptop.source import Bursts, Source
 from smtptop.wire import encode
 
@@ -50,23 +50,24 @@ def analyze(
     detect: DetectConfig | None = None,
     progress: Callable[[str, int, int, int], None] | None = None,
     on_error: Callable[[str], None] | None = None,
-    parallel: bool | None = None,
+    workers: int | None = None,
     max_bytes: int | None = None,
 ) -> Analysis:
     """Analyse capture files in order.  Raises CaptureError if a file cannot be opened.
 
     ``progress`` is called now and then with the file being read, the bytes read of it,
     the packets so far and the bytes of capture data so far (after decompression: a gzip
-    bomb shows there).  ``parallel`` runs the engine in a second process (None: when there
-    are two CPUs and enough to read); the result is the same.  ``max_bytes`` stops reading
+    bomb shows there).  ``workers`` runs the engine in that many processes of their own (0:
+    in this one; None: one per CPU but this one's, when there is enough to read); the per-host
+    figures and verdicts are the same.  ``max_bytes`` stops reading
     a file after that many bytes of capture data, with a warning."""
     captures = [CaptureFile(path, max_bytes, ports=frozenset(ports)) for path in paths]
-    if parallel is None:
-        parallel = worth_a_second_process(captures)
+    if workers is None:
+        workers = default_workers(captures)
     model = Model(lan=lan, show_credentials=show_credentials)
     analysis = Analysis(model, Stats(), detector=Detector(model, detect))
     config = EngineConfig(ports=frozenset(ports))
-    for message in engine_batches(captures, config, parallel=parallel):
+    for message in engine_batches(captures, config, workers=workers):
         if isinstance(message, EngineBatch):
             apply(model, message.events)
             if on_error is not None:

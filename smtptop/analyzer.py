@@ -15,6 +15,7 @@ while handling one packet is caught here, counted and sampled, and the capture g
 from __future__ import annotations
 
 import ipaddress
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -43,6 +44,12 @@ class EngineConfig:
     max_connections: int = 65536
     smtp: ParserLimits = field(default_factory=ParserLimits)
     tcp: ReassemblyLimits = field(default_factory=ReassemblyLimits)
+    # One of several engines reading the same frames (``report --workers``): this one takes
+    # the connections whose client :func:`shard_of` gives it, numbers its sessions apart
+    # from the others', and only shard 0 reports who-is-who, so that the engines' events
+    # together are one engine's.
+    shard: int = 0
+    shards: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,7 @@ class Stats:
     connections_evicted: int = 0
     idle_closed: int = 0
     tcp_conflicts: int = 0
+    elsewhere: int = 0  # SMTP packets of connections another engine takes (shards)
 
 
 class _Flow:
@@ -120,7 +128,7 @@ class Analyzer:
         self._lingering: dict[bytes, float] = {}
         self.out: list[tuple[int, FlowEvent]] = []
         self.last_ts = 0.0
-        self._next_id = 1
+        self._next_id = self.config.shard + 1  # session ids: shard + 1, then every shards-th
         self._next_sweep = 0.0
 
     def take(self) -> list[tuple[int, FlowEvent]]:
@@ -143,7 +151,8 @@ class Analyzer:
         stats = self.stats
         decode, ports, by_wire, lookup = dec.decode, self.ports, self._by_wire, self._lookup
         out, skipped = self.out, stats.skipped
-        packets = size = smtp_packets = 0
+        shard, shards = self.config.shard, self.config.shards
+        packets = size = smtp_packets = elsewhere = 0
         last_ts = self.last_ts
         try:
             for ts, linktype, frame in frames:
@@ -164,9 +173,12 @@ class Analyzer:
                     if type(seg) is not tuple:
                         self._skipped(seg, linktype, frame, ts)  # type: ignore[arg-type]  # a str
                         continue
-                    smtp_packets += 1
                     key, seq, ack, flags, payload = seg
                     entry = by_wire.get(key)
+                    if entry is None and shards > 1 and shard_of(key, ports, shards) != shard:
+                        elsewhere += 1
+                        continue
+                    smtp_packets += 1
                     if entry is None or flags & SYN_OR_ACK == SYN:
                         entry = lookup(key, seq, flags, ts)
                         if entry is None:  # a closed connection's stray packet, absorbed
@@ -190,13 +202,14 @@ class Analyzer:
             stats.packets += packets
             stats.bytes += size
             stats.smtp_packets += smtp_packets
+            stats.elsewhere += elsewhere
         return packets
 
     def _skipped(self, reason: str, linktype: int, frame: bytes, ts: float) -> None:
         """Count a frame that carries no SMTP; DHCP, NetBIOS, DNS and ARP still say who is who."""
         skipped = self.stats.skipped
         skipped[reason] = skipped.get(reason, 0) + 1
-        if reason == dec.SKIP_NON_TCP or reason == dec.SKIP_NON_IP:
+        if self.config.shard == 0 and (reason == dec.SKIP_NON_TCP or reason == dec.SKIP_NON_IP):
             self.out.extend([(0, event) for event in identity.observe(linktype, frame, ts)])
 
     def _failed(self, exc: Exception, packet_number: int, ts: float) -> None:
@@ -247,7 +260,7 @@ class Analyzer:
             self._evict(ts)
         parser = SmtpParser(midstream=midstream, limits=self.config.smtp)
         flow = _Flow(self._next_id, key, Connection(parser, self.config.tcp), parser, ts)
-        self._next_id += 1
+        self._next_id += self.config.shards
         self.flows[key] = flow
         self._by_wire[key] = (flow, CLIENT)
         self._by_wire[flow.reverse] = (flow, SERVER)
@@ -326,6 +339,23 @@ class Analyzer:
         self.flows.clear()
         self._by_wire.clear()
         self._lingering.clear()
+
+
+def shard_of(key: bytes, ports: frozenset[int], shards: int) -> int:
+    """Which of ``shards`` engines takes the connection of a packet with this wire key: by
+    its client's address (the end not on an SMTP port; the lower address when both are),
+    so that each engine has every connection of its hosts.  The same for both directions."""
+    size = (len(key) - 4) // 2
+    source, destination = key[:size], key[size : 2 * size]
+    dport_in = (key[2 * size + 2] << 8 | key[2 * size + 3]) in ports
+    sport_in = (key[2 * size] << 8 | key[2 * size + 1]) in ports
+    if dport_in and not sport_in:
+        client = source
+    elif sport_in and not dport_in:
+        client = destination
+    else:
+        client = min(source, destination)
+    return zlib.crc32(client) % shards
 
 
 def _reverse(key: bytes) -> bytes:

@@ -76,6 +76,7 @@ def _positive(text: str) -> float:
     return value
 
 
+MAX_WORKERS = 64  # --workers
 SIZE_UNITS = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 
@@ -100,6 +101,16 @@ def _top(text: str) -> int:
     if top < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, not {top}")
     return top
+
+
+def _workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= workers <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_WORKERS}, not {workers}")
+    return workers
 
 
 def _setting(text: str) -> tuple[str, str]:
@@ -215,6 +226,11 @@ OPTIONS: dict[str, Shared] = {
         help="after opening the socket, run as USER (default: $SUDO_USER, else nobody; "
         "live capture only)",
     ),
+    "workers": _shared(
+        "--workers", None, type=_workers, metavar="N",
+        help="engine processes for capture files, each taking its share of the hosts "
+        "(default: one per CPU but one, for files of 4 MB or more; 0: all in one process)",
+    ),
     "max_bytes": _shared(
         "--max-bytes", None, type=_size, metavar="N",
         help="stop reading a capture file after N bytes of data, after decompression "
@@ -234,7 +250,7 @@ MONITOR = ("read", "interface", "speed", *ALERTS, *ENGINE, *LIVE_ONLY)
 APPLIES = {
     None: MONITOR,
     "demo": ("speed", *ALERTS, *ENGINE),
-    "report": (*LIVE, *ENGINE, "max_bytes"),
+    "report": (*LIVE, *ENGINE, "max_bytes", "workers"),
     "interfaces": (),
 }
 HELP: dict[tuple[str | None, str], str] = {  # a command's own wording of a shared option
@@ -380,8 +396,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             report.error("--duration only applies to a live capture (-i)")
         if args.interface is None and live_only:
             report.error(f"{_flag(live_only[0])} only applies to a live capture (-i)")
-        if args.interface is not None and "max_bytes" in given:
-            report.error("--max-bytes only applies to capture files, not to -i")
+        for files_only in sorted(given & {"max_bytes", "workers"}):
+            if args.interface is not None:
+                report.error(f"{_flag(files_only)} only applies to capture files, not to -i")
         if args.interface is not None and args.duration is None:
             args.duration = REPORT_DURATION
     elif command == "demo":
@@ -619,6 +636,7 @@ def _report(
                     progress=progress,
                     on_error=errors,
                     max_bytes=args.max_bytes,
+                    workers=args.workers,
                 )
             finally:
                 if progress is not None:

@@ -576,7 +576,7 @@ def test_report_batches_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyP
         real_apply(model, batch)
 
     monkeypatch.setattr(analysis_module, "apply", counting_apply)
-    analysis = analysis_module.analyze([str(path)], parallel=False)
+    analysis = analysis_module.analyze([str(path)], workers=0)
     assert analysis.model.sessions_total == 1
     one_record = 32500 + 33 + 2  # a command a line, an overflow note per 1,000, FlowOpened...
     assert max(batches) <= pipeline.MAX_WAITING_EVENTS + one_record
@@ -658,7 +658,7 @@ def test_many_huge_refusals_per_host_are_cut_and_counted(tmp_path: Path) -> None
     assert out.stat().st_size < 2 * MB
     report = json.loads(out.read_text())
     assert [h["rejected_sessions"] for h in report["hosts"]] == [1] * 4
-    model = analysis_module.analyze([str(capture)], parallel=False).model
+    model = analysis_module.analyze([str(capture)], workers=0).model
     for host in model.hosts.values():
         assert host.refusal_bytes <= model.limits.max_refusal_bytes
         assert sum(host.refusals.values()) + host.refusals_not_kept == 64  # each counted

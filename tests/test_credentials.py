@@ -214,7 +214,7 @@ def report_texts(path: Path, tmp: Path) -> list[str]:
 
 def monitor_texts(path: Path, *, show_credentials: bool) -> tuple[list[str], list[str]]:
     """The transcripts as the monitor draws them, and the sessions' AUTH users."""
-    model = analyze([str(path)], show_credentials=show_credentials, parallel=False).model
+    model = analyze([str(path)], show_credentials=show_credentials, workers=0).model
     sessions = model.sessions()
     lines = [transcript_line(line).plain for s in sessions for line in s.transcript]
     return lines, [s.auth_user for s in sessions]

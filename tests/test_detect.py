@@ -408,7 +408,7 @@ def test_a_refusal_of_data_after_every_rcpt_refused_does_not_count(
 
 
 def judged(path: str, *, show_credentials: bool) -> dict[str, tuple]:
-    analysis = analyze([path], show_credentials=show_credentials, parallel=False)
+    analysis = analyze([path], show_credentials=show_credentials, workers=0)
     return {ip: (v.verdict, v.score, v.reasons, v.dialect) for ip, v in analysis.verdicts().items()}
 
 

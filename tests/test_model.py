@@ -326,7 +326,7 @@ def test_the_byte_budget_holds_and_takes_from_the_busiest_host() -> None:
 
 def test_the_bundled_capture_summarises_no_session() -> None:
     """Far below the budget: every host of the demo keeps every session."""
-    model = analyze([str(ROOT / "smtptop" / "data" / "office.pcap")], parallel=False).model
+    model = analyze([str(ROOT / "smtptop" / "data" / "office.pcap")], workers=0).model
     assert model.sessions_total > 0 and model.sessions_not_kept == 0
     assert len(model.finished) == model.sessions_total
     assert all(
@@ -558,7 +558,7 @@ def test_open_sessions_share_one_budget_and_give_it_back() -> None:
 def test_each_record_is_built_on_its_own() -> None:
     """A host's or a session's record needs only its model objects, so that records can be
     written one by one: each is what the whole report holds for it."""
-    analysis = analyze([str(ROOT / "smtptop" / "data" / "office.pcap")], parallel=False)
+    analysis = analyze([str(ROOT / "smtptop" / "data" / "office.pcap")], workers=0)
     report = to_json(analysis)
     model, verdicts = analysis.model, analysis.verdicts()
     first = min(model.sessions(), key=lambda s: (s.start, s.id))

@@ -7,6 +7,8 @@ dying engine process into one line, not a hang.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import marshal
 import os
 import signal
@@ -20,8 +22,9 @@ from typing import Any, get_args
 import pytest
 import sample
 import synth
+from conformance.expected import corpus_root
 
-from smtptop import identity, pipeline, smtp, wire
+from smtptop import analyzer, identity, pipeline, smtp, wire
 from smtptop.analysis import analyze
 from smtptop.analyzer import Analyzer, FlowClosed, FlowEvent, FlowOpened
 from smtptop.capture import CaptureFile
@@ -47,10 +50,64 @@ pytestmark = pytest.mark.skipif(
 
 def test_two_processes_give_the_same_report_as_one() -> None:
     """The bundled office (SMTP, TLS, AUTH, DHCP, NetBIOS, DNS) through both paths."""
-    alone = to_json(analyze([SAMPLE], parallel=False))
-    paired = to_json(analyze([SAMPLE], parallel=True))
+    alone = to_json(analyze([SAMPLE], workers=0))
+    paired = to_json(analyze([SAMPLE], workers=1))
     assert paired == alone
     assert alone["stats"]["packets"] > 1000 and alone["hosts"]
+
+
+def one_engines_report(paths: list[str], workers: int) -> dict[str, Any]:
+    """The JSON report, its sessions in a fixed order: engines hand over their hosts'
+    sessions in turn, so sessions of different hosts can end up listed in another order."""
+    document = to_json(analyze(paths, workers=workers))
+    document["sessions"].sort(key=lambda s: json.dumps(s, sort_keys=True))
+    return document
+
+
+def corpus_captures() -> list[str]:
+    root = corpus_root()
+    return sorted(str(p) for p in root.rglob("*.pcap*") if p.suffix in (".pcap", ".pcapng"))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_any_number_of_engines_gives_one_engines_report(workers: int, tmp_path: Path) -> None:
+    """Per-host figures, verdicts and their reasons, servers, sessions, counts and notes are
+    the same with the engine in 1, 2 or 4 processes as in this one: on the office capture
+    (who-is-who from DHCP, NetBIOS and DNS included) and a truncated second file."""
+    cut = tmp_path / "cut.pcap"
+    data = Path(SAMPLE).read_bytes()
+    cut.write_bytes(data[: len(data) // 3 + 5])
+    paths = [SAMPLE, str(cut)]
+    assert one_engines_report(paths, workers) == one_engines_report(paths, 0)
+
+
+@pytest.mark.skipif(not corpus_captures(), reason=f"no corpus at {corpus_root()}")
+def test_any_number_of_engines_gives_one_engines_report_on_the_corpus() -> None:
+    """The public captures: IPv6, VLANs, odd link types, broken TCP, every dialect."""
+    for path in corpus_captures():
+        alone = one_engines_report([path], 0)
+        for workers in (2, 4):
+            assert one_engines_report([path], workers) == alone, (path, workers)
+
+
+def test_an_engine_takes_whole_hosts_and_both_directions() -> None:
+    """Every connection of a client, whatever its server and ports, goes to one engine, and
+    so does each packet of it, whichever way it travels."""
+    ports = frozenset({25, 587})
+
+    def key(src: str, sport: int, dst: str, dport: int) -> bytes:
+        address = ipaddress.ip_address
+        return address(src).packed + address(dst).packed + sport.to_bytes(2) + dport.to_bytes(2)
+
+    for shards in (2, 3, 4):
+        for client in (f"192.0.2.{n}" for n in range(1, 40)):
+            keys = [key(client, 40000 + n, f"198.51.100.{n}", (25, 587)[n % 2]) for n in range(8)]
+            replies = [k[4:8] + k[:4] + k[10:12] + k[8:10] for k in keys]
+            owners = {analyzer.shard_of(k, ports, shards) for k in keys + replies}
+            assert len(owners) == 1 and owners <= set(range(shards))
+    spread = {analyzer.shard_of(key(f"192.0.2.{n}", 4000, "198.51.100.1", 25), ports, 4)
+              for n in range(1, 40)}  # fmt: skip
+    assert spread == {0, 1, 2, 3}
 
 
 def test_several_files_and_a_truncated_one(tmp_path: Path) -> None:
@@ -58,7 +115,7 @@ def test_several_files_and_a_truncated_one(tmp_path: Path) -> None:
     data = Path(SAMPLE).read_bytes()
     cut.write_bytes(data[: len(data) // 2 + 7])
     paths = [SAMPLE, str(cut)]
-    alone, paired = analyze(paths, parallel=False), analyze(paths, parallel=True)
+    alone, paired = analyze(paths, workers=0), analyze(paths, workers=1)
     assert to_json(paired) == to_json(alone)
     assert paired.warnings == alone.warnings and "truncated" in paired.warnings[0]
 
@@ -157,7 +214,7 @@ def test_a_failing_engine_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(Analyzer, "feed", broken)  # the forked child inherits the patch
     with pytest.raises(pipeline.EngineFailed, match="RuntimeError: disk on fire"):
-        analyze([SAMPLE], parallel=True)
+        analyze([SAMPLE], workers=1)
 
 
 def test_a_killed_engine_is_reported_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,7 +224,7 @@ def test_a_killed_engine_is_reported_not_waited_for(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(Analyzer, "feed", killed)
     with pytest.raises(pipeline.EngineFailed, match="ended unexpectedly"):
-        analyze([SAMPLE], parallel=True)
+        analyze([SAMPLE], workers=1)
 
 
 def test_the_cli_says_it_in_one_line(tmp_path: Path) -> None:
@@ -180,13 +237,11 @@ def test_the_cli_says_it_in_one_line(tmp_path: Path) -> None:
     for _ in range(3000):
         conv.client(b"NOOP " + b"x" * 1400 + b"\r\n")
     synth.write_pcap(path, conv.frames, synth.LINKTYPE_ETHERNET)
-    assert pipeline.worth_a_second_process([CaptureFile(str(path))]) == (
-        len(os.sched_getaffinity(0)) > 1
-    )
+    assert pipeline.default_workers([CaptureFile(str(path))]) == len(os.sched_getaffinity(0)) - 1
     script = (
         "import os, signal, sys; from smtptop.analyzer import Analyzer;"
         "Analyzer.feed = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL);"
-        "from smtptop import pipeline; pipeline.worth_a_second_process = lambda c: True;"
+        "from smtptop import pipeline; pipeline.default_workers = lambda c: 1;"
         "from smtptop.cli import main; sys.exit(main(['report', sys.argv[1]]))"
     )
     run = subprocess.run(
@@ -206,6 +261,6 @@ def test_engine_config_reaches_the_child(tmp_path: Path) -> None:
     conv.close()
     path = tmp_path / "odd-port.pcap"
     synth.write_pcap(path, conv.frames, synth.LINKTYPE_ETHERNET)
-    assert analyze([str(path)], parallel=True).model.sessions_total == 0
-    found = analyze([str(path)], ports=[2626], parallel=True).model
+    assert analyze([str(path)], workers=1).model.sessions_total == 0
+    found = analyze([str(path)], ports=[2626], workers=1).model
     assert found.sessions_total == 1 and found.hosts["192.168.1.2"].rejected_sessions == 1

@@ -234,7 +234,7 @@ def office(seed: int) -> list[synth.Frame]:
 def run(paths: list[Path], ports: frozenset[int] | None) -> tuple[list, object, list[str]]:
     events: list = []
     captures = [CaptureFile(str(path), ports=ports) for path in paths]
-    for message in engine_batches(captures, EngineConfig(), parallel=False):
+    for message in engine_batches(captures, EngineConfig(), workers=0):
         if isinstance(message, EngineBatch):
             events.extend(message.events)
         else:
