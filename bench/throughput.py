@@ -68,7 +68,14 @@ from typing import Any
 
 from officecapture import SMTP_SHARE
 
+from smtptop import bpf
+from smtptop.decode import DEFAULT_PORTS
+
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))  # bpf_vm, the tests' BPF interpreter
+
+from bpf_vm import run as run_bpf  # noqa: E402
+
 BENCH = REPO / "bench"
 RESULTS = BENCH / "results"
 STAGES = BENCH / "stages.py"
@@ -81,8 +88,6 @@ DESCRIPTIONS = {
 }
 # (capture, baseline method, least smtptop/baseline ratio of packets/s, wall time)
 GOALS = (("smtp", "tshark", 2.0), ("office", "tshark", 5.0), ("office", "tcpdump BPF", 0.3))
-SMTP_PORTS = (25, 465, 587, 2525)
-IDENTITY_UDP_PORTS = (53, 67, 68, 137, 5353, 5355)  # DNS, DHCP, NetBIOS, mDNS, LLMNR
 HOST_FIGURES = (
     "sessions",
     "destinations",
@@ -106,8 +111,8 @@ def bpf_expression() -> str:
     """What smtptop keeps, in tcpdump's syntax.  ``vlan`` moves the offsets of every test
     after it, so the untagged tests come first and each VLAN level nests inside the last."""
     plain = " or ".join(
-        [f"tcp port {port}" for port in SMTP_PORTS]
-        + [f"udp port {port}" for port in IDENTITY_UDP_PORTS]
+        [f"tcp port {port}" for port in sorted(DEFAULT_PORTS)]
+        + [f"udp port {port}" for port in bpf.UDP_IDENTITY_PORTS]
         + ["arp"]
     )
     return f"{plain} or (vlan and ({plain} or (vlan and ({plain}))))"
@@ -381,36 +386,8 @@ def bpf_kept(path: Path) -> int:
     program (:func:`smtptop.bpf.default_program`) in Python: tcpdump's must agree."""
     from scapy.utils import RawPcapReader
 
-    from smtptop import bpf
-
-    program = bpf.default_program(SMTP_PORTS)
+    program = bpf.default_program(DEFAULT_PORTS)
     return sum(1 for frame, _ in RawPcapReader(str(path)) if run_bpf(program, frame))
-
-
-def run_bpf(program: list[tuple[int, int, int, int]], packet: bytes) -> bool:
-    """Classic BPF for the opcodes :mod:`smtptop.bpf` emits; a load past the end rejects."""
-    acc = index = pc = 0
-    while True:
-        code, jt, jf, k = program[pc]
-        pc += 1
-        if code in (0x28, 0x30, 0x48):  # LDH_ABS, LDB_ABS, LDH_IND
-            at = k + (index if code == 0x48 else 0)
-            width = 1 if code == 0x30 else 2
-            if at + width > len(packet):
-                return False
-            acc = int.from_bytes(packet[at : at + width], "big")
-        elif code == 0xB1:  # LDX_MSH
-            if k >= len(packet):
-                return False
-            index = 4 * (packet[k] & 0x0F)
-        elif code == 0x54:  # AND
-            acc &= k
-        elif code == 0x05:  # JA
-            pc += k
-        elif code in (0x15, 0x45):  # JEQ, JSET
-            pc += jt if (acc == k if code == 0x15 else acc & k) else jf
-        else:  # RET
-            return k > 0
 
 
 def smoke_one(capture: Capture, work: Path, found: list[Build], tools: set[str]) -> list[str]:
