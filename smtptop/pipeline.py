@@ -152,7 +152,7 @@ def _forked(
     for capture in captures:
         capture.close()  # the children read them; this process's copies are not needed
     outcomes: dict[int, Outcome] = {}
-    progress = EngineBatch([], "", 0, 0)
+    path, position, packets, unpacked = "", 0, 0, 0  # as the first engine last said
     try:
         while len(outcomes) < workers:
             for shard, receiver in enumerate(receivers):
@@ -161,11 +161,10 @@ def _forked(
                 message = _receive(receiver, children[shard])
                 kind = message[0]
                 if kind == _BATCH:
-                    _, rows, path, position, packets, errors, unpacked = message
+                    _, rows, at_path, at, read, errors, at_unpacked = message
                     if shard == 0:  # every engine reads every record: one says how far
-                        progress = EngineBatch([], path, position, packets, [], unpacked)
-                    yield EngineBatch(rows, progress.path, progress.position, progress.packets,
-                                      errors, progress.unpacked)  # fmt: skip
+                        path, position, packets, unpacked = at_path, at, read, at_unpacked
+                    yield EngineBatch(rows, path, position, packets, errors, unpacked)
                 elif kind == _OUTCOME:
                     outcomes[shard] = Outcome(Stats(*message[1]), message[2])
                 else:
