@@ -6,6 +6,7 @@ What is shown of it, and how, is :mod:`smtptop.render`'s job.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -15,8 +16,14 @@ from smtptop.analyzer import DEFAULT_PORTS, Analyzer, EngineConfig, Stats
 from smtptop.capture import CaptureFile
 from smtptop.detect import VERDICT_ORDER, DetectConfig, Detector, Rating, Verdict
 from smtptop.model import Host, Model, apply, rank
-from smtptop.pipeline import APPLY_EVERY, EngineBatch, default_workers, engine_batches
-from smtptop.source import Bursts, Source
+from smtptop.pipeline import (
+    APPLY_EVERY,
+    EngineBatch,
+    default_workers,
+    engine_batches,
+    live_batches,
+)
+from smtptop.source import Bursts, Parallel, Source
 from smtptop.wire import encode
 
 LIVE_APPLY_SECONDS = 0.05  # a live capture's runs end this often, to check the deadline
@@ -31,6 +38,7 @@ class Analysis:
     stats: Stats
     warnings: list[str] = field(default_factory=list)
     detector: Detector | None = None
+    kernel_drops: int = 0  # live capture: packets the kernel dropped before they were read
 
     def __post_init__(self) -> None:
         if self.detector is None:
@@ -91,12 +99,34 @@ def analyze_live(
     detect: DetectConfig | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> Analysis:
-    """Capture from a live source for ``duration`` seconds (or until Ctrl-C) and analyse."""
-    analyzer = Analyzer(EngineConfig(ports=frozenset(ports)), on_error)
+    """Capture from a live source for ``duration`` seconds (or until Ctrl-C) and analyse:
+    in this process, or, for a :class:`Parallel` source, in an engine process per socket."""
+    config = EngineConfig(ports=frozenset(ports))
     model = Model(lan=lan, show_credentials=show_credentials)
-    analysis = Analysis(model, analyzer.stats, detector=Detector(model, detect))
-    stop = threading.Event()
+    analysis = Analysis(model, Stats(), detector=Detector(model, detect))
     deadline = time.monotonic() + duration
+    if isinstance(source, Parallel):
+        _forked_live(source, config, analysis, deadline, on_error)
+    else:
+        _inline_live(source, config, analysis, deadline, on_error)
+    if analysis.kernel_drops:
+        analysis.warnings.append(
+            f"the kernel dropped {analysis.kernel_drops} packets: the counts are low"
+        )
+    return analysis
+
+
+def _inline_live(
+    source: Source,
+    config: EngineConfig,
+    analysis: Analysis,
+    deadline: float,
+    on_error: Callable[[str], None] | None,
+) -> None:
+    analyzer = Analyzer(config, on_error)
+    analysis.stats = analyzer.stats
+    model = analysis.model
+    stop = threading.Event()
     bursts = Bursts(source.frames(stop))
     try:
         while not bursts.ended:
@@ -108,13 +138,47 @@ def analyze_live(
     except KeyboardInterrupt:
         analysis.warnings.append("interrupted: the report covers the capture until then")
     finally:
-        drops = source.kernel_drops()
+        analysis.kernel_drops = source.kernel_drops()
         source.close()
-    if drops:
-        analysis.warnings.append(f"the kernel dropped {drops} packets: the counts are low")
     analyzer.finish()
     apply(model, encode(analyzer.take()))
-    return analysis
+
+
+def _forked_live(
+    source: Parallel,
+    config: EngineConfig,
+    analysis: Analysis,
+    deadline: float,
+    on_error: Callable[[str], None] | None,
+) -> None:
+    """Ctrl-C (or SIGTERM) stops the engines rather than this loop, which then takes what
+    they send as they finish: a KeyboardInterrupt raised while it waits for them would end
+    their pipes with the rest of the capture still in them."""
+    stop, interrupted = threading.Event(), threading.Event()
+
+    def interrupt(signum: int, frame: object) -> None:
+        interrupted.set()
+        stop.set()
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    main = threading.current_thread() is threading.main_thread()
+    previous = {signum: signal.signal(signum, interrupt) for signum in handled} if main else {}
+    try:
+        for batch in live_batches(source.parts, config, stop):
+            if time.monotonic() >= deadline:
+                stop.set()
+            if batch is None:
+                continue
+            apply(analysis.model, batch.events)
+            if on_error is not None:
+                for error in batch.errors:
+                    on_error(error)
+            analysis.stats, analysis.kernel_drops = batch.stats, batch.kernel_drops
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if interrupted.is_set():
+        analysis.warnings.append("interrupted: the report covers the capture until then")
 
 
 def ranked_hosts(model: Model, verdicts: dict[str, Verdict] | None = None) -> list[Host]:

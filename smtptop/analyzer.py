@@ -44,12 +44,15 @@ class EngineConfig:
     max_connections: int = 65536
     smtp: ParserLimits = field(default_factory=ParserLimits)
     tcp: ReassemblyLimits = field(default_factory=ReassemblyLimits)
-    # One of several engines reading the same frames (``report --workers``): this one takes
-    # the connections whose client :func:`shard_of` gives it, numbers its sessions apart
-    # from the others', and only shard 0 reports who-is-who, so that the engines' events
-    # together are one engine's.
+    # One of several engines (``--workers``).  Each numbers its sessions apart from the
+    # others'.  Reading the same frames (capture files), this one takes the connections
+    # whose client :func:`shard_of` gives it, and only shard 0 reports who-is-who; dealt
+    # its own frames by the kernel (``kernel_sharded``, live PACKET_FANOUT), it takes every
+    # connection it sees and reports who-is-who of what it sees.  Either way the engines'
+    # events together are one engine's.
     shard: int = 0
     shards: int = 1
+    kernel_sharded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,7 @@ class Analyzer:
         decode, ports, by_wire, lookup = dec.decode, self.ports, self._by_wire, self._lookup
         out, skipped = self.out, stats.skipped
         shard, shards = self.config.shard, self.config.shards
+        reader_sharded = shards > 1 and not self.config.kernel_sharded
         packets = size = smtp_packets = elsewhere = 0
         last_ts = self.last_ts
         try:
@@ -175,7 +179,7 @@ class Analyzer:
                         continue
                     key, seq, ack, flags, payload = seg
                     entry = by_wire.get(key)
-                    if entry is None and shards > 1 and shard_of(key, ports, shards) != shard:
+                    if entry is None and reader_sharded and shard_of(key, ports, shards) != shard:
                         elsewhere += 1
                         continue
                     smtp_packets += 1
@@ -209,7 +213,8 @@ class Analyzer:
         """Count a frame that carries no SMTP; DHCP, NetBIOS, DNS and ARP still say who is who."""
         skipped = self.stats.skipped
         skipped[reason] = skipped.get(reason, 0) + 1
-        if self.config.shard == 0 and (reason == dec.SKIP_NON_TCP or reason == dec.SKIP_NON_IP):
+        reports_identity = self.config.shard == 0 or self.config.kernel_sharded
+        if reports_identity and (reason == dec.SKIP_NON_TCP or reason == dec.SKIP_NON_IP):
             self.out.extend([(0, event) for event in identity.observe(linktype, frame, ts)])
 
     def _failed(self, exc: Exception, packet_number: int, ts: float) -> None:
@@ -332,10 +337,12 @@ class Analyzer:
             self._close(flow, now, "idle timeout")
             self._forget(flow)
 
-    def finish(self) -> None:
-        """The input is over: close every open connection."""
+    def finish(self, at: float = 0.0) -> None:
+        """The input is over: close every open connection, at the last packet seen (or
+        ``at``, when later: the last packet another engine of a live capture saw)."""
+        end = max(self.last_ts, at)
         for flow in self.flows.values():
-            self._close(flow, max(flow.last_ts, self.last_ts), "capture ended")
+            self._close(flow, max(flow.last_ts, end), "capture ended")
         self.flows.clear()
         self._by_wire.clear()
         self._lingering.clear()

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Opcodes (linux/filter.h)
+LD_ABS = 0x20  # A = word at [k]
 LDH_ABS = 0x28  # A = half word at [k]
 LDB_ABS = 0x30  # A = byte at [k]
 LDH_IND = 0x48  # A = half word at [X + k]
@@ -22,6 +23,15 @@ JSET = 0x45  # pc += (A & k) ? jt : jf
 AND = 0x54  # A &= k
 JA = 0x05  # pc += k
 RET = 0x06  # accept k bytes (0 drops)
+RET_A = 0x16  # return A
+TAX = 0x07  # X = A
+RSH = 0x74  # A >>= k
+XOR_X = 0xAC  # A ^= X
+# Loads at these offsets (k as unsigned) read the kernel's own view of the packet:
+# relative to the network header wherever the link header ends, and the protocol
+# (the ethertype, after the kernel has taken off a VLAN tag).
+NETWORK = 0xFFF00000  # SKF_NET_OFF
+PROTOCOL = 0xFFFFF000  # SKF_AD_OFF + SKF_AD_PROTOCOL
 
 SNAPLEN = 262144
 VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
@@ -155,4 +165,53 @@ def default_program(
         asm.jump(JEQ, 0x86DD, f"v6{tag}")
         asm.jump(JEQ, 0x0806, f"accept{tag}", f"reject{tag}")
         _ip_versions(asm, base, tag, tcp, udp)
+    return asm.program()
+
+
+def fanout_program(
+    tcp_ports: Iterable[int], udp_ports: Iterable[int] = UDP_IDENTITY_PORTS
+) -> list[Instruction]:
+    """The program that deals packets out to a PACKET_FANOUT group's sockets (the kernel
+    takes what it returns modulo their number): by the client's address, the end whose
+    port is not a server's (SMTP, or the DNS, DHCP... ports identity reads), folded to one
+    byte, so that each engine has every connection of its hosts in both directions.  Loads
+    are relative to the network header, which the kernel has found whatever the link type
+    and VLAN tags; what is not IP (ARP) goes to the first socket."""
+    servers = tuple(sorted(set(tcp_ports) | set(udp_ports)))
+    asm = _Assembler()
+    asm.op(LDH_ABS, PROTOCOL)
+    asm.jump(JEQ, 0x0800, "v4")
+    asm.jump(JEQ, 0x86DD, "v6", "other")
+    for version, protocol_at, fragment, sources, destinations in (
+        ("v4", 9, True, 12, 16),
+        ("v6", 6, False, 20, 36),  # the last word of each address
+    ):
+        asm.label(version)
+        asm.op(LDB_ABS, NETWORK + protocol_at)
+        asm.jump(JEQ, 6, f"{version}ports")
+        asm.jump(JEQ, 17, f"{version}ports", f"{version}source")
+        asm.label(f"{version}ports")
+        if fragment:
+            asm.op(LDH_ABS, NETWORK + 6)
+            asm.jump(JSET, 0x1FFF, f"{version}source")  # a later fragment carries no ports
+            asm.op(LDX_MSH, NETWORK)
+            asm.op(LDH_IND, NETWORK)
+        else:
+            asm.op(LDH_ABS, NETWORK + 40)
+        for port in servers:
+            asm.jump(JEQ, port, f"{version}destination")
+        asm.label(f"{version}source")
+        asm.op(LD_ABS, NETWORK + sources)
+        asm.goto("fold")
+        asm.label(f"{version}destination")
+        asm.op(LD_ABS, NETWORK + destinations)
+        asm.goto("fold")
+    asm.label("fold")
+    for shift in (16, 8):
+        asm.op(TAX)
+        asm.op(RSH, shift)
+        asm.op(XOR_X)
+    asm.op(RET_A)
+    asm.label("other")
+    asm.op(RET, 0)
     return asm.program()

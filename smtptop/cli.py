@@ -29,8 +29,7 @@ if TYPE_CHECKING:
     from smtptop.detect import DetectConfig
     from smtptop.errorlog import ErrorLog
     from smtptop.files import Owner, Report
-    from smtptop.live import LiveSource
-    from smtptop.source import FileSource
+    from smtptop.source import FileSource, Source
 
 EXIT_OK = 0
 EXIT_INPUT = 1
@@ -228,8 +227,8 @@ OPTIONS: dict[str, Shared] = {
     ),
     "workers": _shared(
         "--workers", None, type=_workers, metavar="N",
-        help="engine processes for capture files, each taking its share of the hosts "
-        "(default: one per CPU but one, for files of 4 MB or more; 0: all in one process)",
+        help="engine processes, each taking its share of the hosts (default: one per CPU "
+        "but one, at most 8; for capture files only from 4 MB; 0: all in one process)",
     ),
     "max_bytes": _shared(
         "--max-bytes", None, type=_size, metavar="N",
@@ -246,7 +245,7 @@ ENGINE = (
 LIVE = ("interface", "promisc", "expression", "write", "user")
 LIVE_ONLY = ("promisc", "expression", "write", "user")
 ALERTS = ("top", "bell", "alert_exec")
-MONITOR = ("read", "interface", "speed", *ALERTS, *ENGINE, *LIVE_ONLY)
+MONITOR = ("read", "interface", "speed", *ALERTS, *ENGINE, *LIVE_ONLY, "workers")
 APPLIES = {
     None: MONITOR,
     "demo": ("speed", *ALERTS, *ENGINE),
@@ -396,9 +395,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             report.error("--duration only applies to a live capture (-i)")
         if args.interface is None and live_only:
             report.error(f"{_flag(live_only[0])} only applies to a live capture (-i)")
-        for files_only in sorted(given & {"max_bytes", "workers"}):
-            if args.interface is not None:
-                report.error(f"{_flag(files_only)} only applies to capture files, not to -i")
+        if args.interface is not None and "max_bytes" in given:
+            report.error("--max-bytes only applies to capture files, not to -i")
         if args.interface is not None and args.duration is None:
             args.duration = REPORT_DURATION
     elif command == "demo":
@@ -408,10 +406,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     elif command is None:
         if args.read and args.interface is not None:
             parser.error("-r reads files and -i captures live: give one or the other")
+        live_only = sorted(given & {*LIVE_ONLY, "workers"})  # the monitor replays in a thread
         if args.read and live_only:
             parser.error(f"{_flag(live_only[0])} only applies to a live capture (-i), not to -r")
         if not args.read and args.speed is not None:
             parser.error("--speed only applies to replaying files (-r, demo)")
+    workers = getattr(args, "workers", None) or 0
+    if getattr(args, "write", None) and workers > 1:
+        parser.error(f"-w writes what one socket captures: give --workers 1 (or 0), not {workers}")
     if "detect" in APPLIES[command]:
         try:
             args.policy = _detect_config(args)
@@ -469,26 +471,33 @@ def _made_now(user: struct_passwd | None, owner: Owner) -> bool:
     return user is not None and user.pw_uid != owner.uid
 
 
-def open_live(args: argparse.Namespace, iface: str, owner: Owner) -> tuple[LiveSource, list[str]]:
-    """Open the capture socket (as root, if we are root) and the -w file, for ``owner``."""
-    from smtptop.live import LiveSource, interface_networks
+def open_live(args: argparse.Namespace, iface: str, owner: Owner) -> tuple[Source, list[str]]:
+    """Open the capture sockets (as root, if we are root) and the -w file, for ``owner``:
+    one read in this process (``--workers 0``), or one per engine process."""
+    from smtptop.live import LiveSource, interface_networks, open_group
+    from smtptop.pipeline import default_live_workers
 
-    source = LiveSource(
-        iface,
-        ports=args.ports,
-        promisc=args.promisc,
-        expression=args.expression,
-        write=args.write,
-        owner=owner,
-    )
+    workers = args.workers
+    if workers is None:  # -w is written by the one process that reads its socket
+        workers = min(default_live_workers(), 1) if args.write else default_live_workers()
+    options = {
+        "ports": args.ports,
+        "promisc": args.promisc,
+        "expression": args.expression,
+        "write": args.write,
+        "owner": owner,
+    }
+    source = open_group(iface, workers, **options) if workers else LiveSource(iface, **options)
     return source, [*args.lan, *interface_networks(iface)]
 
 
-def give_up_root(source: object, user: struct_passwd | None) -> None:
-    """Drop root and every capability once the socket is open, before any packet is parsed."""
+def give_up_root(source: Source, user: struct_passwd | None) -> None:
+    """Drop root and every capability once the socket is open, before any packet is parsed
+    (and before an engine process is forked)."""
     from smtptop.live import LiveSource, drop_privileges
+    from smtptop.source import Parallel
 
-    if not isinstance(source, LiveSource):
+    if not isinstance(source, LiveSource | Parallel):
         return
     try:
         drop_privileges(user)
@@ -527,7 +536,6 @@ def run_monitor(args: argparse.Namespace) -> int:
     from smtptop.capture import CaptureError
     from smtptop.files import OutputError, invoking_user
     from smtptop.live import CaptureSetupError, default_interface, run_as
-    from smtptop.source import Source
     from smtptop.tui.app import MonitorApp
 
     lan = list(args.lan)
@@ -621,7 +629,7 @@ def _report(
                 detect=args.policy,
                 on_error=errors,
             )
-            lost = source.kernel_drops()  # the total: counted until the socket closed
+            lost = analysis.kernel_drops  # the total: counted until the sockets closed
         else:
             errors = _error_log(args)
             paths = in_time_order(args.files)

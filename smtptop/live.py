@@ -31,10 +31,14 @@ import netifaces
 from smtptop import bpf, files
 from smtptop.capture import CaptureError, Frame, PcapWriter
 from smtptop.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW
-from smtptop.source import Source
+from smtptop.source import Parallel, Source, StopFlag
 
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
+PACKET_FANOUT = 18
+PACKET_FANOUT_DATA = 22
+PACKET_FANOUT_CBPF = 6
+PACKET_FANOUT_FLAG_UNIQUEID = 0x2000  # the kernel picks a group id no other process uses
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 RECEIVE_BUFFER = 16 << 20
@@ -120,12 +124,18 @@ def privilege_hint(iface: str) -> str:
     )
 
 
-def attach_program(sock: socket.socket, program: list[bpf.Instruction]) -> None:
-    """Install a classic BPF program on a socket (struct sock_fprog by hand, no libpcap)."""
+def attach_program(
+    sock: socket.socket,
+    program: list[bpf.Instruction],
+    level: int = socket.SOL_SOCKET,
+    option: int = SO_ATTACH_FILTER,
+) -> None:
+    """Install a classic BPF program on a socket (struct sock_fprog by hand, no libpcap):
+    its filter, or (``PACKET_FANOUT_DATA``) its fanout group's dealer."""
     code = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
     buffer = ctypes.create_string_buffer(code)
     fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    sock.setsockopt(level, option, fprog)
 
 
 def compile_expression(expression: str, iface: str) -> list[bpf.Instruction]:
@@ -196,7 +206,7 @@ class LiveSource(Source):
         )
         self.waiting = f"Waiting for SMTP on {iface} (filter: {shown}) …"
         self.receive_buffer = self._raise_buffer(raw)
-        self._drain_unfiltered(raw)
+        self.drain()
         self._kernel_drops = 0
         self._stats_lock = threading.Lock()
         if write:
@@ -209,7 +219,9 @@ class LiveSource(Source):
     def _writer(self, path: str, owner: files.Owner) -> PcapWriter:
         """The ``-w`` file, made safely (see :mod:`smtptop.files`): the writer gets that very
         file, not whatever ``path`` names by the time it would be opened again."""
-        return PcapWriter(os.fdopen(files.create(path, owner), "wb"), path, self.linktype)
+        writer = PcapWriter(os.fdopen(files.create(path, owner), "wb"), path, self.linktype)
+        writer.flush()  # nothing buffered: an engine process forked later writes the rest
+        return writer
 
     @staticmethod
     def _open(iface: str, promisc: bool):  # -> scapy L2ListenSocket
@@ -239,15 +251,36 @@ class LiveSource(Source):
                 continue
         return raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
-    @staticmethod
-    def _drain_unfiltered(raw: socket.socket) -> None:
-        """Drop what arrived between bind and filter: everything later passed the filter."""
+    def drain(self) -> None:
+        """Drop what arrived between bind and filter (or joining a fanout group): everything
+        later passed the filter (and was dealt to this socket)."""
+        raw = self._socket.ins
         raw.setblocking(False)
         try:
             while raw.recv(65535):
                 pass
         except BlockingIOError:
             pass
+
+    def join_fanout(self, group: int | None, program: list[bpf.Instruction]) -> int:
+        """Join a PACKET_FANOUT group (a new one when ``group`` is None, dealing packets out
+        with ``program``): from then on each packet reaches one socket of the group.
+        Returns the group's id."""
+        raw = self._socket.ins
+        try:
+            if group is None:
+                flags = PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_UNIQUEID
+                raw.setsockopt(SOL_PACKET, PACKET_FANOUT, flags << 16)
+                group = raw.getsockopt(SOL_PACKET, PACKET_FANOUT) & 0xFFFF
+                attach_program(raw, program, SOL_PACKET, PACKET_FANOUT_DATA)
+            else:
+                raw.setsockopt(SOL_PACKET, PACKET_FANOUT, group | PACKET_FANOUT_CBPF << 16)
+        except OSError as exc:
+            raise CaptureSetupError(
+                f"cannot share the capture on {self.iface} among engine processes "
+                f"(PACKET_FANOUT: {exc.strerror or exc}): use --workers 0 or 1"
+            ) from None
+        return group
 
     def kernel_drops(self) -> int:
         self._read_statistics()
@@ -263,12 +296,12 @@ class LiveSource(Source):
             _packets, drops = struct.unpack("II", raw)
             self._kernel_drops += drops
 
-    def frames(self, stop: threading.Event) -> Iterator[Frame | None]:
+    def frames(self, stop: StopFlag) -> Iterator[Frame | None]:
         frames = self._capture(stop)
         self._frames.append(frames)
         return frames
 
-    def _capture(self, stop: threading.Event) -> Generator[Frame | None, None, None]:
+    def _capture(self, stop: StopFlag) -> Generator[Frame | None, None, None]:
         sock = self._socket
         raw = sock.ins
         linktype = self.linktype
@@ -313,6 +346,48 @@ class LiveSource(Source):
         if self.writer is not None:
             self.writer.close()
         self._socket.close()
+
+
+def open_group(
+    iface: str,
+    count: int,
+    *,
+    ports: Iterable[int],
+    promisc: bool = True,
+    expression: str | None = None,
+    write: str | None = None,
+    owner: files.Owner | None = None,
+) -> Parallel:
+    """``count`` sockets on one interface in a PACKET_FANOUT group, each for an engine
+    process of its own: the kernel deals each packet to one of them by its client's address
+    (:func:`smtptop.bpf.fanout_program`), so every engine has whole hosts.  ``write`` (one
+    socket only) is written by the process that reads it."""
+    program = bpf.fanout_program(ports)
+    sockets: list[LiveSource] = []
+    group: int | None = None
+    try:
+        for _ in range(count):
+            sockets.append(
+                LiveSource(
+                    iface,
+                    ports=ports,
+                    promisc=promisc,
+                    expression=expression,
+                    write=write,
+                    owner=owner,
+                )
+            )
+            if count > 1:
+                group = sockets[-1].join_fanout(group, program)
+        for socket_ in sockets:  # the deal changed with every join: start from here
+            socket_.drain()
+    except BaseException:
+        for socket_ in sockets:
+            socket_.close()
+        raise
+    first = sockets[0]
+    engines = f" · {count} engines" if count > 1 else ""
+    return Parallel(sockets, label=first.label + engines, waiting=first.waiting)
 
 
 def run_as(user: str | None) -> pwd.struct_passwd | None:

@@ -10,6 +10,12 @@ only the first reports who-is-who.  A host's events come from one engine in the 
 process makes them, so every per-host figure, and the verdicts, are the same whatever the
 number of engines (a test compares 0, 1, 2 and 4).
 
+A live capture (``--workers`` with ``-i``) gives each engine process a socket of its own in
+a PACKET_FANOUT group (:func:`smtptop.live.open_group`): the kernel deals every packet to one
+of them by its client's address, each engine runs capture and analysis of its share, and
+:func:`live_batches` passes on their batches as they come (:class:`ForkedFeeder`, to the
+monitor), with their counters added up.
+
 Events cross the pipe as the rows of :mod:`smtptop.wire` through :mod:`marshal` (pickling a
 slotted dataclass costs several microseconds, more than the engine spends on most packets),
 and are folded as rows: nothing is rebuilt on this side.
@@ -21,8 +27,12 @@ import contextlib
 import fcntl
 import marshal
 import multiprocessing
+import multiprocessing.connection
 import os
+import select
 import signal
+import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from itertools import islice
@@ -31,6 +41,7 @@ from typing import Any
 
 from smtptop.analyzer import MAX_ERROR_SAMPLES, Analyzer, EngineConfig, Stats
 from smtptop.capture import CaptureFile
+from smtptop.source import Bursts, Feeding, Parallel, Source, StopFlag
 from smtptop.wire import Row, encode
 
 APPLY_EVERY = 2048  # records per batch
@@ -79,6 +90,16 @@ def default_workers(captures: list[CaptureFile]) -> int:
         or "fork" not in multiprocessing.get_all_start_methods()
         or sum(capture.size for capture in captures) < MIN_PARALLEL_BYTES
     ):
+        return 0
+    return min(cpus - 1, MAX_DEFAULT_WORKERS)
+
+
+def default_live_workers() -> int:
+    """Engine processes for a live capture: one for each CPU but the one that folds (and
+    draws the monitor), when fork is available; else none (capture and engine run in this
+    process, in a thread of the monitor's)."""
+    cpus = len(os.sched_getaffinity(0))
+    if cpus < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return 0
     return min(cpus - 1, MAX_DEFAULT_WORKERS)
 
@@ -242,3 +263,257 @@ def _engine_process(
             return
     finally:
         sender.close()
+
+
+# -- live capture, one socket per engine process --------------------------------------------
+
+LIVE_BATCH_SECONDS = 0.05  # an engine process hands over this often (sooner when it has more)
+LIVE_BATCH_EVENTS = 1000
+LIVE_POLL_SECONDS = 0.2  # how often the parent looks up from waiting (to see a stop)
+STOP_GRACE = 5.0  # after a stop, how long an engine has to send its last events
+
+
+@dataclass(slots=True)
+class LiveBatch:
+    """Events from one engine process, and every engine's counters so far, added up."""
+
+    events: list[Row]
+    errors: list[str]  # one line per packet that failed
+    stats: Stats
+    kernel_drops: int  # what the kernel dropped before any socket of the group could read
+    finished: bool = False  # every engine has ended: the counters are final
+
+
+class _Controlled:
+    """An engine process's end of its control pipe.  The parent writes one byte to stop it,
+    then the time the capture ended (the last packet any engine saw), at which the engine
+    closes the connections still open, as one engine would have; end of file (the parent
+    died) stops it too, so that no engine outlives the monitor."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self.wait(0)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._set:
+            self._set = bool(select.select([self._fd], [], [], timeout)[0])
+        return self._set
+
+    def end_time(self) -> float | None:
+        """Wait for the capture's end time; None if the parent is gone."""
+        data = b""
+        while len(data) < _CONTROL.size:
+            chunk = os.read(self._fd, _CONTROL.size - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        return float(_CONTROL.unpack(data)[1])
+
+
+_CONTROL = struct.Struct("=cd")  # the stop byte, then the end time
+_RUNNING, _STOPPED, _ENDED = 0, 1, 2  # an engine's state, in each batch it sends
+
+
+class _Engines:
+    """The engine processes of a live capture, and this process's ends of their pipes."""
+
+    def __init__(self, sources: list[Source], config: EngineConfig) -> None:
+        context = multiprocessing.get_context("fork")
+        self.receivers: dict[Connection, int] = {}
+        self.controls: list[int] = []
+        self.children: list[multiprocessing.process.BaseProcess] = []
+        self.stopped_since = 0.0
+        shards = len(sources)
+        for shard, source in enumerate(sources):
+            receiver, sender = context.Pipe(duplex=False)
+            self.receivers[receiver] = shard
+            control_read, control_write = os.pipe()
+            self.controls.append(control_write)
+            shard_config = replace(config, shard=shard, shards=shards, kernel_sharded=True)
+            others = [*self.controls, *(r.fileno() for r in self.receivers)]
+            child = context.Process(
+                target=_live_engine_process,
+                args=(source, shard_config, sender, control_read, others),
+                name=f"smtptop-engine-{shard}",
+            )
+            child.start()
+            self.children.append(child)
+            sender.close()
+            os.close(control_read)
+
+    def stop(self) -> None:
+        """Ask every engine to stop capturing and send what it holds."""
+        if not self.stopped_since:
+            self.stopped_since = time.monotonic()
+            self._tell(b"S")
+
+    def end(self, at: float) -> None:
+        """Every engine has stopped: tell them when the capture ended."""
+        self.stop()
+        self._tell(struct.pack("=d", at))
+        for fd in self.controls:
+            os.close(fd)
+        self.controls.clear()
+
+    def _tell(self, data: bytes) -> None:
+        for fd in self.controls:
+            with contextlib.suppress(BrokenPipeError):  # it died: its pipe says so
+                os.write(fd, data)
+
+    def close(self) -> None:
+        for fd in self.controls:
+            os.close(fd)
+        for receiver in self.receivers:
+            receiver.close()
+        for child in self.children:
+            child.join(1)
+            if child.is_alive():
+                child.kill()  # engines ignore SIGTERM: it is the parent's to handle
+                child.join()
+
+
+def live_batches(
+    sources: list[Source], config: EngineConfig, stop: StopFlag
+) -> Iterator[LiveBatch | None]:
+    """Fork an engine process for each source (the sockets of a PACKET_FANOUT group) and pass
+    on their batches as they come; None when nothing came for a while, so that the caller
+    can look up.  Once ``stop`` is set (or every source has ended) the engines close their
+    connections at the time of the last packet any of them saw and send what is left; the
+    last batch is ``finished``, with the final counters."""
+    engines: _Engines | None = None
+    try:
+        engines = _Engines(sources, config)
+        for source in sources:
+            source.close()  # this process's copies: each socket is read by its engine
+        yield from _passed_on(engines, stop)
+    finally:
+        for source in sources:
+            source.close()
+        if engines is not None:
+            engines.close()
+
+
+def _passed_on(engines: _Engines, stop: StopFlag) -> Iterator[LiveBatch | None]:
+    shards = len(engines.children)
+    latest = [(Stats(), 0)] * shards
+    last_seen: dict[int, float] = {}  # engines stopped, and the last packet each saw
+    running = set(range(shards))
+    while running:
+        if stop.is_set():
+            engines.stop()
+        if len(last_seen) == shards and engines.controls:
+            engines.end(max(last_seen.values()))
+        if engines.stopped_since and time.monotonic() - engines.stopped_since > STOP_GRACE:
+            raise EngineFailed("an analysis process did not stop when asked")
+        waiting = [r for r, shard in engines.receivers.items() if shard in running]
+        ready = multiprocessing.connection.wait(waiting, LIVE_POLL_SECONDS)
+        if not ready:
+            yield None
+            continue
+        for connection in ready:
+            assert isinstance(connection, Connection)
+            shard = engines.receivers[connection]
+            message = _receive(connection, engines.children[shard])
+            if message[0] == _FAILURE:
+                raise EngineFailed(f"the analysis process failed: {message[1]}")
+            _, rows, errors, counters, drops, state, last_ts = message
+            latest[shard] = (Stats(*counters), drops)
+            if state == _STOPPED:
+                last_seen[shard] = last_ts
+            elif state == _ENDED:
+                running.discard(shard)
+            yield LiveBatch(rows, errors, *_added(latest))
+    yield LiveBatch([], [], *_added(latest), finished=True)
+
+
+def _added(latest: list[tuple[Stats, int]]) -> tuple[Stats, int]:
+    """The engines' counters and drops together: each saw packets of its own, so all add."""
+    stats = Stats()
+    for part, _ in latest:
+        for name in ("packets", "bytes", "smtp_packets", "errors", "connections_evicted",
+                     "idle_closed", "tcp_conflicts"):  # fmt: skip
+            setattr(stats, name, getattr(stats, name) + getattr(part, name))
+        for reason, count in part.skipped.items():
+            stats.skipped[reason] = stats.skipped.get(reason, 0) + count
+        stats.error_samples.extend(part.error_samples)
+    del stats.error_samples[MAX_ERROR_SAMPLES:]
+    return stats, sum(drops for _, drops in latest)
+
+
+def _live_engine_process(
+    source: Source, config: EngineConfig, sender: Connection, control_fd: int, others: list[int]
+) -> None:
+    """The child: capture from its socket, run the engine, send rows and counters, until the
+    control pipe says stop (or the source ends); then close what is open when told the end
+    time, and send the rest.  ``others`` are the parent's ends of the pipes (this engine's
+    and those forked before): held here, they would keep the engines from seeing the parent
+    close them, or end."""
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the parent's to handle: it stops us
+        signal.signal(signum, signal.SIG_IGN)
+    for fd in others:
+        os.close(fd)
+    control = _Controlled(control_fd)
+    errors: list[str] = []
+    analyzer = Analyzer(config, errors.append)
+    stats = analyzer.stats
+
+    def send(state: int) -> None:
+        counters = [getattr(stats, f.name) for f in fields(Stats)]
+        rows = encode(analyzer.take())
+        drops = source.kernel_drops()
+        message = (_BATCH, rows, errors[:], counters, drops, state, analyzer.last_ts)
+        sender.send_bytes(marshal.dumps(message))
+        errors.clear()
+
+    try:
+        bursts = Bursts(source.frames(control))
+        sent = time.monotonic()
+        while not bursts.ended:
+            analyzer.feed(bursts.next(sent + LIVE_BATCH_SECONDS), LIVE_BATCH_EVENTS)
+            if len(analyzer.out) >= LIVE_BATCH_EVENTS or (
+                time.monotonic() - sent >= LIVE_BATCH_SECONDS
+            ):
+                send(_RUNNING)
+                sent = time.monotonic()
+        send(_STOPPED)
+        end = control.end_time()
+        if end is None:
+            return
+        analyzer.finish(end)
+        send(_ENDED)
+    except (BrokenPipeError, ConnectionResetError):
+        return
+    except Exception as exc:  # reported by the parent as one line, not a child traceback
+        with contextlib.suppress(OSError):
+            sender.send_bytes(marshal.dumps((_FAILURE, f"{type(exc).__name__}: {exc}")))
+    finally:
+        source.close()
+        sender.close()
+
+
+class ForkedFeeder(Feeding):
+    """The monitor's feeder for a :class:`Parallel` source: passes on what its engine
+    processes send (:func:`live_batches`)."""
+
+    source: Parallel
+    _drops = 0  # the kernel's, on every socket of the group
+
+    def _kernel_drops(self) -> int:
+        return self._drops
+
+    def _run(self) -> None:
+        try:
+            for batch in live_batches(self.source.parts, self.config, self.stop_event):
+                if batch is None:
+                    continue
+                self.stats, self._drops = batch.stats, batch.kernel_drops
+                if self.on_error is not None:
+                    for error in batch.errors:
+                        self.on_error(error)
+                if batch.events or not batch.finished:
+                    self._hand_over(batch.events)
+        except EngineFailed as exc:
+            self._failure = str(exc)

@@ -1,11 +1,12 @@
 """Capture sources and the thread that runs the engine on them for the monitor.
 
-A :class:`Source` yields captured frames (a file now, a live socket later).  A
-:class:`Feeder` thread runs the engine's decode → TCP → SMTP stages on them and hands the
-resulting events over in batches, through a callback the app wires to
-``loop.call_soon_threadsafe``.  The number of batches in flight is bounded by a semaphore: a
-file source waits for room (replaying a file must not lose anything), a live source cannot
-wait, so it drops the batch and counts what it dropped, for the status bar.
+A :class:`Source` yields captured frames (files, or a live socket).  A :class:`Feeder`
+thread runs the engine's decode → TCP → SMTP stages on them and hands the resulting events
+over in batches (for a :class:`Parallel` source, whose parts each have an engine process of
+their own, :class:`smtptop.pipeline.ForkedFeeder` passes on theirs), through a callback the
+app wires to ``loop.call_soon_threadsafe``.  The number of batches in flight is bounded by a
+semaphore: a file source waits for room (replaying a file must not lose anything), a live
+source cannot wait, so it drops the batch and counts what it dropped, for the status bar.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Final
+from typing import Final, Protocol
 
-from smtptop.analyzer import Analyzer, EngineConfig
+from smtptop.analyzer import Analyzer, EngineConfig, Stats
 from smtptop.capture import CaptureError, CaptureFile, Frame, undecoded
 from smtptop.text import inert
 from smtptop.wire import Row, encode
@@ -70,6 +71,14 @@ class FeedBatch:
     progress: Progress
 
 
+class StopFlag(Protocol):
+    """Tells a source to stop: a threading.Event, or a pipe from the parent process."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
 class Source:
     """Where frames come from.  ``lossy`` sources drop batches rather than wait."""
 
@@ -77,7 +86,7 @@ class Source:
     lossy = False
     waiting = ""  # what the monitor says while no SMTP has been seen
 
-    def frames(self, stop: threading.Event) -> Iterator[Frame | None]:
+    def frames(self, stop: StopFlag) -> Iterator[Frame | None]:
         """Captured frames until the source ends or ``stop`` is set; None now and then
         while nothing arrives, so that the caller can hand over what it holds."""
         raise NotImplementedError
@@ -164,7 +173,7 @@ class FileSource(Source):
                 counts[reason] = counts.get(reason, 0) + count
         return counts
 
-    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+    def frames(self, stop: StopFlag) -> Iterator[Frame]:
         first: float | None = None
         if self.speed:
             self._span = self._measure_span()
@@ -187,6 +196,22 @@ class FileSource(Source):
                 yield record
             self._done_before += capture.size
             self._current = None
+
+
+class Parallel(Source):
+    """Sources each read by an engine process of its own: the sockets of a live capture's
+    PACKET_FANOUT group, among which the kernel deals out the packets by client host."""
+
+    lossy = True
+
+    def __init__(self, parts: Sequence[Source], *, label: str, waiting: str) -> None:
+        self.parts = list(parts)
+        self.label = label
+        self.waiting = waiting
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()
 
 
 class Bursts:
@@ -212,8 +237,10 @@ class Bursts:
                 return
 
 
-class Feeder(threading.Thread):
-    """Runs the engine on a source in a thread and delivers batches of events."""
+class Feeding(threading.Thread):
+    """The thread that delivers a source's events to the monitor in batches, and where it
+    stands; what runs the engine is the subclass's (:class:`Feeder` in this thread,
+    :class:`smtptop.pipeline.ForkedFeeder` in processes of its own)."""
 
     def __init__(
         self,
@@ -227,7 +254,9 @@ class Feeder(threading.Thread):
         super().__init__(name="smtptop-capture", daemon=True)
         self.source = source
         self.deliver = deliver
-        self.analyzer = Analyzer(config, on_error)
+        self.config = config or EngineConfig()
+        self.on_error = on_error
+        self.stats = Stats()  # the engine's counters so far
         self.stop_event = threading.Event()
         self._slots = threading.Semaphore(max_batches)
         self._dropped_batches = 0
@@ -243,19 +272,8 @@ class Feeder(threading.Thread):
         self.stop_event.set()
 
     def run(self) -> None:
-        analyzer = self.analyzer
-        bursts = Bursts(self.source.frames(self.stop_event))
-        last_flush = time.monotonic()
         try:
-            while not bursts.ended:
-                analyzer.feed(bursts.next(last_flush + BATCH_SECONDS), BATCH_EVENTS)
-                if len(analyzer.out) >= BATCH_EVENTS or (
-                    time.monotonic() - last_flush >= BATCH_SECONDS
-                ):
-                    self._flush()
-                    last_flush = time.monotonic()
-            if not self.stop_event.is_set():
-                analyzer.finish()
+            self._run()
         except CaptureError as exc:
             self._problem = str(exc)
         except Exception as exc:  # a bug: the monitor ends with one line, not a dead thread
@@ -267,10 +285,22 @@ class Feeder(threading.Thread):
         why = undecoded(progress.skipped, progress.smtp_packets)
         # shown on screen: a file's name is text the user may not have chosen either
         self._problem = inert(self._problem or "; ".join([*warnings, *([why] if why else [])]))
-        self._flush(finished=True)
+        self._hand_over(self._remaining(), finished=True)
+
+    def _run(self) -> None:
+        """Run the engine until the source ends or the thread is stopped, handing events
+        over with :meth:`_hand_over`."""
+        raise NotImplementedError
+
+    def _remaining(self) -> list[Row]:
+        """Events not handed over yet, at the end (after a failure too)."""
+        return []
+
+    def _kernel_drops(self) -> int:
+        return self.source.kernel_drops()
 
     def progress(self, *, finished: bool = False) -> Progress:
-        stats = self.analyzer.stats
+        stats = self.stats
         done, total = self.source.position()
         played, span = self.source.replay()
         skipped = dict(stats.skipped)
@@ -286,7 +316,7 @@ class Feeder(threading.Thread):
             errors=stats.errors,
             dropped_batches=self._dropped_batches,
             dropped_events=self._dropped_events,
-            kernel_drops=self.source.kernel_drops(),
+            kernel_drops=self._kernel_drops(),
             skipped=skipped,
             finished=finished,
             problem=self._problem,
@@ -295,13 +325,15 @@ class Feeder(threading.Thread):
             replay_span=span,
         )
 
-    def _flush(self, *, finished: bool = False) -> None:
-        events = self.analyzer.take()
+    def _hand_over(self, events: list[Row], *, finished: bool = False) -> None:
+        """Deliver events and the progress; a lossy source drops them when the monitor is
+        behind, counted (a batch of progress alone is not a loss)."""
         if not self._take_slot(wait=finished or not self.source.lossy):
-            self._dropped_batches += 1
-            self._dropped_events += len(events)
+            if events:
+                self._dropped_batches += 1
+                self._dropped_events += len(events)
             return
-        self.deliver(FeedBatch(encode(events), self.progress(finished=finished)))
+        self.deliver(FeedBatch(events, self.progress(finished=finished)))
 
     def _take_slot(self, *, wait: bool) -> bool:
         if not wait:
@@ -310,3 +342,27 @@ class Feeder(threading.Thread):
             if self.stop_event.is_set():
                 return False
         return True
+
+
+class Feeder(Feeding):
+    """Runs the engine on a source in this thread."""
+
+    analyzer: Analyzer
+
+    def _run(self) -> None:
+        self.analyzer = analyzer = Analyzer(self.config, self.on_error)
+        self.stats = analyzer.stats
+        bursts = Bursts(self.source.frames(self.stop_event))
+        last_flush = time.monotonic()
+        while not bursts.ended:
+            analyzer.feed(bursts.next(last_flush + BATCH_SECONDS), BATCH_EVENTS)
+            if len(analyzer.out) >= BATCH_EVENTS or (
+                time.monotonic() - last_flush >= BATCH_SECONDS
+            ):
+                self._hand_over(encode(analyzer.take()))
+                last_flush = time.monotonic()
+        if not self.stop_event.is_set():
+            analyzer.finish()
+
+    def _remaining(self) -> list[Row]:
+        return encode(self.analyzer.take())

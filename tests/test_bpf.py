@@ -83,3 +83,57 @@ def test_every_jump_fits_and_too_many_ports_is_refused() -> None:
         assert program[-1][0] == bpf.RET
     with pytest.raises(ValueError, match="too many ports"):
         bpf.default_program(range(1000, 1100))
+
+
+# -- the fanout program: which engine process a live packet goes to -------------------------
+
+FANOUT = bpf.fanout_program(TCP_PORTS)
+
+
+def dealt(packet: bytes, *, vlans: tuple[int, ...] = ()) -> int:
+    """What the fanout program returns for an IP packet in an Ethernet frame, where the
+    kernel has found its network header (after the VLAN tags it did not take off)."""
+    ethertype = 0x0800 if packet[0] >> 4 == 4 else 0x86DD
+    frame = synth.link_frame(synth.LINKTYPE_ETHERNET, packet, vlans=vlans)
+    return run(FANOUT, frame, network=14 + 4 * len(vlans), protocol=ethertype)
+
+
+@pytest.mark.parametrize("hosts", [V4, V6], ids=["IPv4", "IPv6"])
+def test_fanout_deals_both_directions_of_a_client_to_one_engine(hosts) -> None:
+    client, server = hosts
+    for port in TCP_PORTS:
+        to_server = dealt(tcp(client, server, 40000, port))
+        assert dealt(tcp(server, client, port, 40000)) == to_server
+        assert dealt(tcp(client, "198.51.100.99", 41000, port)) == to_server, "by client only"
+    for port in (53, 67):  # identity: the client's DNS and DHCP go with its sessions
+        query = synth.udp_packet(client, server, 50000, port, b"x" * 20)
+        answer = synth.udp_packet(server, client, port, 50000, b"x" * 20)
+        assert dealt(query) == dealt(answer) == dealt(tcp(client, server, 40000, 25))
+
+
+def test_fanout_reads_from_the_network_header_whatever_the_link() -> None:
+    """The kernel hands the program its own offsets: a tagged frame deals like an untagged
+    one, and IPv4 options move the ports without moving the client."""
+    packet = tcp(*V4, 40000, 25)
+    assert dealt(packet, vlans=(10,)) == dealt(packet)
+    options = bytearray(packet)
+    options[0] = 0x46
+    options[2:4] = (len(packet) + 4).to_bytes(2, "big")
+    with_options = bytes(options[:20]) + b"\x01\x01\x01\x00" + bytes(options[20:])
+    reply = tcp(V4[1], V4[0], 25, 40000)
+    assert dealt(with_options) == dealt(reply)
+
+
+def test_fanout_spreads_an_office_over_the_engines() -> None:
+    """256 clients of one /24 (and of one IPv6 /64): every engine of 2, 4 or 8 gets a fair
+    share, so a busy office is not all on one core."""
+    for prefix in ("192.168.1.", "fd00::"):
+        values = [dealt(tcp(f"{prefix}{n}", "198.51.100.7", 40000, 25)) for n in range(256)]
+        for engines in (2, 4, 8):
+            shares = [sum(1 for v in values if v % engines == e) for e in range(engines)]
+            assert min(shares) >= 256 // engines // 2, (prefix, engines, shares)
+
+
+def test_fanout_sends_what_is_not_ip_to_the_first_engine() -> None:
+    arp = synth.arp_frame(1, synth.mac_for("192.168.1.10"), "192.168.1.10", "192.168.1.1")
+    assert run(FANOUT, arp, network=14, protocol=0x0806) == 0

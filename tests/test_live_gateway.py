@@ -396,7 +396,7 @@ def headless(lab: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Headless
     evidence = tmp_path_factory.mktemp("headless") / "evidence.pcap"
     command = lab.smtptop(
         *("report", "-i", IFACE, "--duration", str(CAPTURE_SECONDS), "--json"),
-        *("--user", "nobody", "-w", str(evidence)),
+        *("--user", "nobody", "-w", str(evidence), "--workers", "1"),
     )
     process = lab.start(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     at_start = wait_dropped(process)
@@ -468,6 +468,46 @@ def test_live_capture_is_clean(headless: Headless) -> None:
     assert headless.report["warnings"] == []
 
 
+def engine_processes(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+@pytest.mark.parametrize(("workers", "first_port"), [(0, 45000), (2, 46000)])
+def test_engines_in_any_number_report_what_the_clients_did(
+    lab: Gateway, workers: int, first_port: int
+) -> None:
+    """``--workers 0`` captures and analyses in one process; with 2, the kernel deals the
+    packets to two engine processes by client host (PACKET_FANOUT), and the report is the
+    same: every session and every host's figures as the clients did them."""
+    command = lab.smtptop(
+        *("report", "-i", IFACE, "--duration", str(CAPTURE_SECONDS), "--json"),
+        *("--user", "nobody", "--workers", str(workers)),
+    )
+    process = lab.start(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_dropped(process)
+    truth = lab.clients(first_port, spambot=SPAMBOT, office=[*OFFICE, VISITOR])
+    time.sleep(SETTLE)
+    assert process.poll() is None, "the capture ended before the clients did: raise CAPTURE_SECONDS"
+    engines = engine_processes(process.pid)
+    assert len(engines) == workers
+    for pid in engines:  # forked after root was given up
+        assert proc_status(pid)["Uid"].split() == [str(NOBODY.pw_uid)] * 4
+    out, err = process.communicate(timeout=CAPTURE_SECONDS + STEP_TIMEOUT)
+    assert process.returncode == 0, err
+    assert err == b""
+    report = json.loads(out)
+    problems = session_problems(truth, report)
+    assert not problems, "\n".join(problems)
+    hosts = {h["ip"]: h for h in report["hosts"]}
+    assert set(hosts) == set(EXPECTED_LAN)
+    for ip, host in hosts.items():
+        assert reported_host(host) == host_facts(truth, ip)
+    assert report["stats"]["sessions"] == len(truth)
+    assert report["stats"]["errors"] == report["stats"]["connections_evicted"] == 0
+    assert report["warnings"] == []
+
+
 def test_root_is_dropped_once_the_socket_is_open(headless: Headless) -> None:
     assert headless.gw_pids == [headless.pid], "the smtptop process is the one in the namespace"
     assert headless.cmdline[1:5] == ["-m", "smtptop", "report", "-i"]
@@ -501,7 +541,7 @@ def test_interrupt_prints_the_report_and_completes_the_file(lab: Gateway, tmp_pa
     evidence = tmp_path / "interrupted.pcap"
     command = lab.smtptop(
         *("report", "-i", IFACE, "--duration", "120", "--json"),
-        *("--user", "nobody", "-w", str(evidence)),
+        *("--user", "nobody", "-w", str(evidence), "--workers", "1"),
     )
     process = lab.start(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_dropped(process)

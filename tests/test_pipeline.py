@@ -14,6 +14,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import MISSING, fields, is_dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -23,9 +26,10 @@ import pytest
 import sample
 import synth
 from conformance.expected import corpus_root
+from helpers import dealt_by_kernel
 
 from smtptop import analyzer, identity, pipeline, smtp, wire
-from smtptop.analysis import analyze
+from smtptop.analysis import analyze, analyze_live
 from smtptop.analyzer import Analyzer, FlowClosed, FlowEvent, FlowOpened
 from smtptop.capture import CaptureFile
 from smtptop.identity import DnsLookup, Sighting
@@ -41,6 +45,7 @@ from smtptop.smtp import (
     Violation,
     ViolationKind,
 )
+from smtptop.source import FileSource, Parallel, Source, StopFlag
 
 SAMPLE = str(sample.DEFAULT_OUTPUT)
 pytestmark = pytest.mark.skipif(
@@ -264,3 +269,64 @@ def test_engine_config_reaches_the_child(tmp_path: Path) -> None:
     assert analyze([str(path)], workers=1).model.sessions_total == 0
     found = analyze([str(path)], ports=[2626], workers=1).model
     assert found.sessions_total == 1 and found.hosts["192.168.1.2"].rejected_sessions == 1
+
+
+# -- live capture: the kernel deals packets to engine processes -----------------------------
+
+
+def comparable(document: dict[str, Any]) -> dict[str, Any]:
+    """A report's hosts, sessions (in a fixed order) and engine counters."""
+    sessions = sorted(document["sessions"], key=lambda s: json.dumps(s, sort_keys=True))
+    counters = ("packets", "bytes", "smtp_packets", "skipped", "errors", "sessions")
+    return {
+        "hosts": document["hosts"],
+        "sessions": sessions,
+        "stats": {name: document["stats"][name] for name in counters},
+    }
+
+
+@pytest.mark.parametrize("engines", [1, 2, 3])
+def test_engine_processes_dealt_whole_hosts_give_one_engines_report(
+    engines: int, tmp_path: Path
+) -> None:
+    """The office capture dealt out as the kernel would to 1, 2 or 3 sockets, each read by
+    an engine process of its own: their events and counters together are one engine's."""
+    parts = dealt_by_kernel(SAMPLE, engines, tmp_path)
+    assert all(CaptureFile(p).size > 24 for p in parts), "every engine is dealt packets"
+    group = Parallel([FileSource([p]) for p in parts], label="test", waiting="")
+    live = analyze_live(group, duration=60.0)
+    assert live.kernel_drops == 0 and live.warnings == []
+    assert comparable(to_json(live)) == comparable(to_json(analyze([SAMPLE], workers=0)))
+
+
+class Endless(Source):
+    """A quiet live source: nothing arrives until it is told to stop."""
+
+    def frames(self, stop: StopFlag) -> Iterator[synth.Frame | None]:
+        while not stop.wait(0.05):
+            yield None
+
+
+def test_engine_processes_stop_when_asked_and_send_the_rest() -> None:
+    stop = threading.Event()
+    started = time.monotonic()
+    batches = []
+    for batch in pipeline.live_batches([Endless(), Endless()], analyzer.EngineConfig(), stop):
+        stop.set()
+        batches.append(batch)
+        assert time.monotonic() - started < pipeline.STOP_GRACE
+    assert batches[-1] is not None and batches[-1].finished
+    assert [b for b in batches[:-1] if b is not None and b.finished] == []
+
+
+class Failing(Source):
+    def frames(self, stop: StopFlag) -> Iterator[synth.Frame | None]:
+        yield None
+        raise RuntimeError("disk on fire")
+
+
+def test_a_failing_engine_process_is_one_line() -> None:
+    stop = threading.Event()
+    with pytest.raises(pipeline.EngineFailed, match="RuntimeError: disk on fire"):
+        for _ in pipeline.live_batches([Endless(), Failing()], analyzer.EngineConfig(), stop):
+            pass

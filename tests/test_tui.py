@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 import synth
-from helpers import settle
+from helpers import dealt_by_kernel, settle
 
 from smtptop.analysis import analyze, ranked_hosts
 from smtptop.analyzer import Analyzer
 from smtptop.capture import CaptureFile
 from smtptop.errorlog import ErrorLog
-from smtptop.source import FeedBatch, Feeder, FileSource, Progress, Source
+from smtptop.pipeline import ForkedFeeder
+from smtptop.source import FeedBatch, Feeder, FileSource, Parallel, Progress, Source
 from smtptop.tui.app import MonitorApp
 from smtptop.tui.help_screen import HelpScreen
 from smtptop.tui.host_screen import HostScreen
@@ -191,6 +192,24 @@ def test_lossy_source_counts_what_it_drops() -> None:
     kept = sum(len(b.events) for b in delivered)
     assert kept + final.dropped_events >= produced  # finish() adds the closing events
     assert kept < produced
+
+
+async def test_engine_processes_feed_the_monitor(tmp_path: Path) -> None:
+    """A live capture with two engine processes (here fed the office capture as the kernel
+    would deal it out): the monitor shows what one engine shows."""
+    parts = dealt_by_kernel(SAMPLE, 2, tmp_path)
+    group = Parallel([FileSource([p]) for p in parts], label="interface test0 · 2 engines",
+                     waiting="")  # fmt: skip
+    app = MonitorApp(group)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert isinstance(app.feeder, ForkedFeeder)
+        analysis = analyze([SAMPLE])
+        expected = [h.ip for h in ranked_hosts(analysis.model, analysis.verdicts())]
+        assert hosts_table(app).keys == expected
+        text = status(app)
+        assert "85 sessions" in text and "drops 0" in text and "2 engines" in text
+        assert app.progress.packets == analysis.stats.packets
 
 
 async def test_drops_are_shown_in_the_status_bar() -> None:

@@ -1,11 +1,13 @@
 """The monitor: a top-like view of LAN hosts talking SMTP, with drill-down to raw sessions.
 
-A :class:`~smtptop.source.Feeder` thread runs the engine on the source and hands batches of
-events to the app through ``loop.call_soon_threadsafe`` into a bounded ``asyncio.Queue``; a
-worker folds them into the model.  The screens redraw on a timer (about once a second),
-touching only the cells that changed and keeping the cursor on its host when rows re-sort.
-The host table is the app's own screen; the drill-down, transcript and help screens are in
-modules of their own and are handed a :class:`~smtptop.tui.state.MonitorState` to show.
+A :class:`~smtptop.source.Feeder` thread runs the engine on the source (or, for a live
+capture with engine processes, a :class:`~smtptop.pipeline.ForkedFeeder` passes on theirs)
+and hands batches of events to the app through ``loop.call_soon_threadsafe`` into a bounded
+``asyncio.Queue``; a worker folds them into the model.  The screens redraw on a timer (about
+once a second), touching only the cells that changed and keeping the cursor on its host when
+rows re-sort.  The host table is the app's own screen; the drill-down, transcript and help
+screens are in modules of their own and are handed a
+:class:`~smtptop.tui.state.MonitorState` to show.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from smtptop.analyzer import EngineConfig
 from smtptop.detect import DetectConfig, Detector, Verdict
 from smtptop.errorlog import ErrorLog
 from smtptop.model import Model, apply
+from smtptop.pipeline import ForkedFeeder
 from smtptop.progress import Speedometer, data_size, duration
-from smtptop.source import FeedBatch, Feeder, Progress, Source
+from smtptop.source import FeedBatch, Feeder, Feeding, Parallel, Progress, Source
 from smtptop.text import inert, plural
 from smtptop.tui import rows
 from smtptop.tui.alert import alert_environment, run_alert
@@ -121,7 +124,7 @@ class MonitorApp(App[None]):
         self.sort_reverse = False
         self.paused = False
         self.filter_text = ""
-        self.feeder: Feeder | None = None
+        self.feeder: Feeding | None = None
         self._queue: asyncio.Queue[FeedBatch] = asyncio.Queue(maxsize=max_batches)
         self._shown_hosts = 0
         self._dirty: set[str] = set()  # hosts with events since they were last judged
@@ -152,7 +155,14 @@ class MonitorApp(App[None]):
         def deliver(batch: FeedBatch) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, batch)
 
-        self.feeder = Feeder(self.source, deliver, config=self.config, max_batches=self.max_batches)
+        if isinstance(self.source, Parallel):  # its engines run in processes of their own
+            self.feeder = ForkedFeeder(
+                self.source, deliver, config=self.config, max_batches=self.max_batches
+            )
+        else:
+            self.feeder = Feeder(
+                self.source, deliver, config=self.config, max_batches=self.max_batches
+            )
         self.feeder.start()
         self.run_worker(self._drain(), exclusive=True, name="drain")
         self.set_interval(self.refresh_seconds, self._refresh_later)
