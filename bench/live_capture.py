@@ -4,8 +4,10 @@ tcpreplay pushes a generated SMTP capture (built with :mod:`tests/synth.py`: ses
 message bodies, some refused) through a veth pair between two network namespaces made for the
 run, for 30 s per rate.  At the other end one of three captures:
 
-* ``smtptop report -i --json``, headless: packets analysed (``stats.packets``) and kernel
-  drops (the report's warning, from PACKET_STATISTICS);
+* ``smtptop report -i --json``, headless, with each ``--workers`` count asked for (0: capture
+  and analysis in one process; N: N engine processes, each reading a socket of a
+  PACKET_FANOUT group, and the process that folds): packets analysed (``stats.packets``) and
+  kernel drops (the report's warning, from PACKET_STATISTICS, summed over the sockets);
 * tcpdump, the reference, writing to /dev/null with the same 16 MiB buffer and an SMTP
   filter: packets captured and dropped by the kernel;
 * the monitor itself, ``smtptop -i`` in a tmux session (200x50) of its own: packets, kernel
@@ -29,7 +31,7 @@ counted as dropped, never cut off by the end of the run.
 
 Usage (root; iproute2, tcpdump, tcpreplay, tmux)::
 
-    python bench/live_capture.py [--seconds 30] [--rates 25000,50000] [--tui]
+    python bench/live_capture.py [--seconds 30] [--rates 25000,50000] [--workers 0,1,2] [--tui]
 
 Prints a markdown table and writes it to bench/results/live_capture.md.
 
@@ -296,10 +298,10 @@ def until(what: str, ready: Callable[[], bool]) -> None:
         time.sleep(POLL / 4)
 
 
-def smtptop_command() -> list[str]:
+def smtptop_command(workers: int) -> list[str]:
     env = ("env", f"PYTHONPATH={REPO}")
     report = ("report", "-i", RX, "--duration", "3600", "--json", "--user", "nobody")
-    return [*env, sys.executable, "-m", "smtptop", *report]
+    return [*env, sys.executable, "-m", "smtptop", *report, "--workers", str(workers)]
 
 
 def monitor_command() -> list[str]:
@@ -332,9 +334,12 @@ def drain(pid: int) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User and system time of a process so far (start-up included)."""
+    """User and system time of a process and its children (the engine processes) so far,
+    start-up included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def dropped_root(pid: int) -> bool:
@@ -353,9 +358,18 @@ def running(process: subprocess.Popen[bytes]) -> bool:
     return True
 
 
-def measure_smtptop(lab: Lab, pcap: Capture, rate: int, seconds: float) -> Measured:
+def headless(workers: int) -> Measure:
+    def measure_smtptop(lab: Lab, pcap: Capture, rate: int, seconds: float) -> Measured:
+        return measure_report(lab, pcap, rate, seconds, workers)
+
+    return measure_smtptop
+
+
+def measure_report(lab: Lab, pcap: Capture, rate: int, seconds: float, workers: int) -> Measured:
     process = subprocess.Popen(
-        lab.exec(lab.rx, *smtptop_command()), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        lab.exec(lab.rx, *smtptop_command(workers)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         until("smtptop to drop root", lambda: running(process) and dropped_root(process.pid))
@@ -672,6 +686,9 @@ def main() -> None:
         "--rates", help="packets per second, comma-separated (default: search for the ceiling)"
     )
     parser.add_argument("--seconds", type=float, default=SECONDS, help="sending time per rate")
+    parser.add_argument(
+        "--workers", default="0,1,2", help="headless --workers counts to measure (default 0,1,2)"
+    )
     parser.add_argument("--tui", action="store_true", help="only the monitor (smtptop -i)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="markdown file to write")
     args = parser.parse_args()
@@ -681,9 +698,13 @@ def main() -> None:
     for name in ("ip", "tcpdump", "tcpreplay", "tmux"):
         tool(name)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("live_capture: terminated"))  # cleanup
+    workers = [int(w) for w in args.workers.split(",")]
     captures: list[tuple[str, Measure]] = [("smtptop TUI", measure_monitor)]
     if not args.tui:
-        captures[:0] = [("smtptop headless", measure_smtptop), ("tcpdump", measure_tcpdump)]
+        captures[:0] = [
+            *((f"headless --workers {w}", headless(w)) for w in workers),
+            ("tcpdump", measure_tcpdump),
+        ]
     started = time.monotonic()
     runs: list[tuple[str, list[tuple[int, Measured]]]] = []
     with tempfile.TemporaryDirectory(prefix="smtptop-bench-") as tmp, Lab() as lab:
@@ -698,12 +719,13 @@ def main() -> None:
     found = "within 10 %" if rates is None else "among the rates given"
     summary = [f"* {name}: {ceilings[name]}" for name, _ in runs]
     if not args.tui:
-        headless, ref = ceilings["smtptop headless"], ceilings["tcpdump"]
-        summary.append(f"* smtptop headless / tcpdump: {ratio(headless, ref)}")
+        for w in workers:
+            ours, ref = ceilings[f"headless --workers {w}"], ceilings["tcpdump"]
+            summary.append(f"* headless --workers {w} / tcpdump: {ratio(ours, ref)}")
     summary.append(f"* TUI goal: {responsiveness(runs[-1][1])}")
     shown = ["python", "bench/live_capture.py", "--seconds", f"{args.seconds:g}"]
     shown += ["--rates", ",".join(map(str, rates))] if rates else []
-    shown += ["--tui"] if args.tui else []
+    shown += ["--tui"] if args.tui else ["--workers", args.workers]
     text = [
         "# Live capture throughput",
         "",
@@ -725,7 +747,7 @@ def main() -> None:
         "",
         "Commands (in the receiving and the sending namespace; `.` is the checkout):",
         "",
-        f"    {shlex.join(smtptop_command()).replace(str(REPO), '.')}",
+        f"    {shlex.join(smtptop_command(workers[-1])).replace(str(REPO), '.')}",
         f"    {shlex.join([*tcpdump_command(), TCPDUMP_FILTER])}",
         f"    tmux new-session -d -x {TUI_SIZE[0]} -y {TUI_SIZE[1]} "
         f"{shlex.quote(shlex.join(['exec', *monitor_command()]).replace(str(REPO), '.'))}",
@@ -737,11 +759,12 @@ def main() -> None:
         "events the monitor's capture thread dropped because the UI was behind (its "
         "`drops N`; the headless report has no such queue); *veth drops*: frames the veth "
         "pair dropped before any capture; *CPU s*: user and system time of the capturing "
-        "process, start-up included; *key → screen*: from `tmux send-keys p` until the "
-        "status bar shows the pause toggled (polled every few ms), max / median (count) "
-        "over the run, and the median of a few presses before it (idle: the floor that "
-        "Textual's rendering, tmux and the polling add): an upper bound on the event loop's "
-        "stall, which bench/tui_redraw.py measures on a synthetic source.",
+        "process and its engine processes, start-up included; *key → screen*: from "
+        "`tmux send-keys p` until the status bar shows the pause toggled (polled every few "
+        "ms), max / median (count) over the run, and the median of a few presses before it "
+        "(idle: the floor that Textual's rendering, tmux and the polling add): an upper "
+        "bound on the event loop's stall, which bench/tui_redraw.py measures on a synthetic "
+        "source.",
     ]
     print("\n".join(text))
     args.output.parent.mkdir(parents=True, exist_ok=True)
