@@ -10,7 +10,7 @@ run, for 30 s per rate.  At the other end one of three captures:
   kernel drops (the report's warning, from PACKET_STATISTICS, summed over the sockets);
 * tcpdump, the reference, writing to /dev/null with the same 16 MiB buffer and an SMTP
   filter: packets captured and dropped by the kernel;
-* the monitor itself, ``smtptop -i`` in a tmux session (200x50) of its own: packets, kernel
+* the monitor itself, ``smtptop -i`` in a tmux session (300x50) of its own: packets, kernel
   drops and queue drops (events the capture thread dropped because the UI fell behind) read
   from its status bar, and how long a key press takes to show: ``p`` (pause) is sent about
   once a second while the replay runs and the pane is polled until ``PAUSED`` appears, then
@@ -93,7 +93,7 @@ STEP_TIMEOUT = 20.0
 SETTLE = 1.5  # tcpdump: longer than libpcap's 1 s ring-block timeout, so no block is left
 QUIET_POLLS = 3  # smtptop: its receive queue must read empty this many times in a row
 POLL = 0.2
-TUI_SIZE = ("200", "50")  # wide enough for every part of the status bar
+TUI_SIZE = ("300", "50")  # wide enough for every part of the status bar, drops and all
 TUI_REFRESH = 1.2  # a little more than the monitor's status refresh (1 s)
 SETTLE_READS = 10  # the monitor's status bar is read until it repeats, this many times at most
 IDLE_KEYS = 4  # key probes before the replay (pause, resume, twice)
@@ -338,7 +338,8 @@ def cpu_seconds(pid: int) -> float:
     start-up included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    tasks = Path(f"/proc/{pid}/task").iterdir()  # the monitor forks from its capture thread
+    children = [child for task in tasks for child in (task / "children").read_text().split()]
     return own + sum(cpu_seconds(int(child)) for child in children)
 
 
