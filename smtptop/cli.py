@@ -10,6 +10,7 @@ import argparse
 import gc
 import ipaddress
 import os
+import shlex
 import signal
 import sys
 import textwrap
@@ -26,6 +27,7 @@ from smtptop.keys import keys_text  # plain data: --help lists the keys without 
 if TYPE_CHECKING:
     from pwd import struct_passwd
 
+    from smtptop.analysis import Analysis
     from smtptop.detect import DetectConfig
     from smtptop.errorlog import ErrorLog
     from smtptop.files import Owner, Report
@@ -38,6 +40,7 @@ EXIT_LOSS = 3  # report -i: the kernel dropped packets, so the counts are low
 GC_YOUNG_THRESHOLD = 50_000
 PROGRESS_EVERY = 0.25  # seconds between redraws of the report's progress line
 DEMO_SPEED = 10.0
+CONTAIN_SYNTAXES = ("nftables", "iptables", "routeros")
 REPORT_DURATION = 60.0  # seconds a live report captures when -i comes without --duration
 MAX_VALUE = 1e6  # for --speed and --duration: anything larger is a slip of the keyboard
 SUB = "sub_"  # prefix of the destinations of a command's copy of a shared option
@@ -197,6 +200,11 @@ OPTIONS: dict[str, Shared] = {
         help="change a detection setting: spambot=70, rejections.sessions=5, "
         "many-destinations.points=20,35 (repeatable; the README lists them)",
     ),
+    "quiet_after": _shared(
+        "--quiet-after", None, type=_positive, metavar="SECONDS",
+        help="a spambot or suspicious host that sends nothing to foreign mail servers for "
+        "this long shows as quiet, the all-clear for delisting (default 600)",
+    ),
     "detect_config": _shared(
         "--detect-config", None, metavar="FILE",
         help="detection settings from a TOML file (--detect settings override it)",
@@ -240,7 +248,7 @@ OPTIONS: dict[str, Shared] = {
 APPENDED = ("read", "lan", "smarthost", "mail_server", "detect")
 ENGINE = (
     "ports", "lan", "show_credentials", "smarthost", "mail_server", "detect", "detect_config",
-    "error_log",
+    "quiet_after", "error_log",
 )  # fmt: skip
 LIVE = ("interface", "promisc", "expression", "write", "user")
 LIVE_ONLY = ("promisc", "expression", "write", "user")
@@ -341,6 +349,21 @@ def build_parser() -> Parser:
     form = report.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print JSON (see the README)")
     form.add_argument("--csv", action="store_true", help="print CSV, one row per host")
+    form.add_argument(
+        "--contain", nargs="?", const="nftables", choices=CONTAIN_SYNTAXES, metavar="SYNTAX",
+        help="print, instead of the report, firewall rules for the gateway that allow the "
+        "flagged hosts port 25 only to the smarthost: nftables (default), iptables or routeros",
+    )  # fmt: skip
+    report.add_argument(
+        "--evidence", metavar="DIR",
+        help="also write an evidence bundle per flagged host into DIR, a new folder "
+        "(capture files only; smtp.pcap in it holds AUTH secrets)",
+    )  # fmt: skip
+    report.add_argument(
+        "--host", action="append", default=[], metavar="IP",
+        help="--evidence and --contain for this host instead of every spambot and suspicious "
+        "one (repeatable)",
+    )  # fmt: skip
     report.add_argument(
         "-o", "--output", metavar="FILE", help="write the report to FILE (atomically)"
     )
@@ -397,6 +420,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             report.error(f"{_flag(live_only[0])} only applies to a live capture (-i)")
         if args.interface is not None and "max_bytes" in given:
             report.error("--max-bytes only applies to capture files, not to -i")
+        if args.interface is not None and args.evidence:
+            report.error(
+                "--evidence only applies to capture files, not to -i (the packets "
+                "are read back from them); capture with -w, then report on that file"
+            )
+        if args.host and not (args.evidence or args.contain):
+            report.error("--host chooses the hosts of --evidence or --contain: give one")
+        from smtptop.model import is_address
+
+        for host in args.host:
+            if not is_address(host):
+                report.error(f"--host: not an IP address: {host!r}")
         if args.interface is not None and args.duration is None:
             args.duration = REPORT_DURATION
     elif command == "demo":
@@ -438,6 +473,8 @@ def _detect_config(args: argparse.Namespace) -> DetectConfig:
 
     settings = load_settings(args.detect_config) if args.detect_config else {}
     settings.update(dict(args.detect))
+    if args.quiet_after is not None:
+        settings["quiet_after"] = str(args.quiet_after)
     config = DetectConfig(
         smarthosts=tuple(h.lower() for h in args.smarthost),
         mail_servers=tuple(args.mail_server),
@@ -454,6 +491,9 @@ def check_outputs(args: argparse.Namespace, user: struct_passwd | None, owner: O
     from smtptop import files
     from smtptop.live import acting_as
 
+    evidence = getattr(args, "evidence", None)
+    if evidence and os.path.lexists(evidence):
+        raise files.OutputError(f"--evidence {evidence}: it exists; name a new folder")
     wanted = [("--error-log", args.error_log, False)]
     output = getattr(args, "output", None)
     if output and not files.is_stream(output) and not _made_now(user, owner):
@@ -606,6 +646,7 @@ def _report(
 ) -> int:
     from smtptop.analysis import analyze, analyze_live
     from smtptop.capture import CaptureError
+    from smtptop.evidence import EvidenceError, chosen_hosts
     from smtptop.files import OutputError
     from smtptop.live import CaptureSetupError
     from smtptop.pipeline import EngineFailed
@@ -613,6 +654,7 @@ def _report(
     from smtptop.text import plural
 
     lost = 0
+    paths: list[str] = []  # the files, in time order
     try:
         if args.interface is not None:
             # a service manager stops with SIGTERM: report what was captured, as for Ctrl-C
@@ -649,11 +691,14 @@ def _report(
             finally:
                 if progress is not None:
                     progress.erase()
-    except (CaptureError, CaptureSetupError, EngineFailed, OutputError) as exc:
+        flagged = chosen_hosts(analysis, args.host) if args.evidence or args.contain else []
+    except (CaptureError, CaptureSetupError, EngineFailed, OutputError, EvidenceError) as exc:
         print(f"smtptop: {exc}", file=sys.stderr)
         return EXIT_INPUT
     out = output.text if output is not None else sys.stdout
-    if args.json:  # written record by record: the report is never whole in memory
+    if args.contain:
+        write_rules(analysis, flagged, args.contain, out)
+    elif args.json:  # written record by record: the report is never whole in memory
         write_json(analysis, out)
     elif args.csv:
         write_csv(analysis, out)
@@ -665,6 +710,8 @@ def _report(
         sys.stdout.flush()
     for warning in analysis.warnings:
         print(f"smtptop: warning: {warning}", file=sys.stderr)
+    if args.evidence and not write_evidence(args, analysis, flagged, owner, paths):
+        return EXIT_INPUT
     if analysis.stats.errors:
         failed = plural(analysis.stats.errors, "packet")
         if errors.problem:
@@ -675,6 +722,41 @@ def _report(
     if args.interface is not None:
         return EXIT_LOSS if lost else EXIT_OK
     return EXIT_INPUT if analysis.warnings else EXIT_OK
+
+
+def write_rules(analysis: Analysis, hosts: list[str], syntax: str, out: TextIO) -> None:
+    """``--contain``: the rules of one syntax for each host, ready to paste."""
+    from smtptop import contain
+    from smtptop.evidence import containment
+
+    if not hosts:
+        out.write("# smtptop: no spambot or suspicious host: nothing to contain\n")
+    write = contain.WRITERS[syntax]
+    for ip in hosts:
+        out.write(write(containment(analysis, ip)))
+
+
+def write_evidence(
+    args: argparse.Namespace, analysis: Analysis, hosts: list[str], owner: Owner, paths: list[str]
+) -> bool:
+    """``--evidence DIR``: the bundle of ``paths`` (the files, in time order), or one line
+    saying why not."""
+    from smtptop.evidence import Capture, EvidenceError, write_bundle
+    from smtptop.text import plural
+
+    if not hosts:
+        print("smtptop: no spambot or suspicious host: no evidence written", file=sys.stderr)
+        return True
+    command = shlex.join(["smtptop", *sys.argv[1:]])
+    capture = Capture(paths, command, list(analysis.warnings))
+    try:
+        write_bundle(analysis, capture, args.evidence, hosts, ports=args.ports, owner=owner)
+    except EvidenceError as exc:
+        print(f"smtptop: {exc}", file=sys.stderr)
+        return False
+    print(f"smtptop: evidence for {plural(len(hosts), 'host')} in {args.evidence}",
+          file=sys.stderr)  # fmt: skip
+    return True
 
 
 class ReadProgress:

@@ -17,7 +17,6 @@ a configuration file (``--detect NAME=VALUE``, ``--detect-config FILE``), as Zee
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -28,7 +27,7 @@ from typing import Any
 
 from smtptop import blocklists, dialect
 from smtptop.helo import helo_anomalies
-from smtptop.model import AddressSet, Host, Identity, Model, Session, is_lan
+from smtptop.model import AddressSet, Host, Identity, Model, Session, is_address, is_lan
 from smtptop.text import plural
 
 MAIL_CLIENTS = frozenset({"Outlook", "Thunderbird", "Apple Mail"})
@@ -76,6 +75,12 @@ class Verdict:
     score: int
     reasons: tuple[Reason, ...]
     dialect: str
+    last_direct_mx: float | None = None  # its latest port-25 session to a foreign server
+    quiet_since: float | None = None  # flagged, and no such session for quiet_after: since
+
+    def quiet_for(self, now: float) -> float | None:
+        """Seconds the flagged host has been quiet at ``now`` (None: not quiet)."""
+        return None if self.quiet_since is None else now - self.quiet_since
 
 
 @dataclass(slots=True)
@@ -90,6 +95,8 @@ class Evidence:
     mx_sessions: int = 0
     mx_servers: AddressSet = field(default_factory=AddressSet)
     mx_counts: dict[str, int] = field(default_factory=dict)
+    mx_last: dict[str, float] = field(default_factory=dict)  # the servers of mx_counts
+    mx_last_other: float = float("-inf")  # the latest to a server not in mx_counts
     closed: int = 0  # sessions seen closing
     dialects: Counter[str] = field(default_factory=Counter)
     dialect_features: tuple[str, ...] = ()
@@ -329,6 +336,7 @@ class DetectConfig:
     spambot: int = 60
     min_sessions: int = 3  # one session is thin evidence, unless a blocklist named the host
     window: float = 600.0  # seconds that "recent" means
+    quiet_after: float = 600.0  # a flagged host without direct-to-MX for this long is quiet
     signals: tuple[Signal, ...] = SIGNALS
 
     def signal(self, name: str) -> Signal:
@@ -362,6 +370,7 @@ class DetectConfig:
 
 THRESHOLDS: dict[str, type[int] | type[float]] = {
     "suspicious": int, "spambot": int, "min_sessions": int, "window": float,
+    "quiet_after": float,
 }  # fmt: skip
 
 
@@ -513,7 +522,7 @@ class Detector:
             evidence.without_quit += not session.quit_sent
         evidence.pregreet += session.pregreet
         if session.server_port == 25:
-            self._mx_session(evidence, session.server_ip)
+            self._mx_session(evidence, session.server_ip, session.end)
         evidence.closed += 1
         if evidence.closed > DIALECT_EVERY_SESSION and evidence.closed % DIALECT_SAMPLE:
             return  # a host's dialect is known by now: fingerprint a sample from here on
@@ -529,10 +538,13 @@ class Detector:
                 evidence.dialects[found.family] += 1
             evidence.dialect_features = found.features
 
-    def _mx_session(self, evidence: Evidence, ip: str) -> None:
+    def _mx_session(self, evidence: Evidence, ip: str, ts: float) -> None:
         evidence.mx_sessions += 1
         if ip in evidence.mx_counts or len(evidence.mx_counts) < MAX_MX_COUNTED:
             evidence.mx_counts[ip] = evidence.mx_counts.get(ip, 0) + 1
+            evidence.mx_last[ip] = max(ts, evidence.mx_last.get(ip, ts))
+        else:
+            evidence.mx_last_other = max(ts, evidence.mx_last_other)
         if ip in evidence.mx_servers:
             return
         cost = AddressSet.cost(ip)
@@ -560,7 +572,7 @@ class Detector:
             for server in self.model.servers.values()
             if server.ip in named or (server.name and server.name.lower() in named)
         }
-        return found | {n for n in named if _is_address(n)}
+        return found | {n for n in named if is_address(n)}
 
     # -- verdicts ------------------------------------------------------------------------
 
@@ -596,7 +608,11 @@ class Detector:
                 reasons += signal.judge(facts, signal)
         score = sum(r.points for r in reasons)
         rating = self._rating(host, reasons, score)
-        return Verdict(host.ip, rating, score, tuple(reasons), _family(evidence))
+        last = _last_direct(evidence, relays)
+        flagged = rating is Rating.SPAMBOT or rating is Rating.SUSPICIOUS
+        quiet = flagged and last is not None and now - last >= config.quiet_after
+        return Verdict(host.ip, rating, score, tuple(reasons), _family(evidence), last,
+                       last if quiet else None)  # fmt: skip
 
     def _rating(self, host: Host, reasons: list[Reason], score: int) -> Rating:
         config = self.config
@@ -640,6 +656,13 @@ def _direct(evidence: Evidence, relays: frozenset[str]) -> tuple[int, int]:
     return servers, evidence.mx_sessions - sum(evidence.mx_counts.get(ip, 0) for ip in relayed)
 
 
+def _last_direct(evidence: Evidence, relays: frozenset[str]) -> float | None:
+    """When the host's latest port-25 session to a server other than the relays ended."""
+    times = [ts for ip, ts in evidence.mx_last.items() if ip not in relays]
+    last = max(times, default=evidence.mx_last_other)
+    return max(last, evidence.mx_last_other) if last > float("-inf") else None
+
+
 def _level(value: float, *thresholds: float) -> int | None:
     """The highest level whose threshold ``value`` reaches, or None below the first."""
     reached = [i for i, threshold in enumerate(thresholds) if value >= threshold]
@@ -659,11 +682,3 @@ def _duration(seconds: float) -> str:
     if seconds % 60 == 0:
         return plural(int(seconds // 60), "minute")
     return plural(int(seconds), "second")
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

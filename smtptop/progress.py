@@ -52,6 +52,19 @@ def duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def elapsed(seconds: float) -> str:
+    """How long, as an admin says it: 45s, 14m, 1h 12m, 3d 4h."""
+    whole = max(0, int(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m" if minutes else f"{secs}s"
+
+
 def data_size(count: float) -> str:
     """1.5 kB, 283.0 MB: decimal units, as file managers show file sizes."""
     if count < 1000:

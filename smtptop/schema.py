@@ -108,6 +108,19 @@ class HostRecord:
     dialect: str = field(
         metadata={"doc": "the client software its sessions look like most, or `unknown`"}
     )
+    last_direct_mx: float | None = field(
+        metadata={
+            "doc": "when its latest port-25 session to a server other than the smarthost "
+            "ended; null if none"
+        }
+    )
+    quiet_since: float | None = field(
+        metadata={
+            "doc": "a spambot or suspicious host that sent nothing to foreign mail servers "
+            "for `--quiet-after` seconds (default 600) before the capture's end: since when "
+            "(the all-clear for a delisting request; its verdict stands); null otherwise"
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +331,8 @@ def host_record(
         mac=mac,
         vendor=vendor(mac) if mac else "",
         dialect=verdict.dialect if verdict else "",
+        last_direct_mx=verdict.last_direct_mx if verdict else None,
+        quiet_since=verdict.quiet_since if verdict else None,
     )
 
 

@@ -258,3 +258,9 @@ def test_help_shows_examples_and_the_keys() -> None:
     report = smtptop("report", "--help")
     assert "read in the order of their first packets" in " ".join(report.stdout.split())
     assert "--duration SECONDS" in report.stdout and "--top" not in report.stdout
+
+
+def test_quiet_after_reaches_the_detector() -> None:
+    args = parse_args(["report", "--sample", "--quiet-after", "3600"])
+    assert args.policy.quiet_after == 3600.0
+    assert parse_args(["demo"]).policy.quiet_after == 600.0

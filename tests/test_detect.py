@@ -438,3 +438,45 @@ def test_show_credentials_changes_no_verdict(tmp_path: Path) -> None:
         shown = judged(str(path), show_credentials=True)
         assert masked == shown, path
     assert judged(str(paths[0]), show_credentials=False)["192.168.0.70"][3] == "curl"
+
+
+# -- the all-clear: a flagged host that went quiet ----------------------------------------------
+
+
+def bot_then_office_hours(tmp_path: Path, quiet_minutes: float) -> str:
+    """A bot burst, then ``quiet_minutes`` of the office (the bot's PC too) using only the
+    smarthost."""
+    office = Office()
+    bot_burst(office, 12)
+    office.clock += 5
+    for _ in range(int(quiet_minutes * 1.5)):  # two mails 20 s apart: 40 s a round
+        office.normal_mail("192.168.0.10", "reception-pc.studio.lan")
+        office.normal_mail("192.168.0.108", "wxpanna.studio.lan")
+    return office.write(tmp_path, f"quiet-{quiet_minutes}.pcap")
+
+
+def test_a_flagged_host_quiet_long_enough_says_since_when(tmp_path: Path) -> None:
+    bot = verdicts_of(bot_then_office_hours(tmp_path, 15))["192.168.0.108"]
+    assert bot["verdict"] == "spambot", "the evidence stands"
+    assert bot["quiet_since"] == bot["last_direct_mx"]
+    assert bot["last_seen"] - bot["last_direct_mx"] > 600, "only smarthost mail since"
+
+
+def test_quiet_counts_from_quiet_after(tmp_path: Path) -> None:
+    path = bot_then_office_hours(tmp_path, 8)
+    bot = verdicts_of(path)["192.168.0.108"]
+    assert bot["last_direct_mx"] is not None and bot["quiet_since"] is None
+    assert verdicts_of(path, quiet_after=300.0)["192.168.0.108"]["quiet_since"] is not None
+
+
+def test_a_host_still_sending_or_never_flagged_is_not_quiet(tmp_path: Path) -> None:
+    office = Office()
+    office_day(office)
+    bot_burst(office, 12)
+    hosts = verdicts_of(office.write(tmp_path))
+    bot = hosts["192.168.0.108"]
+    assert bot["quiet_since"] is None
+    assert bot["last_direct_mx"] >= bot["last_seen"], "its latest session went to an MX"
+    normal = hosts["192.168.0.10"]
+    assert normal["verdict"] == "normal" and normal["last_direct_mx"] is None
+    assert normal["quiet_since"] is None

@@ -294,7 +294,7 @@ async def test_drill_down_verdict_line_is_whole_or_marked_cut() -> None:
         await pilot.press("enter")
         await pilot.pause()
         line = screen_lines(app)[app.screen.query_one("#verdict").region.y].strip()
-        whole = rows.verdict_line(app.verdicts[SPAMBOT]).plain.strip()
+        whole = rows.verdict_line(app.verdicts[SPAMBOT], app.model.last_ts).plain.strip()
         assert line == whole or (line.endswith("…") and whole.startswith(line[:-1])), line
 
 

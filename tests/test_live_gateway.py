@@ -69,7 +69,9 @@ from smtptop.live import privilege_hint
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
-IP, SS, TCPDUMP, SWAKS, TMUX = (tool(n) for n in ("ip", "ss", "tcpdump", "swaks", "tmux"))
+IP, SS, TCPDUMP, SWAKS, TMUX, NFT = (
+    tool(n) for n in ("ip", "ss", "tcpdump", "swaks", "tmux", "nft")
+)
 
 pytestmark = [
     pytest.mark.root,
@@ -532,6 +534,58 @@ def test_evidence_file_is_private_to_the_user_who_ran_smtptop(headless: Headless
     offline = file_report(headless.evidence, "--lan", "203.0.113.0/24")
     problems = differences(headless.report, offline)
     assert not problems, "\n".join(problems[:20])
+
+
+# -- containment: the rules smtptop prints, applied at the gateway ----------------------------
+
+
+def mail(lab: Gateway, source: str, server: str) -> str:
+    """Send one message with smtplib from ``source`` to ``server``:25; what happened."""
+    script = (
+        "import smtplib, sys\n"
+        "try:\n"
+        "    with smtplib.SMTP(sys.argv[2], 25, source_address=(sys.argv[1], 0), timeout=5) as s:\n"
+        "        s.sendmail('pc@corp.example', ['it@accept.test'], 'Subject: t\\r\\n\\r\\nhi')\n"
+        "    print('sent')\n"
+        "except ConnectionRefusedError:\n"
+        "    print('refused')\n"
+        "except smtplib.SMTPException as exc:\n"
+        "    print('answered', type(exc).__name__)\n"
+    )
+    done = subprocess.run(
+        lab.exec(lab.lan, sys.executable, "-c", script, source, server),
+        capture_output=True, text=True, timeout=STEP_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(NFT is None, reason="needs nft (Debian's nftables)")
+def test_containment_rules_stop_the_spambot_and_keep_the_smarthost(
+    headless: Headless, lab: Gateway, tmp_path: Path
+) -> None:
+    """``report --contain`` on the headless capture, applied at the gateway with nft: the
+    spambot can no longer reach a foreign MX on port 25, its mail through the smarthost still
+    goes, the other PCs are untouched; the removal command in the rules' comment undoes it."""
+    smarthost, foreign = SERVERS["accept"], SERVERS["greylist"]
+    rules = run(
+        sys.executable, "-m", "smtptop", "report", str(headless.evidence),
+        "--contain", "--host", SPAMBOT, "--smarthost", smarthost,
+    )  # fmt: skip
+    assert mail(lab, SPAMBOT, foreign) == "answered SMTPRecipientsRefused"  # greylisted: 4xx
+    path = tmp_path / "contain.nft"
+    path.write_text(rules)
+    assert NFT is not None
+    run(*lab.exec(lab.gw, NFT, "-f", str(path)))
+    removal = re.search(r"^# Remove: (nft .*)$", rules, re.MULTILINE)
+    assert removal is not None, rules
+    try:
+        assert mail(lab, SPAMBOT, foreign) == "refused"
+        assert mail(lab, SPAMBOT, smarthost) == "sent"
+        assert mail(lab, OFFICE[0], foreign) == "answered SMTPRecipientsRefused"
+    finally:
+        run(*lab.exec(lab.gw, *removal[1].replace("nft", NFT, 1).split()))
+    assert mail(lab, SPAMBOT, foreign) == "answered SMTPRecipientsRefused"
 
 
 # -- Ctrl-C ends a long capture with a report and a complete -w file ---------------------------

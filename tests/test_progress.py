@@ -14,7 +14,7 @@ from pathlib import Path
 
 import synth
 
-from smtptop.progress import Speedometer, describe, duration
+from smtptop.progress import Speedometer, describe, duration, elapsed
 from smtptop.source import FileSource, Progress
 from smtptop.tui.app import MonitorApp
 
@@ -122,3 +122,9 @@ async def test_status_bar_shows_packets_per_second_and_time_left(tmp_path: Path)
         text = str(app.query_one("#status").render())
         assert "reading 40%" in text and "pkt/s" in text and "ETA" in text, text
         await pilot.press("q")
+
+
+def test_elapsed_reads_as_an_admin_says_it() -> None:
+    assert [elapsed(s) for s in (0, 45, 14 * 60 + 59, 4320, 3 * 86400 + 4 * 3600 + 5)] == [
+        "0s", "45s", "14m", "1h 12m", "3d 4h",
+    ]  # fmt: skip

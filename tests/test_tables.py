@@ -99,3 +99,18 @@ async def test_the_cursor_stays_on_its_row_when_rows_reorder_or_go() -> None:
         assert table.cursor_key() == "k4" and table.cursor_row == 5
         table.show(rows(3))  # k4 is gone: the cursor stays within the rows
         assert table.cursor_row <= 2 and table.keys == ["k0", "k1", "k2"]
+
+
+def test_a_quiet_spambot_says_so_in_its_verdict_cell() -> None:
+    from smtptop.detect import Rating, Verdict
+    from smtptop.model import Host
+    from smtptop.tui import rows
+
+    host = Host("192.168.0.108", True, 1000.0, 1000.0)
+    quiet = Verdict(host.ip, Rating.SPAMBOT, 90, (), "", 1000.0, 1000.0)
+    busy = Verdict(host.ip, Rating.SPAMBOT, 90, (), "", 1000.0, None)
+    cell = next(c for c in rows.HOST_COLUMNS if c.key == "verdict").value
+    assert cell(rows.HostRow(host, quiet, "", now=1000.0 + 4320)) == "spambot 90 quiet 1h 12m"
+    assert cell(rows.HostRow(host, busy, "", now=1000.0 + 4320)) == "spambot 90"
+    line = rows.verdict_line(quiet, 1000.0 + 600).plain
+    assert "quiet for 10m" in line

@@ -21,6 +21,7 @@ from smtptop.model.records import (
     Session,
     SmtpReply,
     TranscriptLine,
+    is_address,
     is_lan,
     rank,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Store",
     "TranscriptLine",
     "apply",
+    "is_address",
     "is_lan",
     "mailbox",
     "rank",

@@ -252,6 +252,15 @@ def endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+def is_address(text: str) -> bool:
+    """An IPv4 or IPv6 address (what may go into a firewall rule or be looked up as one)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def is_lan(ip: str, extra: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> bool:
     """RFC 1918, RFC 6598, link-local, IPv6 ULA, or a network the user named."""
     return _is_lan(ip, tuple(extra))

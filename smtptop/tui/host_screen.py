@@ -90,7 +90,7 @@ class HostScreen(Screen[None]):
             f"{plural(host.accepted_messages, 'message')} accepted",
         )
         verdict = state.verdicts.get(host.ip)
-        self.query_one("#verdict", Static).update(rows.verdict_line(verdict))
+        self.query_one("#verdict", Static).update(rows.verdict_line(verdict, state.model.last_ts))
         reasons = self.query_one("#reasons", Static)
         reasons.display = self.expanded
         self.query_one("#servers", KeyedTable).display = not self.expanded  # room for both

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from smtptop.detect import VERDICT_ORDER, Attention, DetectConfig, Rating, Verdict, attention
 from smtptop.model import Host, ServerStats, Session, SmtpReply, TranscriptLine, rank
+from smtptop.progress import elapsed
 
 if TYPE_CHECKING:
     from smtptop.tui.tables import KeyedTable
@@ -83,9 +84,11 @@ def _helo(host: Host) -> str:
 
 
 def _verdict(row: HostRow) -> str:
-    if row.verdict is None or not row.verdict.verdict:
+    verdict = row.verdict
+    if verdict is None or not verdict.verdict:
         return ""
-    return f"{row.verdict.verdict} {row.verdict.score}"
+    quiet = verdict.quiet_for(row.now)
+    return f"{verdict.verdict} {verdict.score}" + (f" quiet {elapsed(quiet)}" if quiet else "")
 
 
 # At 80 columns: host, verdict, sessions, destinations, rejected, tempfailed and a name.
@@ -159,14 +162,18 @@ def sort_key(column: str) -> Callable[[HostRow], tuple[object, ...]]:
     return lambda r: (str(getter.value(r)), *rank(r.host))
 
 
-def verdict_line(verdict: Verdict | None) -> Text:
-    """The verdict in one line: word, score and the signals that scored (the drill-down
-    shows this until the reasons are expanded)."""
+def verdict_line(verdict: Verdict | None, now: float) -> Text:
+    """The verdict in one line: word, score, how long a flagged host has been quiet, and
+    the signals that scored (the drill-down shows this until the reasons are expanded)."""
     text = Text()
     if verdict is None or not verdict.verdict:
         return text
     text.append(f" {verdict.verdict} ", style=VERDICT_STYLE.get(verdict.verdict, "bold"))
     text.append(f" score {verdict.score}")
+    quiet = verdict.quiet_for(now)
+    if quiet is not None:
+        text.append(f"  quiet for {elapsed(quiet)}", style="bold green")
+        text.append(" (no SMTP to foreign MX since then)")
     scored = [r for r in verdict.reasons if r.points]
     if scored:
         text.append(": ")

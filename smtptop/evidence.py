@@ -1,0 +1,381 @@
+"""The evidence bundle: what an admin hands the ISP or a blocklist's removal form, and the
+rules and commands for the next steps, one folder per flagged host.
+
+``DIR/<ip>/`` holds ``smtp.pcap`` (every packet of the host's SMTP connections, both
+directions, read back from the capture), ``summary.json`` (``host``: its record as in the
+JSON report; ``sessions``: its sessions kept in full), ``summary.md`` (a page for a ticket),
+``transcripts.txt``, ``find-process.txt`` and ``containment/`` (see :mod:`smtptop.contain`).
+The bundle is made in a private temporary folder beside DIR and renamed into place once
+complete: a failure (a full disk) leaves nothing half written.  Every file is new
+(``O_EXCL``, never following a symbolic link), mode 0600, and given to the user who ran
+smtptop.  Credentials are masked in the text files as in every view, unless
+``--show-credentials``; ``smtp.pcap`` holds whatever the wire held.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from smtptop import __version__, blocklists, build, contain
+from smtptop import decode as dec
+from smtptop.analysis import Analysis
+from smtptop.capture import CaptureFile, PcapWriter
+from smtptop.detect import Rating, Verdict
+from smtptop.files import Owner
+from smtptop.model import Host, Identity, Session, is_address
+from smtptop.schema import SessionRecord, host_record, record_fields, session_record
+from smtptop.text import inert, plural
+from smtptop.vendor import vendor
+
+FLAGGED = (Rating.SPAMBOT, Rating.SUSPICIOUS)
+TIMELINE_BAR = 40  # characters of the longest bar in summary.md's timeline
+
+
+class EvidenceError(Exception):
+    """The bundle cannot be made; the message is one line that says why."""
+
+
+@dataclass(slots=True)
+class Packets:
+    """What was read back from the capture for one host."""
+
+    written: int = 0
+    other_link: int = 0  # on a link type other than the first one's (one pcap holds one)
+    linktype: int | None = None
+    writer: PcapWriter | None = None
+
+
+@dataclass(slots=True)
+class Capture:
+    """How the capture was made, for summary.md."""
+
+    paths: list[str]
+    command: str
+    notes: list[str] = field(default_factory=list)
+
+
+def chosen_hosts(analysis: Analysis, asked: Sequence[str]) -> list[str]:
+    """The hosts asked for (each must have talked SMTP in the capture), else every spambot
+    and suspicious host."""
+    hosts = analysis.model.hosts
+    for ip in asked:
+        if ip not in hosts:
+            raise EvidenceError(f"--host {ip}: no SMTP from that address in the capture")
+    if asked:
+        return list(dict.fromkeys(asked))
+    verdicts = analysis.verdicts()
+    return [ip for ip, verdict in verdicts.items() if verdict.verdict in FLAGGED]
+
+
+def write_bundle(
+    analysis: Analysis,
+    capture: Capture,
+    directory: str,
+    hosts: list[str],
+    *,
+    ports: Iterable[int],
+    owner: Owner,
+) -> None:
+    """Write ``directory`` with a folder per host, all or nothing."""
+    target = os.path.abspath(directory)
+    if os.path.lexists(target):
+        raise EvidenceError(f"--evidence {directory}: it exists; name a new folder")
+    parent = os.path.dirname(target)
+    try:
+        work = tempfile.mkdtemp(prefix=".smtptop-evidence-", dir=parent)
+    except OSError as exc:
+        raise EvidenceError(f"--evidence {directory}: cannot write in {parent} "
+                            f"({exc.strerror})") from None  # fmt: skip
+    try:
+        _chown(work, owner)
+        packets = _read_back(capture.paths, hosts, work, frozenset(ports), owner)
+        for ip in hosts:
+            _write_host(analysis, capture, os.path.join(work, ip), ip, packets[ip], owner)
+        if os.path.lexists(target):
+            raise EvidenceError(f"--evidence {directory}: it appeared meanwhile; name a new one")
+        os.rename(work, target)
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise EvidenceError(f"--evidence {directory}: cannot write ({exc.strerror})") from None
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _chown(path: str, owner: Owner) -> None:
+    if os.geteuid() == 0:
+        os.chown(path, owner.uid, owner.gid, follow_symlinks=False)
+
+
+def _create(path: str, owner: Owner) -> int:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    if os.geteuid() == 0:
+        os.fchown(fd, owner.uid, owner.gid)
+    return fd
+
+
+def _write_text(path: str, text: str, owner: Owner) -> None:
+    with os.fdopen(_create(path, owner), "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+def _read_back(
+    paths: list[str], hosts: list[str], work: str, ports: frozenset[int], owner: Owner
+) -> dict[str, Packets]:
+    """One pass over the capture: every TCP packet on an SMTP port to or from each host,
+    written as captured to ``<host>/smtp.pcap``."""
+    found = {ip: Packets() for ip in hosts}
+    folders = {ip: os.path.join(work, ip) for ip in hosts}
+    by_address = {ipaddress.ip_address(ip).packed: ip for ip in hosts}
+    for folder in folders.values():
+        os.mkdir(folder, 0o700)
+        _chown(folder, owner)
+    try:
+        for path in paths:
+            for ts, linktype, frame in CaptureFile(path):
+                if not isinstance(frame, bytes):
+                    continue
+                segment = dec.decode(linktype, frame, ports)
+                if type(segment) is not tuple:
+                    continue
+                key = segment[0]
+                size = (len(key) - 4) // 2
+                for address in (key[:size], key[size : 2 * size]):
+                    ip = by_address.get(address)
+                    if ip is not None:
+                        _keep(found[ip], folders[ip], ts, linktype, frame, owner)
+        for ip, packets in found.items():
+            if packets.writer is None:  # nothing read back (the file was cut): an empty pcap
+                _open(packets, folders[ip], dec.LINKTYPE_ETHERNET, owner)
+    finally:
+        for packets in found.values():
+            if packets.writer is not None:
+                packets.writer.close()
+    return found
+
+
+def _open(packets: Packets, folder: str, linktype: int, owner: Owner) -> PcapWriter:
+    path = os.path.join(folder, "smtp.pcap")
+    packets.linktype = linktype
+    packets.writer = PcapWriter(os.fdopen(_create(path, owner), "wb"), path, linktype)
+    return packets.writer
+
+
+def _keep(
+    packets: Packets, folder: str, ts: float, linktype: int, frame: bytes, owner: Owner
+) -> None:
+    writer = packets.writer or _open(packets, folder, linktype, owner)
+    if linktype != packets.linktype:
+        packets.other_link += 1
+        return
+    writer.write(ts, frame)
+    packets.written += 1
+
+
+def _write_host(
+    analysis: Analysis, capture: Capture, folder: str, ip: str, packets: Packets, owner: Owner
+) -> None:
+    model = analysis.model
+    host = model.hosts[ip]
+    verdict = analysis.verdicts().get(ip)
+    identity = model.identities.get(ip)
+    sessions = model.host_sessions(ip)
+    record = {"host": host_record(host, verdict, identity), "sessions": session_list(sessions)}
+    text = json.dumps(record, default=record_fields, ensure_ascii=False, indent=2)
+    _write_text(os.path.join(folder, "summary.json"), text + "\n", owner)
+    _write_text(os.path.join(folder, "transcripts.txt"), transcripts(sessions), owner)
+    names = [*(identity.names.values() if identity else ()), *host.helos]
+    steps = contain.process_commands(ip, sessions, names)
+    _write_text(os.path.join(folder, "find-process.txt"), steps, owner)
+    plan = containment(analysis, ip)
+    rules_folder = os.path.join(folder, "containment")
+    os.mkdir(rules_folder, 0o700)
+    _chown(rules_folder, owner)
+    for name, text in contain.rules(plan).items():
+        _write_text(os.path.join(rules_folder, name), text, owner)
+    page = summary(host, verdict, identity, sessions, packets, capture, plan)
+    _write_text(os.path.join(folder, "summary.md"), page, owner)
+
+
+def session_list(sessions: list[Session]) -> list[SessionRecord]:
+    return list(map(session_record, sessions))
+
+
+def containment(analysis: Analysis, ip: str) -> contain.Containment:
+    """The rules' plan for one host: port 25 allowed to the smarthost (learned or given)
+    and the LAN's mail servers smtptop saw or was told of."""
+    assert analysis.detector is not None
+    detector = analysis.detector
+    allowed = sorted(
+        {*detector.smarthosts(), *detector.config.mail_servers, *detector.inbound_servers} - {ip}
+    )
+    seen = f"seen by smtptop {__version__} until {contain.made_when(analysis.model.last_ts)}"
+    return contain.Containment(ip, tuple(a for a in allowed if is_address(a)), seen)
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def transcripts(sessions: list[Session]) -> str:
+    """Every kept session as the transcript view shows it, one after the other."""
+    out: list[str] = []
+    for session in sessions:
+        out.append(f"=== {session.client} -> {session.server}  {_when(session.start)}  "
+                   f"{session.outcome}  HELO {session.helo or '-'}")  # fmt: skip
+        for line in session.transcript:
+            clock = time.strftime("%H:%M:%S", time.gmtime(line.ts))
+            out.append(f"{clock}.{int(line.ts % 1 * 1000):03d} {line.kind} {line.text}")
+        if session.transcript_lines_not_kept:
+            out.append(f"({plural(session.transcript_lines_not_kept, 'more line')} not kept)")
+        out.append("")
+    if not sessions:
+        out.append("(no session of this host was kept in full)")
+    return "\n".join(out) + "\n"
+
+
+def _quoted(text: str) -> str:
+    """Wire text as a Markdown code block no backtick in it can end."""
+    fence = "`" * max(3, _longest_run(text, "`") + 1)
+    return f"{fence}text\n{inert(text)}\n{fence}"
+
+
+def _longest_run(text: str, char: str) -> int:
+    best = run = 0
+    for c in text:
+        run = run + 1 if c == char else 0
+        best = max(best, run)
+    return best
+
+
+def _cell(text: str) -> str:
+    """Wire text in a table cell: no pipe or backslash can change the table."""
+    return inert(text).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def timeline(sessions: list[Session]) -> list[str]:
+    """Sessions and rejected sessions per minute, as text rows with a bar."""
+    started = Counter(int(s.start // 60) for s in sessions)
+    rejected = Counter(int(s.start // 60) for s in sessions if s.rejected)
+    if not started:
+        return ["(no session kept)"]
+    most = max(started.values())
+    rows = []
+    for minute in sorted(started):
+        bar = "#" * max(1, round(started[minute] / most * TIMELINE_BAR))
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(minute * 60))
+        rows.append(f"{when}  {started[minute]:>5}  {rejected[minute]:>5}  {bar}")
+    return ["minute (UTC)      sessions rejected", *rows]
+
+
+def summary(
+    host: Host,
+    verdict: Verdict | None,
+    identity: Identity | None,
+    sessions: list[Session],
+    packets: Packets,
+    capture: Capture,
+    plan: contain.Containment,
+) -> str:
+    """The page for an abuse ticket or a delisting request."""
+    title = host.ip + (f" ({_cell(identity.name)})" if identity and identity.name else "")
+    rating = f"{verdict.verdict} (score {verdict.score})" if verdict else "not judged"
+    names = ", ".join(f"{_cell(n)} ({source})" for source, n in (identity.names.items()
+                                                                if identity else ()))  # fmt: skip
+    mac = identity.mac if identity else ""
+    lines = [
+        f"# SMTP evidence for {title}",
+        "",
+        f"smtptop rates this host **{rating}**.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Address | {host.ip} ({'LAN' if host.lan else 'not LAN'}) |",
+        f"| Names | {names or '-'} |",
+        f"| MAC | {mac or '-'}{f' ({_cell(vendor(mac))})' if mac and vendor(mac) else ''} |",
+        f"| First seen | {_when(host.first_seen)} |",
+        f"| Last seen | {_when(host.last_seen)} |",
+        f"| SMTP sessions | {host.sessions:,} to {plural(host.destinations, 'server')}; "
+        f"{host.rejected_sessions:,} rejected, {host.tempfailed_sessions:,} temp-failed |",
+        f"| Messages accepted | {host.accepted_messages:,} ({plural(host.recipients, 'recipient')})"
+        " |",
+        f"| HELO names | {', '.join(map(_cell, host.helos)) or '-'} |",
+        "",
+        "## Why",
+        "",
+    ]
+    reasons = verdict.reasons if verdict else ()
+    lines += [f"* {_cell(r.evidence)} ({r.signal}, {r.points} points)" for r in reasons]
+    lines += ["" if reasons else "(no signal fired)", "## Rejections", ""]
+    lines += _rejections(host)
+    lines += [
+        "",
+        "## Servers",
+        "",
+        "| server | name | sessions | rejected |",
+        "|---|---|---:|---:|",
+    ]
+    for row in sorted(host.servers.values(), key=lambda s: (-s.sessions, s.ip)):
+        lines.append(f"| {row.ip} | {_cell(row.name) or '-'} | {row.sessions:,} | "
+                     f"{row.rejected_sessions:,} |")  # fmt: skip
+    if host.destinations > len(host.servers):
+        lines.append(f"\n({plural(host.destinations - len(host.servers), 'more server')} "
+                     "not listed)")  # fmt: skip
+    lines += ["", "## Timeline", "", "```text", *timeline(sessions), "```"]
+    if host.sessions_not_kept:
+        lines.append(f"\n{plural(host.sessions_not_kept, 'session')} not kept in full are not "
+                     "in the timeline or the transcripts (they are in the counts).")  # fmt: skip
+    lines += ["", "## Containment", "", "On the gateway (nftables; iptables and MikroTik "
+              "RouterOS are in `containment/`):", "", "```", contain.nftables(plan).rstrip(),
+              "```", ""]  # fmt: skip
+    lines += ["## How the capture was made", ""]
+    lines += [f"* capture file: `{_cell(path)}`" for path in capture.paths]
+    lines += [f"* note: {_cell(note)}" for note in capture.notes]
+    lines += [
+        f"* analysed by smtptop {__version__} ({build()}): `{_cell(capture.command)}`",
+        f"* bundle made {_when(time.time())}",
+        "",
+        "## Files",
+        "",
+        f"* `smtp.pcap`: {plural(packets.written, 'packet')} of this host's SMTP connections, "
+        "both directions, as captured. **It holds whatever the wire held, AUTH credentials "
+        "included: treat it as a secret.**",
+    ]
+    if packets.other_link:
+        lines.append(f"  {plural(packets.other_link, 'packet')} on another link type could not "
+                     "go into the same pcap and are left out.")  # fmt: skip
+    lines += [
+        "* `summary.json`: the host's record as in `smtptop report --json`, and its sessions.",
+        "* `transcripts.txt`: every session kept in full, as the transcript view shows it.",
+        "* `find-process.txt`: the commands that find the program on the PC.",
+        "* `containment/`: firewall rules that stop it sending mail past the smarthost.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _rejections(host: Host) -> list[str]:
+    """The refusals the host met, with the blocklists their texts name."""
+    if not host.refusals:
+        return ["(none)"]
+    named: Counter[str] = Counter()
+    lines: list[str] = []
+    for (code, text), count in sorted(host.refusals.items(), key=lambda kv: -kv[1]):
+        hits = blocklists.classify(code, text)
+        for hit in hits:
+            named[hit.name] += count
+        lists = ", ".join(dict.fromkeys(h.name for h in hits)) or "no blocklist named"
+        lines += [f"{plural(count, 'session')}, {lists}:", "", _quoted(f"{code} {text}"), ""]
+    if named:
+        summary = ", ".join(f"{_cell(name)} ({count:,})" for name, count in named.most_common())
+        lines[:0] = [f"Blocklists named: {summary}.", ""]
+    if host.refusals_not_kept:
+        lines.append(f"({plural(host.refusals_not_kept, 'more refusal text')} not kept)")
+    return lines
