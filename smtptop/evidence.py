@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from smtptop import __version__, blocklists, build, contain
 from smtptop import decode as dec
 from smtptop.analysis import Analysis
-from smtptop.capture import CaptureFile, PcapWriter
+from smtptop.capture import CaptureError, CaptureFile, PcapWriter
 from smtptop.detect import Rating, Verdict
 from smtptop.files import Owner
 from smtptop.model import Host, Identity, Session, is_address
@@ -102,11 +102,12 @@ def write_bundle(
         if os.path.lexists(target):
             raise EvidenceError(f"--evidence {directory}: it appeared meanwhile; name a new one")
         os.rename(work, target)
-    except OSError as exc:
+    except BaseException as exc:  # nothing half written stays
         shutil.rmtree(work, ignore_errors=True)
-        raise EvidenceError(f"--evidence {directory}: cannot write ({exc.strerror})") from None
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise EvidenceError(f"--evidence {directory}: cannot write ({exc.strerror})") from None
+        if isinstance(exc, CaptureError):  # a file gone or changed since it was analysed
+            raise EvidenceError(f"--evidence {directory}: reading back: {exc}") from None
         raise
 
 

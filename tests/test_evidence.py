@@ -250,3 +250,19 @@ def test_host_and_evidence_options_are_checked_before_any_work() -> None:
         assert done.returncode == 2 and said in done.stderr, (args, done.stderr)
     done = smtptop("report", "-i", "lo", "--evidence", "/tmp/never")
     assert done.returncode == 2 and "--evidence only applies to capture files" in done.stderr
+
+
+def test_a_capture_gone_since_it_was_analysed_is_one_error(tmp_path: Path) -> None:
+    from smtptop.evidence import Capture, EvidenceError, write_bundle
+    from smtptop.files import invoking_user
+
+    copy = tmp_path / "capture.pcap"
+    shutil.copy(SAMPLE, copy)
+    analysis = analyze([str(copy)], workers=0)
+    hosts = chosen_hosts(analysis, [])
+    copy.unlink()
+    target = tmp_path / "evidence"
+    with pytest.raises(EvidenceError, match="reading back"):
+        write_bundle(analysis, Capture([str(copy)], "test"), str(target), hosts,
+                     ports=(25, 465, 587, 2525), owner=invoking_user())  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
