@@ -732,8 +732,10 @@ def write_rules(analysis: Analysis, hosts: list[str], syntax: str, out: TextIO) 
     if not hosts:
         out.write("# smtptop: no spambot or suspicious host: nothing to contain\n")
     write = contain.WRITERS[syntax]
+    detector = analysis.detector
+    assert detector is not None
     for ip in hosts:
-        out.write(write(containment(analysis, ip)))
+        out.write(write(containment(detector, ip)))
 
 
 def write_evidence(

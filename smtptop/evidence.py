@@ -28,9 +28,9 @@ from smtptop import __version__, blocklists, build, contain
 from smtptop import decode as dec
 from smtptop.analysis import Analysis
 from smtptop.capture import CaptureError, CaptureFile, PcapWriter
-from smtptop.detect import Rating, Verdict
+from smtptop.detect import Detector, Rating, Verdict
 from smtptop.files import Owner
-from smtptop.model import Host, Identity, Session, is_address
+from smtptop.model import Host, Identity, Model, Session, is_address
 from smtptop.schema import SessionRecord, host_record, record_fields, session_record
 from smtptop.text import inert, plural
 from smtptop.vendor import vendor
@@ -193,10 +193,9 @@ def _write_host(
     text = json.dumps(record, default=record_fields, ensure_ascii=False, indent=2)
     _write_text(os.path.join(folder, "summary.json"), text + "\n", owner)
     _write_text(os.path.join(folder, "transcripts.txt"), transcripts(sessions), owner)
-    names = [*(identity.names.values() if identity else ()), *host.helos]
-    steps = contain.process_commands(ip, sessions, names)
-    _write_text(os.path.join(folder, "find-process.txt"), steps, owner)
-    plan = containment(analysis, ip)
+    _write_text(os.path.join(folder, "find-process.txt"), process_steps(model, ip), owner)
+    assert analysis.detector is not None
+    plan = containment(analysis.detector, ip)
     rules_folder = os.path.join(folder, "containment")
     os.mkdir(rules_folder, 0o700)
     _chown(rules_folder, owner)
@@ -210,16 +209,29 @@ def session_list(sessions: list[Session]) -> list[SessionRecord]:
     return list(map(session_record, sessions))
 
 
-def containment(analysis: Analysis, ip: str) -> contain.Containment:
+def containment(detector: Detector, ip: str) -> contain.Containment:
     """The rules' plan for one host: port 25 allowed to the smarthost (learned or given)
     and the LAN's mail servers smtptop saw or was told of."""
-    assert analysis.detector is not None
-    detector = analysis.detector
     allowed = sorted(
         {*detector.smarthosts(), *detector.config.mail_servers, *detector.inbound_servers} - {ip}
     )
-    seen = f"seen by smtptop {__version__} until {contain.made_when(analysis.model.last_ts)}"
+    seen = f"seen by smtptop {__version__} until {contain.made_when(detector.model.last_ts)}"
     return contain.Containment(ip, tuple(a for a in allowed if is_address(a)), seen)
+
+
+def process_steps(model: Model, ip: str) -> str:
+    """The commands that find the program on the host, for the systems its names suggest."""
+    identity = model.identities.get(ip)
+    host = model.hosts.get(ip)
+    names = [*(identity.names.values() if identity else ()), *(host.helos if host else ())]
+    return contain.process_commands(ip, model.host_sessions(ip), names)
+
+
+def next_steps(detector: Detector, ip: str) -> str:
+    """What the drill-down's ``c`` shows: every syntax's rules, then finding the program."""
+    plan = containment(detector, ip)
+    rules = [f"# --- {syntax} ---\n{write(plan)}" for syntax, write in contain.WRITERS.items()]
+    return "\n".join([*rules, process_steps(detector.model, ip)])
 
 
 def _when(ts: float) -> str:

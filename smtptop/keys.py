@@ -34,6 +34,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("Enter on a server", "show only that server's sessions"),
             ("o", "sessions shown: all, rejected, tempfailed, accepted"),
             ("v", "the verdict's reasons: expand / fold"),
+            ("c", "rules to contain it at the gateway; find the program"),
         ),
     ),
     (

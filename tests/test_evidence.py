@@ -153,7 +153,9 @@ def test_contain_prints_rules_that_nft_accepts(tmp_path: Path, flagged) -> None:
 def plan(host: str) -> contain.Containment:
     from smtptop.evidence import containment
 
-    return containment(analyze([SAMPLE], workers=0), host)
+    detector = analyze([SAMPLE], workers=0).detector
+    assert detector is not None
+    return containment(detector, host)
 
 
 def test_the_cli_lists_every_syntax() -> None:

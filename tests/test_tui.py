@@ -12,16 +12,19 @@ from pathlib import Path
 import pytest
 import synth
 from helpers import dealt_by_kernel, settle
+from textual.widgets import RichLog
 
 from smtptop.analysis import analyze, ranked_hosts
 from smtptop.analyzer import Analyzer
 from smtptop.capture import CaptureFile
 from smtptop.errorlog import ErrorLog
+from smtptop.evidence import next_steps
 from smtptop.pipeline import ForkedFeeder
 from smtptop.source import FeedBatch, Feeder, FileSource, Parallel, Progress, Source
 from smtptop.tui.app import MonitorApp
 from smtptop.tui.help_screen import HelpScreen
 from smtptop.tui.host_screen import HostScreen
+from smtptop.tui.rules_screen import RulesScreen
 from smtptop.tui.tables import KeyedTable
 from smtptop.tui.transcript_screen import TranscriptScreen
 
@@ -347,6 +350,26 @@ async def test_drill_down_shows_the_verdict_and_who_the_host_is() -> None:
         assert "wxpanna.studio.lan" in panel and "d4:be:d9:5e:10:8c" in panel
         title = str(app.screen.query_one("#title").render())
         assert "wxpanna.studio.lan" in title
+
+
+async def test_c_in_the_drill_down_shows_the_rules_and_how_to_find_the_program() -> None:
+    app = MonitorApp(FileSource([SAMPLE]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(app.screen, RulesScreen)
+        shown = "\n".join(line.text for line in app.screen.query_one("#rules", RichLog).lines)
+        assert shown.splitlines() == next_steps(app.detector, "192.168.0.108").splitlines()
+        for expected in ("table inet smtptop_contain_192_168_0_108", "ip daddr { 198.51.100.25 }",
+                         "iptables -I FORWARD -s 192.168.0.108", "/ip firewall filter",
+                         "Get-NetTCPConnection -RemotePort 25"):  # fmt: skip
+            assert expected in shown, expected
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, HostScreen)
 
 
 def screen_text(app: MonitorApp) -> str:

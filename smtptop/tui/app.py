@@ -35,6 +35,7 @@ from smtptop import wire
 from smtptop.analyzer import EngineConfig
 from smtptop.detect import DetectConfig, Detector, Verdict
 from smtptop.errorlog import ErrorLog
+from smtptop.evidence import next_steps
 from smtptop.model import Model, apply
 from smtptop.pipeline import ForkedFeeder
 from smtptop.progress import Speedometer, data_size, duration
@@ -44,6 +45,7 @@ from smtptop.tui import rows
 from smtptop.tui.alert import alert_environment, run_alert
 from smtptop.tui.help_screen import HelpScreen
 from smtptop.tui.host_screen import HostScreen
+from smtptop.tui.rules_screen import RulesScreen
 from smtptop.tui.state import MonitorState
 from smtptop.tui.tables import KeyedTable
 from smtptop.tui.transcript_screen import TranscriptScreen
@@ -482,6 +484,9 @@ class MonitorApp(App[None]):
     def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         if event.table.id == "hosts":
             self.push_screen(HostScreen(self.state, event.key))
+
+    def on_host_screen_contain(self, message: HostScreen.Contain) -> None:
+        self.push_screen(RulesScreen(message.ip, next_steps(self.detector, message.ip)))
 
     def on_keyed_table_header_selected(self, event: KeyedTable.HeaderSelected) -> None:
         if event.table.id == "hosts":

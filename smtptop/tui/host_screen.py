@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
@@ -37,7 +38,15 @@ class HostScreen(Screen[None]):
         Binding("slash", "filter", "Filter"),
         Binding("o", "kind", "Only…"),
         Binding("v", "reasons", "Reasons"),
+        Binding("c", "contain", "Contain", show=False),
     ]
+
+    class Contain(Message):
+        """The user asked how to contain this host (the app, which has the detector, answers)."""
+
+        def __init__(self, ip: str) -> None:
+            super().__init__()
+            self.ip = ip
 
     def __init__(self, state: MonitorState, ip: str) -> None:
         super().__init__()
@@ -199,6 +208,9 @@ class HostScreen(Screen[None]):
         kinds = rows.SESSION_KINDS
         self.kind = kinds[(kinds.index(self.kind) + 1) % len(kinds)]
         self.update_view()
+
+    def action_contain(self) -> None:
+        self.post_message(self.Contain(self.ip))
 
     def action_reasons(self) -> None:
         self.expanded = not self.expanded
