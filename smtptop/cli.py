@@ -743,7 +743,7 @@ def write_evidence(
 ) -> bool:
     """``--evidence DIR``: the bundle of ``paths`` (the files, in time order), or one line
     saying why not."""
-    from smtptop.evidence import Capture, EvidenceError, write_bundle
+    from smtptop.evidence import Capture, EvidenceError, prepare, write_bundle
     from smtptop.text import plural
 
     if not hosts:
@@ -752,7 +752,9 @@ def write_evidence(
     command = shlex.join(["smtptop", *sys.argv[1:]])
     capture = Capture(paths, command, list(analysis.warnings))
     try:
-        write_bundle(analysis, capture, args.evidence, hosts, ports=args.ports, owner=owner)
+        assert analysis.detector is not None
+        texts = prepare(analysis.model, analysis.detector, analysis.verdicts(), capture, hosts)
+        write_bundle(texts, capture, args.evidence, ports=args.ports, owner=owner)
     except EvidenceError as exc:
         print(f"smtptop: {exc}", file=sys.stderr)
         return False

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from smtptop import __version__, blocklists, build, contain
@@ -75,11 +75,48 @@ def chosen_hosts(analysis: Analysis, asked: Sequence[str]) -> list[str]:
     return [ip for ip, verdict in verdicts.items() if verdict.verdict in FLAGGED]
 
 
+@dataclass(slots=True)
+class Prepared:
+    """One host's bundle as text, made where the model may be read (the monitor's own
+    thread), before its packets are read back (which may take a while, in another)."""
+
+    ip: str
+    texts: dict[str, str]  # path in the host's folder: content (all but summary.md)
+    page: str  # summary.md, but for its list of files, which counts the packets
+
+
+def prepare(
+    model: Model,
+    detector: Detector,
+    verdicts: Mapping[str, Verdict],
+    capture: Capture,
+    hosts: list[str],
+) -> list[Prepared]:
+    """Every text of each host's bundle."""
+    prepared = []
+    for ip in hosts:
+        host = model.hosts[ip]
+        verdict = verdicts.get(ip)
+        identity = model.identities.get(ip)
+        sessions = model.host_sessions(ip)
+        plan = containment(detector, ip)
+        record = {"host": host_record(host, verdict, identity), "sessions": session_list(sessions)}
+        document = json.dumps(record, default=record_fields, ensure_ascii=False, indent=2)
+        texts = {
+            "summary.json": document + "\n",
+            "transcripts.txt": transcripts(sessions),
+            "find-process.txt": process_steps(model, ip),
+            **{f"containment/{name}": text for name, text in contain.rules(plan).items()},
+        }
+        page = summary(host, verdict, identity, sessions, capture, plan)
+        prepared.append(Prepared(ip, texts, page))
+    return prepared
+
+
 def write_bundle(
-    analysis: Analysis,
+    prepared: list[Prepared],
     capture: Capture,
     directory: str,
-    hosts: list[str],
     *,
     ports: Iterable[int],
     owner: Owner,
@@ -96,9 +133,10 @@ def write_bundle(
                             f"({exc.strerror})") from None  # fmt: skip
     try:
         _chown(work, owner)
+        hosts = [p.ip for p in prepared]
         packets = _read_back(capture.paths, hosts, work, frozenset(ports), owner)
-        for ip in hosts:
-            _write_host(analysis, capture, os.path.join(work, ip), ip, packets[ip], owner)
+        for host in prepared:
+            _write_host(os.path.join(work, host.ip), host, packets[host.ip], owner)
         if os.path.lexists(target):
             raise EvidenceError(f"--evidence {directory}: it appeared meanwhile; name a new one")
         os.rename(work, target)
@@ -181,27 +219,14 @@ def _keep(
     packets.written += 1
 
 
-def _write_host(
-    analysis: Analysis, capture: Capture, folder: str, ip: str, packets: Packets, owner: Owner
-) -> None:
-    model = analysis.model
-    host = model.hosts[ip]
-    verdict = analysis.verdicts().get(ip)
-    identity = model.identities.get(ip)
-    sessions = model.host_sessions(ip)
-    record = {"host": host_record(host, verdict, identity), "sessions": session_list(sessions)}
-    text = json.dumps(record, default=record_fields, ensure_ascii=False, indent=2)
-    _write_text(os.path.join(folder, "summary.json"), text + "\n", owner)
-    _write_text(os.path.join(folder, "transcripts.txt"), transcripts(sessions), owner)
-    _write_text(os.path.join(folder, "find-process.txt"), process_steps(model, ip), owner)
-    assert analysis.detector is not None
-    plan = containment(analysis.detector, ip)
-    rules_folder = os.path.join(folder, "containment")
-    os.mkdir(rules_folder, 0o700)
-    _chown(rules_folder, owner)
-    for name, text in contain.rules(plan).items():
-        _write_text(os.path.join(rules_folder, name), text, owner)
-    page = summary(host, verdict, identity, sessions, packets, capture, plan)
+def _write_host(folder: str, host: Prepared, packets: Packets, owner: Owner) -> None:
+    for name, text in host.texts.items():
+        path = os.path.join(folder, name)
+        if not os.path.isdir(os.path.dirname(path)):
+            os.mkdir(os.path.dirname(path), 0o700)
+            _chown(os.path.dirname(path), owner)
+        _write_text(path, text, owner)
+    page = host.page + "\n".join(files_section(packets)) + "\n"
     _write_text(os.path.join(folder, "summary.md"), page, owner)
 
 
@@ -294,11 +319,10 @@ def summary(
     verdict: Verdict | None,
     identity: Identity | None,
     sessions: list[Session],
-    packets: Packets,
     capture: Capture,
     plan: contain.Containment,
 ) -> str:
-    """The page for an abuse ticket or a delisting request."""
+    """The page for an abuse ticket or a delisting request, but for its list of files."""
     title = host.ip + (f" ({_cell(identity.name)})" if identity and identity.name else "")
     rating = f"{verdict.verdict} (score {verdict.score})" if verdict else "not judged"
     names = ", ".join(f"{_cell(n)} ({source})" for source, n in (identity.names.items()
@@ -356,6 +380,12 @@ def summary(
         f"* analysed by smtptop {__version__} ({build()}): `{_cell(capture.command)}`",
         f"* bundle made {_when(time.time())}",
         "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def files_section(packets: Packets) -> list[str]:
+    lines = [
         "## Files",
         "",
         f"* `smtp.pcap`: {plural(packets.written, 'packet')} of this host's SMTP connections, "
@@ -371,7 +401,7 @@ def summary(
         "* `find-process.txt`: the commands that find the program on the PC.",
         "* `containment/`: firewall rules that stop it sending mail past the smarthost.",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _rejections(host: Host) -> list[str]:

@@ -25,6 +25,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("< >", "previous / next sort column (or click a header)"),
             ("r", "reverse the sort order"),
             ("/", "filter the rows by address or name"),
+            ("e", "write the host's evidence bundle (a new folder here)"),
         ),
     ),
     (

@@ -282,6 +282,9 @@ class LiveSource(Source):
             ) from None
         return group
 
+    def recorded(self) -> list[str]:
+        return [self.writer.path] if self.writer is not None else []
+
     def kernel_drops(self) -> int:
         self._read_statistics()
         return self._kernel_drops

@@ -114,6 +114,11 @@ class Source:
         """Frames the kernel dropped before we could read them (live sources)."""
         return 0
 
+    def recorded(self) -> list[str]:
+        """Capture files holding what this source delivers, to read packets back from
+        (an evidence bundle): the files replayed, or a live capture's ``-w`` file."""
+        return []
+
     def close(self) -> None:
         """Release what the source holds (sockets, files)."""
 
@@ -143,6 +148,9 @@ class FileSource(Source):
 
     def replay(self) -> tuple[float, float]:
         return self._played, self._span
+
+    def recorded(self) -> list[str]:
+        return list(self.paths)
 
     def _measure_span(self) -> float:
         """Capture seconds from the first packet to the last, read ahead for a timed replay:
@@ -212,6 +220,9 @@ class Parallel(Source):
     def close(self) -> None:
         for part in self.parts:
             part.close()
+
+    def recorded(self) -> list[str]:
+        return [path for part in self.parts for path in part.recorded()]
 
 
 class Bursts:

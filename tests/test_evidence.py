@@ -255,7 +255,7 @@ def test_host_and_evidence_options_are_checked_before_any_work() -> None:
 
 
 def test_a_capture_gone_since_it_was_analysed_is_one_error(tmp_path: Path) -> None:
-    from smtptop.evidence import Capture, EvidenceError, write_bundle
+    from smtptop.evidence import Capture, EvidenceError, prepare, write_bundle
     from smtptop.files import invoking_user
 
     copy = tmp_path / "capture.pcap"
@@ -265,6 +265,9 @@ def test_a_capture_gone_since_it_was_analysed_is_one_error(tmp_path: Path) -> No
     copy.unlink()
     target = tmp_path / "evidence"
     with pytest.raises(EvidenceError, match="reading back"):
-        write_bundle(analysis, Capture([str(copy)], "test"), str(target), hosts,
-                     ports=(25, 465, 587, 2525), owner=invoking_user())  # fmt: skip
+        capture = Capture([str(copy)], "test")
+        assert analysis.detector is not None
+        texts = prepare(analysis.model, analysis.detector, analysis.verdicts(), capture, hosts)
+        write_bundle(texts, capture, str(target), ports=(25, 465, 587, 2525),
+                     owner=invoking_user())  # fmt: skip
     assert list(tmp_path.iterdir()) == []

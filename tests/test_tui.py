@@ -643,3 +643,51 @@ async def test_a_file_name_in_a_warning_cannot_drive_the_terminal(tmp_path: Path
         assert "no packets in" in app.progress.problem
         assert "\x1b" not in app.progress.problem
         assert "evil\\x1b]2;PWNED\\x07.pcap" in app.progress.problem
+
+
+async def wait_for(pilot, done, limit: float = 20.0) -> None:
+    deadline = time.monotonic() + limit
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.05)
+
+
+async def test_e_writes_the_hosts_evidence_bundle_and_says_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the host table and from the drill-down: the packets are read back from the file
+    being replayed, each press in a folder of its own."""
+    monkeypatch.chdir(tmp_path)
+    app = MonitorApp(FileSource([SAMPLE]))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await settle(app, pilot)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: len(list(tmp_path.glob("smtptop-evidence-*"))) == 1)
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("e")
+        await wait_for(pilot, lambda: len(list(tmp_path.glob("smtptop-evidence-*"))) == 2)
+        await wait_for(pilot, lambda: len(app._notifications) >= 2)
+        said = [n.message for n in app._notifications]
+    folders = sorted(tmp_path.glob("smtptop-evidence-192.168.0.108-*"))
+    assert len(folders) == 2
+    for folder in folders:
+        assert f"evidence for 192.168.0.108 in {folder}" in said
+        host = folder / "192.168.0.108"
+        assert (host / "containment" / "nftables.nft").is_file()
+        assert len(list(CaptureFile(str(host / "smtp.pcap")))) > 100
+        assert "Spamhaus ZEN" in (host / "summary.md").read_text()
+
+
+async def test_e_without_recorded_packets_says_how_to_get_them() -> None:
+    class Unrecorded(FileSource):
+        def recorded(self) -> list[str]:
+            return []
+
+    app = MonitorApp(Unrecorded([SAMPLE]))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await settle(app, pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        said = [n.message for n in app._notifications]
+    assert any("capture with -w FILE" in message for message in said), said

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from pathlib import PurePath
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import events
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -35,7 +36,8 @@ from smtptop import wire
 from smtptop.analyzer import EngineConfig
 from smtptop.detect import DetectConfig, Detector, Verdict
 from smtptop.errorlog import ErrorLog
-from smtptop.evidence import next_steps
+from smtptop.evidence import Capture, EvidenceError, Prepared, next_steps, prepare, write_bundle
+from smtptop.files import invoking_user
 from smtptop.model import Model, apply
 from smtptop.pipeline import ForkedFeeder
 from smtptop.progress import Speedometer, data_size, duration
@@ -85,6 +87,7 @@ class MonitorApp(App[None]):
         Binding("less_than_sign", "sort(-1)", "Sort ←"),
         Binding("greater_than_sign", "sort(1)", "Sort →"),
         Binding("r", "reverse", "Reverse"),
+        Binding("e", "evidence", "Evidence", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -487,6 +490,44 @@ class MonitorApp(App[None]):
 
     def on_host_screen_contain(self, message: HostScreen.Contain) -> None:
         self.push_screen(RulesScreen(message.ip, next_steps(self.detector, message.ip)))
+
+    def on_host_screen_evidence(self, message: HostScreen.Evidence) -> None:
+        self.write_evidence(message.ip)
+
+    def action_evidence(self) -> None:
+        ip = self.query_one("#hosts", KeyedTable).cursor_key()
+        if ip is not None:
+            self.write_evidence(ip)
+
+    def write_evidence(self, ip: str) -> None:
+        """The host's evidence bundle, in a new folder under the current one: its texts
+        made here, from the live model; its packets read back from the capture files (or
+        the -w file) in a thread, so the screen goes on."""
+        paths = self.source.recorded()
+        if not paths:
+            self.notify("evidence needs the packets: capture with -w FILE, or replay a file",
+                        severity="warning", timeout=WARNING_SECONDS)  # fmt: skip
+            return
+        capture = Capture(paths, f"smtptop monitor, {self.source.label}")
+        texts = prepare(self.model, self.detector, self.verdicts, capture, [ip])
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = folder = os.path.abspath(f"smtptop-evidence-{ip.replace(':', '-')}-{stamp}")
+        for number in itertools.count(2):  # twice in a second: a folder of its own
+            if not os.path.lexists(folder):
+                break
+            folder = f"{base}-{number}"
+        self._write_bundle(texts, capture, folder)
+
+    @work(thread=True, group="evidence")
+    def _write_bundle(self, texts: list[Prepared], capture: Capture, folder: str) -> None:
+        try:
+            write_bundle(texts, capture, folder, ports=self.config.ports, owner=invoking_user())
+        except EvidenceError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", markup=False,
+                                  timeout=WARNING_SECONDS)  # fmt: skip
+            return
+        self.call_from_thread(self.notify, f"evidence for {texts[0].ip} in {folder}",
+                              markup=False, timeout=WARNING_SECONDS)  # fmt: skip
 
     def on_keyed_table_header_selected(self, event: KeyedTable.HeaderSelected) -> None:
         if event.table.id == "hosts":

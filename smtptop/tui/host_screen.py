@@ -39,7 +39,15 @@ class HostScreen(Screen[None]):
         Binding("o", "kind", "Only…"),
         Binding("v", "reasons", "Reasons"),
         Binding("c", "contain", "Contain", show=False),
+        Binding("e", "evidence", "Evidence", show=False),
     ]
+
+    class Evidence(Message):
+        """The user asked for this host's evidence bundle (the app writes it)."""
+
+        def __init__(self, ip: str) -> None:
+            super().__init__()
+            self.ip = ip
 
     class Contain(Message):
         """The user asked how to contain this host (the app, which has the detector, answers)."""
@@ -211,6 +219,9 @@ class HostScreen(Screen[None]):
 
     def action_contain(self) -> None:
         self.post_message(self.Contain(self.ip))
+
+    def action_evidence(self) -> None:
+        self.post_message(self.Evidence(self.ip))
 
     def action_reasons(self) -> None:
         self.expanded = not self.expanded
