@@ -221,9 +221,12 @@ class MonitorApp(App[None]):
     def _refresh_later(self) -> None:
         """The timer's redraw: the same steps, giving the event loop a turn between them."""
         if not self._refreshing:
-            self.run_worker(self._refresh(), group="refresh")
+            self._refresh()
 
+    @work(group="refresh")
     async def _refresh(self) -> None:
+        """A worker that makes its coroutine when it runs: one that never runs (the timer
+        fired as the app shut down) leaves no coroutine unawaited."""
         self._refreshing = True
         try:
             for _ in self._refresh_steps():
