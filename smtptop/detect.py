@@ -658,9 +658,10 @@ def _direct(evidence: Evidence, relays: frozenset[str]) -> tuple[int, int]:
 
 def _last_direct(evidence: Evidence, relays: frozenset[str]) -> float | None:
     """When the host's latest port-25 session to a server other than the relays ended."""
-    times = [ts for ip, ts in evidence.mx_last.items() if ip not in relays]
+    times = (ts for ip, ts in evidence.mx_last.items() if ip not in relays)
     last = max(times, default=evidence.mx_last_other)
-    return max(last, evidence.mx_last_other) if last > float("-inf") else None
+    last = max(last, evidence.mx_last_other)
+    return last if last > float("-inf") else None
 
 
 def _level(value: float, *thresholds: float) -> int | None:

@@ -179,8 +179,8 @@ def _read_back(
         _chown(folder, owner)
     try:
         for path in paths:
-            for ts, linktype, frame in CaptureFile(path):
-                if not isinstance(frame, bytes):
+            for ts, linktype, frame in CaptureFile(path, ports=ports):
+                if not isinstance(frame, bytes):  # set aside by the reader: not SMTP
                     continue
                 segment = dec.decode(linktype, frame, ports)
                 if type(segment) is not tuple:

@@ -217,16 +217,20 @@ def _merged(outcomes: list[Outcome]) -> Outcome:
     engine's, taken from the first; what they counted of their own connections adds up."""
     first = outcomes[0].stats
     stats = Stats(packets=first.packets, bytes=first.bytes, skipped=first.skipped)
-    for outcome in outcomes:
-        part = outcome.stats
-        stats.smtp_packets += part.smtp_packets
-        stats.errors += part.errors
-        stats.error_samples.extend(part.error_samples)
-        stats.connections_evicted += part.connections_evicted
-        stats.idle_closed += part.idle_closed
-        stats.tcp_conflicts += part.tcp_conflicts
-    del stats.error_samples[MAX_ERROR_SAMPLES:]
-    return Outcome(stats, outcomes[0].warnings)
+    return Outcome(_connections_added(stats, [o.stats for o in outcomes]), outcomes[0].warnings)
+
+
+def _connections_added(total: Stats, parts: list[Stats]) -> Stats:
+    """``total`` with what each engine counted of its own connections added in."""
+    for part in parts:
+        total.smtp_packets += part.smtp_packets
+        total.errors += part.errors
+        total.error_samples.extend(part.error_samples)
+        total.connections_evicted += part.connections_evicted
+        total.idle_closed += part.idle_closed
+        total.tcp_conflicts += part.tcp_conflicts
+    del total.error_samples[MAX_ERROR_SAMPLES:]
+    return total
 
 
 def _engine_process(
@@ -431,16 +435,14 @@ def _passed_on(engines: _Engines, stop: StopFlag) -> Iterator[LiveBatch | None]:
 
 def _added(latest: list[tuple[Stats, int]]) -> tuple[Stats, int]:
     """The engines' counters and drops together: each saw packets of its own, so all add."""
-    stats = Stats()
-    for part, _ in latest:
-        for name in ("packets", "bytes", "smtp_packets", "errors", "connections_evicted",
-                     "idle_closed", "tcp_conflicts"):  # fmt: skip
-            setattr(stats, name, getattr(stats, name) + getattr(part, name))
+    parts = [part for part, _ in latest]
+    skipped: dict[str, int] = {}
+    for part in parts:
         for reason, count in part.skipped.items():
-            stats.skipped[reason] = stats.skipped.get(reason, 0) + count
-        stats.error_samples.extend(part.error_samples)
-    del stats.error_samples[MAX_ERROR_SAMPLES:]
-    return stats, sum(drops for _, drops in latest)
+            skipped[reason] = skipped.get(reason, 0) + count
+    records = Stats(packets=sum(p.packets for p in parts), bytes=sum(p.bytes for p in parts),
+                    skipped=skipped)  # fmt: skip
+    return _connections_added(records, parts), sum(drops for _, drops in latest)
 
 
 def _live_engine_process(
