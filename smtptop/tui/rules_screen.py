@@ -26,7 +26,7 @@ class RulesScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
-        yield RichLog(id="rules", wrap=False, markup=False, highlight=False)
+        yield RichLog(id="rules", wrap=False, markup=False, highlight=False, auto_scroll=False)
         yield Footer()
 
     def on_mount(self) -> None:
