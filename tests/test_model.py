@@ -31,18 +31,25 @@ def fold(model: Model, session_id: int, event: Event) -> None:
         model.fold(*row)
 
 
-def play(model: Model, session_id: int, script, client="192.168.0.5", server="198.51.100.1"):
-    """Run a dialogue through a parser into ``model`` as session ``session_id``."""
-    model.open_session(session_id, (client, 40000 + session_id), (server, 25), 0.0, midstream=False)
+def play(
+    model: Model,
+    session_id: int,
+    script,
+    client="192.168.0.5",
+    server="198.51.100.1",
+    at: float = 0.0,
+):
+    """Run a dialogue through a parser into ``model`` as session ``session_id``, from ``at``."""
+    model.open_session(session_id, (client, 40000 + session_id), (server, 25), at, midstream=False)
     parser = SmtpParser()
     for side, data in script:
-        parser.receive_data(side, data, 1.0)
+        parser.receive_data(side, data, at + 1.0)
         for event in parser.events():
             fold(model, session_id, event)
-    parser.close(2.0)
+    parser.close(at + 2.0)
     for event in parser.events():
         fold(model, session_id, event)
-    model.close_session(session_id, 2.0, "closed", client_bytes=0, server_bytes=0, packets=0)
+    model.close_session(session_id, at + 2.0, "closed", client_bytes=0, server_bytes=0, packets=0)
     return model.session(session_id)
 
 
@@ -569,3 +576,53 @@ def test_each_record_is_built_on_its_own() -> None:
     assert host_json(host, verdicts[host.ip], model.identities.get(host.ip)) == top
     rating = host_record(host, verdicts[host.ip]).verdict
     assert rating == "spambot" and type(rating) is str  # the value, not the enum
+
+
+def test_the_timeline_counts_sessions_and_rejections_per_minute() -> None:
+    model = Model()
+    starts = [0, 10, 59, 60, 185, 185]  # seconds: minutes 0, 0, 0, 1, 3, 3
+    for i, at in enumerate(starts):
+        play(model, i, REJECTED if i % 2 else ACCEPTED, at=1_800_000_000 + at)
+    timeline = model.hosts["192.168.0.5"].timeline
+    first = 1_800_000_000 // 60
+    width, sessions, rejected = timeline.window(first, first + 4, 30)
+    assert (width, sessions, rejected) == (1, [3, 1, 0, 2], [1, 1, 0, 1])
+    assert model.timeline_bins == timeline.bins == 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-(10**7), 10**7), st.booleans()), min_size=1, max_size=300),
+    st.integers(2, 40),
+)
+def test_timeline_bins_widen_within_their_bound_and_lose_no_session(events, most) -> None:
+    from smtptop.model.compact import Timeline
+
+    timeline = Timeline()
+    bins = 0
+    for minute, rejected in events:
+        bins += timeline.add(minute * 60.0 + 30, rejected, most)
+        assert bins == timeline.bins <= most
+        assert timeline.first % timeline.width == 0
+    low, high = min(m for m, _ in events), max(m for m, _ in events)
+    width, sessions, rejected_bins = timeline.window(low, high + 1, 10**9)
+    assert width == timeline.width
+    assert sum(sessions) == sum(1 for _, r in events if not r)
+    assert sum(rejected_bins) == sum(1 for _, r in events if r)
+    for cut in (2, 7, 30):
+        _, narrow, _ = timeline.window(low, high + 1, cut)
+        assert len(narrow) <= cut and sum(narrow) == sum(sessions)
+    start = low - low % width  # each event sits in the bin its minute falls in
+    for minute in {m for m, r in events if not r}:
+        assert sessions[(minute - start) // width] > 0
+
+
+def test_timelines_widen_when_their_budget_for_all_hosts_is_spent() -> None:
+    model = Model(limits=ModelLimits(max_timeline_bins=6))
+    for i in range(12):
+        play(model, i, ACCEPTED, client=f"192.168.0.{i % 2 + 5}", at=i * 600.0)
+    assert model.timeline_bins <= 6
+    for ip in ("192.168.0.5", "192.168.0.6"):
+        timeline = model.hosts[ip].timeline
+        assert timeline.width > 1
+        assert sum(timeline.window(0, 200, 100)[1]) == 6  # widened, every session counted

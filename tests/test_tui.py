@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import synth
 from helpers import dealt_by_kernel, settle
-from textual.widgets import RichLog
+from textual.renderables.sparkline import Sparkline as SparklineRenderable
+from textual.widgets import RichLog, Sparkline
 
 from smtptop.analysis import analyze, ranked_hosts
 from smtptop.analyzer import Analyzer
@@ -21,6 +22,7 @@ from smtptop.errorlog import ErrorLog
 from smtptop.evidence import next_steps
 from smtptop.pipeline import ForkedFeeder
 from smtptop.source import FeedBatch, Feeder, FileSource, Parallel, Progress, Source
+from smtptop.tui import rows
 from smtptop.tui.app import MonitorApp
 from smtptop.tui.help_screen import HelpScreen
 from smtptop.tui.host_screen import HostScreen
@@ -370,6 +372,65 @@ async def test_c_in_the_drill_down_shows_the_rules_and_how_to_find_the_program()
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, HostScreen)
+
+
+def chart(app: MonitorApp) -> tuple[str, list[float], list[float]]:
+    """The drill-down's timeline: its caption and the data of its two sparklines."""
+    screen = app.screen
+    assert isinstance(screen, HostScreen)
+    sessions = screen.query_one("#timeline-sessions", Sparkline).data
+    rejected = screen.query_one("#timeline-rejected", Sparkline).data
+    assert sessions is not None and rejected is not None
+    caption = str(screen.query_one("#timeline-caption").render())
+    return caption, list(sessions), list(rejected)
+
+
+async def test_the_drill_down_charts_sessions_and_rejections_over_the_capture() -> None:
+    app = MonitorApp(FileSource([SAMPLE]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        host = app.model.hosts["192.168.0.108"]
+        trend = hosts_table(app)._cells["192.168.0.108"][
+            [c.key for c in rows.HOST_COLUMNS].index("trend")
+        ]
+        assert len(trend.plain) == rows.TREND_WIDTH and set(trend.plain) <= set(
+            SparklineRenderable.BARS
+        )
+        await pilot.press("enter")
+        await pilot.pause()
+        caption, sessions, rejected = chart(app)
+        span = int(app.model.last_ts // 60) - int(app.model.first_ts // 60) + 1
+        assert len(sessions) == len(rejected) == span  # a bar a minute over the capture
+        assert (sum(sessions), sum(rejected)) == (host.sessions, host.rejected_sessions)
+        assert f"per minute: peak {max(sessions):.0f} sessions, {max(rejected):.0f} rejected" in (
+            caption
+        )
+        await pilot.press("v")  # the reasons take the chart's room
+        await pilot.pause()
+        assert not app.screen.query_one("#timeline").display
+
+
+async def chart_of(path: str) -> tuple[str, list[float], list[float]]:
+    """The timeline in the drill-down of the first host of a capture."""
+    app = MonitorApp(FileSource([path]))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await pilot.pause()
+        return chart(app)
+
+
+@pytest.mark.usefixtures("utc")
+async def test_the_chart_puts_each_session_in_its_minute_and_widens_over_days(
+    tmp_path: Path,
+) -> None:
+    starts = (1000.0, 1010.0, 1130.0, 1500.0)  # minutes 16, 16, 18 and 25
+    caption, sessions, rejected = await chart_of(one_session(tmp_path, starts))
+    assert sessions == [2, 0, 1, 0, 0, 0, 0, 0, 0, 1] and not any(rejected)
+    assert "Timeline 00:16:40 → 00:25:00" in caption
+    caption, sessions, _ = await chart_of(one_session(tmp_path, (1000.0, 1000.0 + 2 * 86400)))
+    assert "per 16 minutes" in caption and len(sessions) <= rows.CHART_BINS
+    assert sessions[0] == sessions[-1] == 1 and sum(sessions) == 2
 
 
 def screen_text(app: MonitorApp) -> str:

@@ -2,7 +2,8 @@
 
 A spambot talks to tens of thousands of servers and opens thousands of sessions an hour, so
 what grows per host is packed: distinct destinations in about 4 bytes per IPv4 address
-(:class:`AddressSet`), recent timestamps in a fixed ring (:class:`TimeRing`).  Text is
+(:class:`AddressSet`), recent timestamps in a fixed ring (:class:`TimeRing`), sessions per
+minute in a bounded histogram whose bins widen as the capture grows (:class:`Timeline`).  Text is
 budgeted in characters after escaping (:func:`text_cost`); a text cut to its budget says how
 much went (:func:`cut`).
 """
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import math
 from array import array
 from bisect import bisect_left
 
 RECENT_STARTS = 64  # session starts (and MX lookups) remembered per host for rates
+TIMELINE_BINS = 240  # per host: four hours at a minute a bin; a longer span widens the bins
+TIMELINE_BIN_BYTES = 16  # two 8-byte counts
 V4_BYTES, V6_BYTES = 4, 100  # what a destination costs in an AddressSet
 
 
@@ -100,3 +104,77 @@ class TimeRing:
 
     def count_since(self, since: float) -> int:
         return sum(1 for t in self._times if t >= since)
+
+
+class Timeline:
+    """Sessions and rejected sessions of one host per bin of ``width`` minutes, over all it
+    did.  Bin ``i`` counts the minutes from ``first + i * width``; ``first`` is a multiple of
+    ``width``.  When a span needs more bins than allowed, neighbouring bins merge and the
+    width doubles: the picture coarsens, no session is lost."""
+
+    __slots__ = ("counts", "first", "width")
+
+    def __init__(self) -> None:
+        self.counts = array("Q")  # sessions, rejected: two per bin
+        self.first = 0
+        self.width = 1
+
+    @property
+    def bins(self) -> int:
+        return len(self.counts) // 2
+
+    def add(self, ts: float, rejected: bool, most: int) -> int:
+        """Count a session (or, ``rejected``, its rejection) started at ``ts``, in at most
+        ``most`` bins (or as many as it holds; two always: two minutes may sit either side
+        of a bin edge at any width).  Returns the bins added, negative when merged, for the
+        store's budget."""
+        if not math.isfinite(ts):
+            return 0
+        minute, before = int(ts // 60), self.bins
+        if not before:
+            self.first, self.width = minute, 1
+            self.counts.extend((0, 0))
+        index = (minute - self.first) // self.width
+        while max(index, self.bins - 1) - min(index, 0) + 1 > max(most, self.bins, 2):
+            self._merge()
+            index = (minute - self.first) // self.width
+        if index < 0:
+            self.counts[0:0] = array("Q", bytes(16 * -index))
+            self.first += index * self.width
+            index = 0
+        elif index >= self.bins:
+            self.counts.extend(array("Q", bytes(16 * (index - self.bins + 1))))
+        self.counts[2 * index + rejected] += 1
+        return self.bins - before
+
+    def _merge(self) -> None:
+        """Halve the bins: pairs of neighbours become one bin twice as wide."""
+        width = 2 * self.width
+        first = self.first - self.first % width
+        shift = (self.first - first) // self.width
+        old, merged = self.counts, array("Q", bytes(16 * ((self.bins + shift + 1) // 2)))
+        for i in range(self.bins):
+            j = 2 * ((i + shift) // 2)
+            merged[j] += old[2 * i]
+            merged[j + 1] += old[2 * i + 1]
+        self.counts, self.first, self.width = merged, first, width
+
+    def window(self, start: int, stop: int, most: int) -> tuple[int, list[int], list[int]]:
+        """The minutes from ``start`` to ``stop`` (exclusive) in at most ``most`` bins (two
+        at least, as in :meth:`add`): the
+        width they take (this timeline's, doubled until they fit) and the sessions and the
+        rejected sessions per bin; the first bin starts at ``start`` rounded down to it."""
+        width = self.width
+        while -(-(stop - (start - start % width)) // width) > max(most, 2):
+            width *= 2
+        start -= start % width
+        size = max(0, -(-(stop - start) // width))
+        sessions, rejected = [0] * size, [0] * size
+        counts, own = self.counts, self.width
+        low = max(0, (start - self.first) // own)
+        for i in range(low, min(self.bins, low + size * width // own + 1)):
+            j = (self.first + i * own - start) // width
+            if 0 <= j < size:
+                sessions[j] += counts[2 * i]
+                rejected[j] += counts[2 * i + 1]
+        return width, sessions, rejected

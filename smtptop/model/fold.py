@@ -116,6 +116,7 @@ class Model(Store):
             host.open_sessions += 1
             host.max_parallel = max(host.max_parallel, host.open_sessions)
             host.session_starts.append(ts)
+            self.mark(host, ts, False)
             new = self.add_destination(host, session.server_ip)
             if new and known is not None and host.lan:
                 known.lan_clients += 1
@@ -337,6 +338,8 @@ class Model(Store):
                 if counter is not None:
                     counter.rejected_sessions += 1
                     counter.tempfailed_sessions -= was_tempfailed
+            if host is not None:
+                self.mark(host, session.start, True)
         else:
             session.tempfailed = True
             session.outcome_reply = reply

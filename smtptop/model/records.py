@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from smtptop.model.compact import AddressSet, TimeRing, text_cost
+from smtptop.model.compact import AddressSet, Timeline, TimeRing, text_cost
 
 DEFAULT_LAN = tuple(
     ipaddress.ip_network(n)
@@ -203,6 +203,7 @@ class Host:
     destination_set: AddressSet = field(default_factory=AddressSet)
     destinations_uncounted: int = 0  # sessions to servers the full budget could not record
     session_starts: TimeRing = field(default_factory=TimeRing)
+    timeline: Timeline = field(default_factory=Timeline)  # sessions, rejected per minute
     sessions_not_kept: int = 0  # finished sessions the store let go (summarised)
     kept: tuple[deque[int], deque[int]] = field(default_factory=lambda: (deque(), deque()))
 

@@ -40,7 +40,9 @@ counted.  :meth:`Session.footprint` counts every string kept, as it is kept.
 Distinct destinations per host are exact, in packed addresses
 (:class:`~smtptop.model.compact.AddressSet`), up to a byte budget for all hosts together;
 per-server rows of a host are its most recently used ``max_servers_per_host`` servers, and
-the sessions of the rows that went are counted.
+the sessions of the rows that went are counted.  Each host's sessions per minute
+(:class:`~smtptop.model.compact.Timeline`) take at most ``TIMELINE_BINS`` bins, all hosts
+together ``max_timeline_bins``; past either, bins widen.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from smtptop.model.compact import AddressSet, cut, text_cost
+from smtptop.model.compact import TIMELINE_BINS, AddressSet, cut, text_cost
 from smtptop.model.records import (
     LINE_BYTES,
     ClientStep,
@@ -77,6 +79,7 @@ class ModelLimits:
     max_servers: int = 200000  # the server table (Store.servers)
     max_servers_per_host: int = 64  # per-server rows of a host: its most recently used
     max_destination_bytes: int = 32 << 20  # AddressSet.cost() of all hosts together
+    max_timeline_bins: int = 1 << 20  # Timeline bins of all hosts, 16 bytes each
     max_open_bytes: int = 64 << 20  # Session.footprint() of the open sessions together
     # Per session; text is counted in characters after escaping (what is kept), and a cut
     # text ends in a marker saying how many characters went.
@@ -119,6 +122,7 @@ class Store:
         self.servers: dict[str, Server] = {}
         self.servers_dropped = 0  # sessions to servers the full table could not hold
         self.destination_bytes = 0
+        self.timeline_bins = 0
         self.on_session_closed: list[Callable[[Session], None]] = []
         self.identities: dict[str, Identity] = {}
         self.names_by_mac: dict[str, str] = {}
@@ -318,6 +322,13 @@ class Store:
         self.destination_bytes += cost
         host.destination_set.add(ip)
         return True
+
+    def mark(self, host: Host, ts: float, rejected: bool) -> None:
+        """Count a session that started at ``ts`` (or its rejection) in the host's timeline;
+        beyond the budget of all timelines its bins widen instead of growing."""
+        timeline = host.timeline
+        room = max(0, self.limits.max_timeline_bins - self.timeline_bins)
+        self.timeline_bins += timeline.add(ts, rejected, min(TIMELINE_BINS, timeline.bins + room))
 
     def server_row(self, host: Host, ip: str, server: Server | None) -> ServerStats:
         """The host's row for a server, most recently used last; the least recently used row

@@ -6,11 +6,13 @@ from pathlib import PurePath
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Input, Sparkline, Static
 
 from smtptop.detect import attention
 from smtptop.model import Session
@@ -21,6 +23,7 @@ from smtptop.tui.tables import KeyedTable
 from smtptop.tui.transcript_screen import TranscriptScreen
 
 SESSION_ROWS = 2000  # rows of the drill-down's session table; o, / and a server narrow it
+TALL = 36  # screen rows from which the timeline's bars take three lines, not one
 DRILL_TABLES = {"servers": rows.SERVER_COLUMNS, "sessions": rows.SESSION_COLUMNS}
 
 
@@ -73,6 +76,14 @@ class HostScreen(Screen[None]):
         yield Static(id="title")
         yield Static(id="verdict")
         yield Static(id="reasons")
+        with Vertical(id="timeline"):
+            yield Static(id="timeline-caption")
+            with Horizontal(classes="timeline-row"):
+                yield Static("sessions", classes="timeline-label")
+                yield Sparkline([], id="timeline-sessions")
+            with Horizontal(classes="timeline-row"):
+                yield Static("rejected", classes="timeline-label")
+                yield Sparkline([], id="timeline-rejected")
         yield KeyedTable(id="servers")
         yield Static(id="sessions-bar")
         yield KeyedTable(id="sessions")
@@ -110,9 +121,14 @@ class HostScreen(Screen[None]):
         self.query_one("#verdict", Static).update(rows.verdict_line(verdict, state.model.last_ts))
         reasons = self.query_one("#reasons", Static)
         reasons.display = self.expanded
-        self.query_one("#servers", KeyedTable).display = not self.expanded  # room for both
+        for hidden in ("#servers", "#timeline"):  # room for the reasons
+            self.query_one(hidden).display = not self.expanded
         if self.expanded:
             reasons.update(rows.reasons_text(verdict, state.facts(host.ip)))
+        else:
+            self._draw_chart(
+                rows.chart(host, state.model.first_ts, state.model.last_ts, state.dated)
+            )
         needle = self.needle.lower()
         servers = [s for s in host.servers.values() if not needle or _matches(needle, s.ip, s.name)]
         self._order("servers", servers)
@@ -137,6 +153,15 @@ class HostScreen(Screen[None]):
         if len(self._made) > 2 * len(kept):  # forget the rows of sessions no longer kept
             ids = {s.id for s in kept}
             self._made = {i: cells for i, cells in self._made.items() if i in ids}
+
+    def _draw_chart(self, chart: rows.Chart) -> None:
+        """Textual's sparklines redraw only when their data changed."""
+        self.query_one("#timeline-caption", Static).update(chart.caption)
+        self.query_one("#timeline-sessions", Sparkline).data = chart.sessions
+        self.query_one("#timeline-rejected", Sparkline).data = chart.rejected
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height >= TALL, "-tall")
 
     def _cells(self, session: Session, when: bool) -> tuple[Text, ...]:
         """A session's row; a finished session's is made once (a spambot keeps thousands)."""

@@ -6,14 +6,18 @@ Every cell is a Rich ``Text`` built from strings that the model already made ine
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from rich.console import JustifyMethod
+from rich.color import Color
+from rich.console import Console, JustifyMethod
 from rich.text import Text
+from textual.renderables.sparkline import Sparkline
 
 from smtptop.detect import VERDICT_ORDER, Attention, DetectConfig, Rating, Verdict, attention
 from smtptop.model import Host, ServerStats, Session, SmtpReply, TranscriptLine, rank
@@ -23,6 +27,11 @@ if TYPE_CHECKING:
     from smtptop.tui.tables import KeyedTable
 
 DEFAULT_POLICY = DetectConfig()
+TREND_MINUTES = 30  # the host table's sparkline
+CHART_BINS = 240  # the drill-down's timeline: at most four hours at a minute a bin
+TREND_WIDTH = 15
+TREND_LOW, TREND_HIGH = Color.from_rgb(88, 88, 88), Color.from_rgb(255, 175, 0)
+_SPARK_CONSOLE = Console(file=io.StringIO(), width=TREND_WIDTH, color_system="truecolor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,14 @@ class HostRow:
     @property
     def order(self) -> int:
         return VERDICT_ORDER[self.verdict.verdict if self.verdict else Rating.UNJUDGED]
+
+    @property
+    def trend(self) -> tuple[int, ...]:
+        """Sessions per bin over the last ``TREND_MINUTES`` (a minute a bin, unless the
+        host's timeline has widened its bins)."""
+        minute = int(self.now // 60)
+        start = minute - TREND_MINUTES + 1
+        return tuple(self.host.timeline.window(start, minute + 1, TREND_MINUTES)[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +121,7 @@ HOST_COLUMNS = (
     ColumnSpec("recipients", "Rcpt", 4, lambda r: r.host.recipients, priority=8),
     ColumnSpec("rate", "S/min", 5, lambda r: r.host.sessions_per_minute(r.now), priority=10),
     ColumnSpec("last", "Last seen", 8, lambda r: r.host.last_seen, priority=9),
+    ColumnSpec("trend", "Last 30 min", TREND_WIDTH, lambda r: sum(r.trend), priority=12),
     ColumnSpec(
         "helo", "HELO", 10, lambda r: _helo(r.host), numeric=False, priority=11, cut=True, grow=3
     ),
@@ -134,6 +152,9 @@ def host_cells(row: HostRow) -> tuple[Text, ...]:
     cells = []
     for column in HOST_COLUMNS:
         value = column.value(row)
+        if column.key == "trend":
+            cells.append(sparkline(row.trend))
+            continue
         if column.key == "last":
             text = stamp(float(value), row.dated)
         elif column.key == "rate":
@@ -148,6 +169,22 @@ def host_cells(row: HostRow) -> tuple[Text, ...]:
             cell_style = VERDICT_STYLE.get(row.verdict.verdict, "")
         cells.append(Text(text, style=cell_style, justify=justify, no_wrap=True))
     return tuple(cells)
+
+
+@lru_cache(maxsize=4096)
+def _sparkline(data: tuple[int, ...]) -> Text:
+    console = _SPARK_CONSOLE
+    line = Sparkline(data, width=TREND_WIDTH, min_color=TREND_LOW, max_color=TREND_HIGH)
+    text = Text(no_wrap=True)
+    for segment in console.render(line, console.options.update_width(TREND_WIDTH)):
+        text.append(segment.text, segment.style)
+    return text
+
+
+def sparkline(data: tuple[int, ...]) -> Text:
+    """Textual's sparkline of ``data`` as a cell (made once per shape: most hosts share a
+    few, a quiet host's is flat)."""
+    return _sparkline(data).copy()
 
 
 def sort_key(column: str) -> Callable[[HostRow], tuple[object, ...]]:
@@ -179,6 +216,32 @@ def verdict_line(verdict: Verdict | None, now: float) -> Text:
         text.append(": ")
         text.append(", ".join(f"{r.signal} +{r.points}" for r in scored), style="cyan")
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """A host's sessions and rejected sessions per bin over the whole capture."""
+
+    width: int  # minutes a bin
+    sessions: list[int]
+    rejected: list[int]
+    caption: Text
+
+
+def chart(host: Host, first_ts: float, last_ts: float, dated: bool) -> Chart:
+    """The drill-down's timeline: bins from the capture's first minute to its last, a
+    minute each unless that takes more than ``CHART_BINS``."""
+    start, stop = int(first_ts // 60), int(last_ts // 60) + 1
+    width, sessions, rejected = host.timeline.window(start, stop, CHART_BINS)
+    per = "per minute" if width == 1 else f"per {width} minutes"
+    caption = Text(" Timeline ", style="bold")
+    caption.append(f"{stamp(first_ts, dated)} → {stamp(last_ts, dated)}")
+    caption.append(f" ({elapsed(last_ts - first_ts)})", style="dim")
+    caption.append(f", {per}: peak {max(sessions, default=0):,} sessions, ")
+    caption.append(
+        f"{max(rejected, default=0):,} rejected", style="bold red" if any(rejected) else ""
+    )
+    return Chart(width, sessions, rejected, caption)
 
 
 def reasons_text(verdict: Verdict | None, facts: list[tuple[str, str]]) -> Text:
