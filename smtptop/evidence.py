@@ -37,6 +37,7 @@ from smtptop.vendor import vendor
 
 FLAGGED = (Rating.SPAMBOT, Rating.SUSPICIOUS)
 TIMELINE_BAR = 40  # characters of the longest bar in summary.md's timeline
+TIMELINE_ROWS = 1440  # summary.md's timeline: a day at a minute a row, wider rows past that
 
 
 class EvidenceError(Exception):
@@ -108,7 +109,7 @@ def prepare(
             "find-process.txt": process_steps(model, ip),
             **{f"containment/{name}": text for name, text in contain.rules(plan).items()},
         }
-        page = summary(host, verdict, identity, sessions, capture, plan)
+        page = summary(host, verdict, identity, capture, plan)
         prepared.append(Prepared(ip, texts, page))
     return prepared
 
@@ -299,26 +300,28 @@ def _cell(text: str) -> str:
     return inert(text).replace("\\", "\\\\").replace("|", "\\|")
 
 
-def timeline(sessions: list[Session]) -> list[str]:
-    """Sessions and rejected sessions per minute, as text rows with a bar."""
-    started = Counter(int(s.start // 60) for s in sessions)
-    rejected = Counter(int(s.start // 60) for s in sessions if s.rejected)
-    if not started:
-        return ["(no session kept)"]
-    most = max(started.values())
+def timeline(host: Host) -> list[str]:
+    """Sessions and rejected sessions per minute (the monitor's chart, as text rows with a
+    bar): every session counted, kept in full or not."""
+    first, last = int(host.first_seen // 60), int(host.last_seen // 60) + 1
+    width, started, rejected = host.timeline.window(first, last, TIMELINE_ROWS)
+    if not any(started):
+        return ["(no session)"]
+    start, most = first - first % width, max(started)
     rows = []
-    for minute in sorted(started):
-        bar = "#" * max(1, round(started[minute] / most * TIMELINE_BAR))
-        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(minute * 60))
-        rows.append(f"{when}  {started[minute]:>5}  {rejected[minute]:>5}  {bar}")
-    return ["minute (UTC)      sessions rejected", *rows]
+    for index, count in enumerate(started):
+        if count:
+            bar = "#" * max(1, round(count / most * TIMELINE_BAR))
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime((start + index * width) * 60))
+            rows.append(f"{when}  {count:>8,}  {rejected[index]:>8,}  {bar}")
+    per = "minute" if width == 1 else f"{width} minutes"
+    return [f"{per} from (UTC)   sessions  rejected", *rows]
 
 
 def summary(
     host: Host,
     verdict: Verdict | None,
     identity: Identity | None,
-    sessions: list[Session],
     capture: Capture,
     plan: contain.Containment,
 ) -> str:
@@ -366,10 +369,10 @@ def summary(
     if host.destinations > len(host.servers):
         lines.append(f"\n({plural(host.destinations - len(host.servers), 'more server')} "
                      "not listed)")  # fmt: skip
-    lines += ["", "## Timeline", "", "```text", *timeline(sessions), "```"]
+    lines += ["", "## Timeline", "", "```text", *timeline(host), "```"]
     if host.sessions_not_kept:
         lines.append(f"\n{plural(host.sessions_not_kept, 'session')} not kept in full are not "
-                     "in the timeline or the transcripts (they are in the counts).")  # fmt: skip
+                     "in the transcripts (they are in the counts and the timeline).")  # fmt: skip
     lines += ["", "## Containment", "", "On the gateway (nftables; iptables and MikroTik "
               "RouterOS are in `containment/`):", "", "```", contain.nftables(plan).rstrip(),
               "```", ""]  # fmt: skip

@@ -105,6 +105,21 @@ def test_summary_md_names_the_blocklists_the_verdict_and_the_capture(bundle: Pat
     assert f"nft delete table inet {contain.table_name(flagged[0])}" in page
 
 
+def test_summary_md_timeline_counts_every_session_by_minute(bundle: Path, flagged) -> None:
+    host = analyze([SAMPLE], workers=0).model.hosts[flagged[0]]
+    page = (bundle / flagged[0] / "summary.md").read_text()
+    block = page.split("## Timeline\n\n```text\n", 1)[1].split("```", 1)[0].splitlines()
+    assert block[0].split() == ["minute", "from", "(UTC)", "sessions", "rejected"]
+    rows = [line.split() for line in block[1:]]
+    minutes = [f"{day} {hour}" for day, hour, *_ in rows]
+    assert minutes == sorted(set(minutes)) and len(minutes) > 5
+    sessions = sum(int(row[2]) for row in rows)
+    rejected = sum(int(row[3]) for row in rows)
+    assert (sessions, rejected) == (host.sessions, host.rejected_sessions)
+    for row in rows:
+        assert int(row[2]) >= int(row[3]) and set(row[4]) == {"#"}
+
+
 def auth_host() -> str:
     analysis = analyze([SAMPLE], workers=0)
     return next(s.client_ip for s in analysis.model.sessions() if s.auth)
