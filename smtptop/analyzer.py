@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from smtptop import decode as dec
 from smtptop import identity
+from smtptop.ring import PacketRing
 from smtptop.smtp import Event, ParserLimits, SmtpParser
 from smtptop.tcp import CLIENT, SERVER, Connection, ReassemblyLimits
 
@@ -53,6 +54,9 @@ class EngineConfig:
     shard: int = 0
     shards: int = 1
     kernel_sharded: bool = False
+    # Bytes of SMTP packets kept per client host for evidence bundles (live capture without a
+    # capture file), shared by the engines: each keeps its share (:mod:`smtptop.ring`).
+    evidence_buffer: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +137,8 @@ class Analyzer:
         self.last_ts = 0.0
         self._next_id = self.config.shard + 1  # session ids: shard + 1, then every shards-th
         self._next_sweep = 0.0
+        budget = self.config.evidence_buffer // self.config.shards
+        self.ring = PacketRing(budget) if budget else None
 
     def take(self) -> list[tuple[int, FlowEvent]]:
         """Hand over the events collected since the last call."""
@@ -156,6 +162,7 @@ class Analyzer:
         out, skipped = self.out, stats.skipped
         shard, shards = self.config.shard, self.config.shards
         reader_sharded = shards > 1 and not self.config.kernel_sharded
+        ring = self.ring
         packets = size = smtp_packets = elsewhere = 0
         last_ts = self.last_ts
         try:
@@ -183,6 +190,8 @@ class Analyzer:
                         elsewhere += 1
                         continue
                     smtp_packets += 1
+                    if ring is not None:
+                        ring.add(client_of(key, ports), ts, linktype, frame)
                     if entry is None or flags & SYN_OR_ACK == SYN:
                         entry = lookup(key, seq, flags, ts)
                         if entry is None:  # a closed connection's stray packet, absorbed
@@ -350,19 +359,23 @@ class Analyzer:
 
 def shard_of(key: bytes, ports: frozenset[int], shards: int) -> int:
     """Which of ``shards`` engines takes the connection of a packet with this wire key: by
-    its client's address (the end not on an SMTP port; the lower address when both are),
-    so that each engine has every connection of its hosts.  The same for both directions."""
+    its client's address, so that each engine has every connection of its hosts.  The same
+    for both directions."""
+    return zlib.crc32(client_of(key, ports)) % shards
+
+
+def client_of(key: bytes, ports: frozenset[int]) -> bytes:
+    """The packed address of the client of a packet with this wire key: the end not on an
+    SMTP port; the lower address when both are (or neither)."""
     size = (len(key) - 4) // 2
     source, destination = key[:size], key[size : 2 * size]
     dport_in = (key[2 * size + 2] << 8 | key[2 * size + 3]) in ports
     sport_in = (key[2 * size] << 8 | key[2 * size + 1]) in ports
     if dport_in and not sport_in:
-        client = source
-    elif sport_in and not dport_in:
-        client = destination
-    else:
-        client = min(source, destination)
-    return zlib.crc32(client) % shards
+        return source
+    if sport_in and not dport_in:
+        return destination
+    return min(source, destination)
 
 
 def _reverse(key: bytes) -> bytes:

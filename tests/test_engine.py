@@ -236,6 +236,7 @@ PURE = [
     "smtptop.model.store",
     "smtptop.model.fold",
     "smtptop.analyzer",
+    "smtptop.ring",
     "smtptop.wire",
 ]
 FORBIDDEN = [
