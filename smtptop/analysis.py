@@ -19,10 +19,12 @@ from smtptop.model import Host, Model, apply, rank
 from smtptop.pipeline import (
     APPLY_EVERY,
     EngineBatch,
+    RingRequests,
     default_workers,
     engine_batches,
     live_batches,
 )
+from smtptop.ring import HostPackets
 from smtptop.source import Bursts, Parallel, Source
 from smtptop.wire import encode
 
@@ -39,6 +41,7 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
     detector: Detector | None = None
     kernel_drops: int = 0  # live capture: packets the kernel dropped before they were read
+    recorded: dict[str, HostPackets] | None = None  # live: each host's packets its ring kept
 
     def __post_init__(self) -> None:
         if self.detector is None:
@@ -98,10 +101,13 @@ def analyze_live(
     show_credentials: bool = False,
     detect: DetectConfig | None = None,
     on_error: Callable[[str], None] | None = None,
+    evidence_buffer: int = 0,
 ) -> Analysis:
     """Capture from a live source for ``duration`` seconds (or until Ctrl-C) and analyse:
-    in this process, or, for a :class:`Parallel` source, in an engine process per socket."""
-    config = EngineConfig(ports=frozenset(ports))
+    in this process, or, for a :class:`Parallel` source, in an engine process per socket.
+    With ``evidence_buffer``, each client's latest SMTP packets are kept in that many bytes
+    and come back in ``recorded``, for an evidence bundle."""
+    config = EngineConfig(ports=frozenset(ports), evidence_buffer=evidence_buffer)
     model = Model(lan=lan, show_credentials=show_credentials)
     analysis = Analysis(model, Stats(), detector=Detector(model, detect))
     deadline = time.monotonic() + duration
@@ -142,6 +148,8 @@ def _inline_live(
         source.close()
     analyzer.finish()
     apply(model, encode(analyzer.take()))
+    if analyzer.ring is not None:
+        analysis.recorded = {ip: analyzer.ring.packets(ip) for ip in model.hosts}
 
 
 def _forked_live(
@@ -163,8 +171,9 @@ def _forked_live(
     handled = (signal.SIGINT, signal.SIGTERM)
     main = threading.current_thread() is threading.main_thread()
     previous = {signum: signal.signal(signum, interrupt) for signum in handled} if main else {}
+    requests = RingRequests() if config.evidence_buffer else None
     try:
-        for batch in live_batches(source.parts, config, stop):
+        for batch in live_batches(source.parts, config, stop, requests):
             if time.monotonic() >= deadline:
                 stop.set()
             if batch is None:
@@ -174,6 +183,10 @@ def _forked_live(
                 for error in batch.errors:
                     on_error(error)
             analysis.stats, analysis.kernel_drops = batch.stats, batch.kernel_drops
+            if batch.finished and requests is not None:  # the engines answer until closed
+                budget, held = requests.ask(None)
+                empty = HostPackets(budget=budget)
+                analysis.recorded = {ip: held.get(ip, empty) for ip in analysis.model.hosts}
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

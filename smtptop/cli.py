@@ -95,6 +95,11 @@ def _size(text: str) -> int:
     return count
 
 
+def _buffer_size(text: str) -> int:
+    """A size as for --max-bytes, or 0 (none)."""
+    return 0 if text.strip() == "0" else _size(text)
+
+
 def _top(text: str) -> int:
     try:
         top = int(text)
@@ -124,9 +129,11 @@ def _setting(text: str) -> tuple[str, str]:
 
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line and a hint, not the usage block:
-    the line is what a user reads, and ``--help`` is one command away."""
+    the line is what a user reads, and ``--help`` is one command away.  Options are not
+    abbreviated: ``--evidence`` must not be taken for ``--evidence-buffer``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
         self.commands: dict[str, Parser] = {}  # the commands' parsers, by name
 
@@ -238,6 +245,15 @@ OPTIONS: dict[str, Shared] = {
         help="engine processes, each taking its share of the hosts (default: one per CPU "
         "but one, at most 8; for capture files only from 4 MB; 0: all in one process)",
     ),
+    "evidence_buffer": _shared(
+        "--evidence-buffer", 64 << 20, type=_buffer_size, metavar="SIZE",
+        help="keep each host's latest SMTP packets in this much memory, all hosts together, "
+        "for evidence bundles (default 64 MiB; 0: none; live capture only: -w keeps all)",
+    ),
+    "evidence_dir": _shared(
+        "--evidence-dir", None, metavar="DIR",
+        help="where e writes evidence bundles (default: the current folder)",
+    ),
     "max_bytes": _shared(
         "--max-bytes", None, type=_size, metavar="N",
         help="stop reading a capture file after N bytes of data, after decompression "
@@ -250,9 +266,9 @@ ENGINE = (
     "ports", "lan", "show_credentials", "smarthost", "mail_server", "detect", "detect_config",
     "quiet_after", "error_log",
 )  # fmt: skip
-LIVE = ("interface", "promisc", "expression", "write", "user")
-LIVE_ONLY = ("promisc", "expression", "write", "user")
-ALERTS = ("top", "bell", "alert_exec")
+LIVE = ("interface", "promisc", "expression", "write", "user", "evidence_buffer")
+LIVE_ONLY = ("promisc", "expression", "write", "user", "evidence_buffer")
+ALERTS = ("top", "bell", "alert_exec", "evidence_dir")
 MONITOR = ("read", "interface", "speed", *ALERTS, *ENGINE, *LIVE_ONLY, "workers")
 APPLIES = {
     None: MONITOR,
@@ -420,11 +436,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             report.error(f"{_flag(live_only[0])} only applies to a live capture (-i)")
         if args.interface is not None and "max_bytes" in given:
             report.error("--max-bytes only applies to capture files, not to -i")
-        if args.interface is not None and args.evidence:
-            report.error(
-                "--evidence only applies to capture files, not to -i (the packets "
-                "are read back from them); capture with -w, then report on that file"
-            )
+        if (
+            args.interface is not None
+            and args.evidence
+            and not (args.write or args.evidence_buffer)
+        ):
+            report.error("--evidence with -i needs the packets: -w FILE, or an --evidence-buffer")
         if args.host and not (args.evidence or args.contain):
             report.error("--host chooses the hosts of --evidence or --contain: give one")
         from smtptop.model import is_address
@@ -494,7 +511,14 @@ def check_outputs(args: argparse.Namespace, user: struct_passwd | None, owner: O
     evidence = getattr(args, "evidence", None)
     if evidence and os.path.lexists(evidence):
         raise files.OutputError(f"--evidence {evidence}: it exists; name a new folder")
-    wanted = [("--error-log", args.error_log, False)]
+    wanted = [
+        ("--error-log", args.error_log, False),
+        ("--evidence", evidence, True),  # made beside it, then renamed into place
+        ("--evidence-dir", getattr(args, "evidence_dir", None), False),
+    ]
+    evidence_dir = getattr(args, "evidence_dir", None)
+    if evidence_dir and not os.path.isdir(evidence_dir):
+        raise files.OutputError(f"--evidence-dir {evidence_dir}: no such folder")
     output = getattr(args, "output", None)
     if output and not files.is_stream(output) and not _made_now(user, owner):
         wanted.append(("-o", output, True))  # renamed into place: its folder is what counts
@@ -580,8 +604,10 @@ def run_monitor(args: argparse.Namespace) -> int:
 
     lan = list(args.lan)
     source: Source
+    buffer = 0  # the packets of a replay, or of -w, are read back from the files
     try:
         if args.read:
+            check_outputs(args, None, invoking_user())
             source = file_source(args)
         else:
             iface = args.interface or default_interface()
@@ -592,12 +618,14 @@ def run_monitor(args: argparse.Namespace) -> int:
             check_outputs(args, user, owner)
             source, lan = open_live(args, iface, owner)
             give_up_root(source, user)
+            buffer = 0 if args.write else args.evidence_buffer
     except (CaptureError, CaptureSetupError, OutputError) as exc:
         print(f"smtptop: {exc}", file=sys.stderr)
         return EXIT_INPUT
     app = MonitorApp(
         source,
-        config=EngineConfig(ports=args.ports),
+        config=EngineConfig(ports=args.ports, evidence_buffer=buffer),
+        evidence_dir=args.evidence_dir,
         lan=lan,
         show_credentials=args.show_credentials,
         top=args.top,
@@ -670,6 +698,7 @@ def _report(
                 show_credentials=args.show_credentials,
                 detect=args.policy,
                 on_error=errors,
+                evidence_buffer=0 if args.write or not args.evidence else args.evidence_buffer,
             )
             lost = analysis.kernel_drops  # the total: counted until the sockets closed
         else:
@@ -741,20 +770,30 @@ def write_rules(analysis: Analysis, hosts: list[str], syntax: str, out: TextIO) 
 def write_evidence(
     args: argparse.Namespace, analysis: Analysis, hosts: list[str], owner: Owner, paths: list[str]
 ) -> bool:
-    """``--evidence DIR``: the bundle of ``paths`` (the files, in time order), or one line
-    saying why not."""
-    from smtptop.evidence import Capture, EvidenceError, prepare, write_bundle
+    """``--evidence DIR``: the bundle of ``paths`` (the files, in time order; of a live
+    capture, its -w file or its engines' rings), or one line saying why not."""
+    from smtptop.evidence import Capture, EvidenceError, ReadBack, Recorded, prepare, write_bundle
     from smtptop.text import plural
 
     if not hosts:
         print("smtptop: no spambot or suspicious host: no evidence written", file=sys.stderr)
         return True
     command = shlex.join(["smtptop", *sys.argv[1:]])
-    capture = Capture(paths, command, list(analysis.warnings))
+    notes = list(analysis.warnings)
+    recorded: Recorded
+    if args.interface is not None:
+        notes.insert(0, f"live capture on {args.interface} for up to {args.duration:g} s")
+    if paths or args.write:  # the files, or a live capture's -w file: read back, all of it
+        paths = paths or [args.write]
+        recorded = ReadBack(paths, frozenset(args.ports))
+    else:
+        recorded = analysis.recorded or {}
+        notes.append("packets from smtptop's evidence buffer (--evidence-buffer)")
+    capture = Capture(paths, command, notes)
     try:
         assert analysis.detector is not None
         texts = prepare(analysis.model, analysis.detector, analysis.verdicts(), capture, hosts)
-        write_bundle(texts, capture, args.evidence, ports=args.ports, owner=owner)
+        write_bundle(texts, args.evidence, recorded, owner=owner)
     except EvidenceError as exc:
         print(f"smtptop: {exc}", file=sys.stderr)
         return False

@@ -2,7 +2,8 @@
 rules and commands for the next steps, one folder per flagged host.
 
 ``DIR/<ip>/`` holds ``smtp.pcap`` (every packet of the host's SMTP connections, both
-directions, read back from the capture), ``summary.json`` (``host``: its record as in the
+directions, read back from the capture; from a live capture without a file, those its
+engine's ring kept: :mod:`smtptop.ring`), ``summary.json`` (``host``: its record as in the
 JSON report; ``sessions``: its sessions kept in full), ``summary.md`` (a page for a ticket),
 ``transcripts.txt``, ``find-process.txt`` and ``containment/`` (see :mod:`smtptop.contain`).
 The bundle is made in a private temporary folder beside DIR and renamed into place once
@@ -21,7 +22,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from smtptop import __version__, blocklists, build, contain
@@ -31,6 +32,7 @@ from smtptop.capture import CaptureError, CaptureFile, PcapWriter
 from smtptop.detect import Detector, Rating, Verdict
 from smtptop.files import Owner
 from smtptop.model import Host, Identity, Model, Session, is_address
+from smtptop.ring import HostPackets
 from smtptop.schema import SessionRecord, host_record, record_fields, session_record
 from smtptop.text import inert, plural
 from smtptop.vendor import vendor
@@ -38,6 +40,7 @@ from smtptop.vendor import vendor
 FLAGGED = (Rating.SPAMBOT, Rating.SUSPICIOUS)
 TIMELINE_BAR = 40  # characters of the longest bar in summary.md's timeline
 TIMELINE_ROWS = 1440  # summary.md's timeline: a day at a minute a row, wider rows past that
+MIB = 1 << 20
 
 
 class EvidenceError(Exception):
@@ -46,12 +49,24 @@ class EvidenceError(Exception):
 
 @dataclass(slots=True)
 class Packets:
-    """What was read back from the capture for one host."""
+    """What went into one host's smtp.pcap."""
 
     written: int = 0
     other_link: int = 0  # on a link type other than the first one's (one pcap holds one)
     linktype: int | None = None
     writer: PcapWriter | None = None
+    ring: HostPackets | None = None  # taken from a live capture's ring, not read back
+
+
+@dataclass(slots=True)
+class ReadBack:
+    """The capture files to read the packets back from: a replay, or a live capture's -w."""
+
+    paths: list[str]
+    ports: frozenset[int]
+
+
+Recorded = ReadBack | Mapping[str, HostPackets]  # or the ring's copies, by host
 
 
 @dataclass(slots=True)
@@ -115,12 +130,7 @@ def prepare(
 
 
 def write_bundle(
-    prepared: list[Prepared],
-    capture: Capture,
-    directory: str,
-    *,
-    ports: Iterable[int],
-    owner: Owner,
+    prepared: list[Prepared], directory: str, recorded: Recorded, *, owner: Owner
 ) -> None:
     """Write ``directory`` with a folder per host, all or nothing."""
     target = os.path.abspath(directory)
@@ -135,9 +145,18 @@ def write_bundle(
     try:
         _chown(work, owner)
         hosts = [p.ip for p in prepared]
-        packets = _read_back(capture.paths, hosts, work, frozenset(ports), owner)
+        folders = {ip: os.path.join(work, ip) for ip in hosts}
+        for folder in folders.values():
+            os.mkdir(folder, 0o700)
+            _chown(folder, owner)
+        if isinstance(recorded, ReadBack):
+            packets = _read_back(recorded, folders, owner)
+        else:
+            packets = {
+                ip: _from_ring(recorded[ip], folder, owner) for ip, folder in folders.items()
+            }
         for host in prepared:
-            _write_host(os.path.join(work, host.ip), host, packets[host.ip], owner)
+            _write_host(folders[host.ip], host, packets[host.ip], owner)
         if os.path.lexists(target):
             raise EvidenceError(f"--evidence {directory}: it appeared meanwhile; name a new one")
         os.rename(work, target)
@@ -167,19 +186,14 @@ def _write_text(path: str, text: str, owner: Owner) -> None:
         out.write(text)
 
 
-def _read_back(
-    paths: list[str], hosts: list[str], work: str, ports: frozenset[int], owner: Owner
-) -> dict[str, Packets]:
+def _read_back(recorded: ReadBack, folders: dict[str, str], owner: Owner) -> dict[str, Packets]:
     """One pass over the capture: every TCP packet on an SMTP port to or from each host,
     written as captured to ``<host>/smtp.pcap``."""
-    found = {ip: Packets() for ip in hosts}
-    folders = {ip: os.path.join(work, ip) for ip in hosts}
-    by_address = {ipaddress.ip_address(ip).packed: ip for ip in hosts}
-    for folder in folders.values():
-        os.mkdir(folder, 0o700)
-        _chown(folder, owner)
+    found = {ip: Packets() for ip in folders}
+    by_address = {ipaddress.ip_address(ip).packed: ip for ip in folders}
+    ports = recorded.ports
     try:
-        for path in paths:
+        for path in recorded.paths:
             for ts, linktype, frame in CaptureFile(path, ports=ports):
                 if not isinstance(frame, bytes):  # set aside by the reader: not SMTP
                     continue
@@ -200,6 +214,20 @@ def _read_back(
             if packets.writer is not None:
                 packets.writer.close()
     return found
+
+
+def _from_ring(ring: HostPackets, folder: str, owner: Owner) -> Packets:
+    """The host's packets as the live capture's ring kept them."""
+    packets = Packets(ring=ring)
+    try:
+        for ts, linktype, frame in ring.packets:
+            _keep(packets, folder, ts, linktype, frame, owner)
+        if packets.writer is None:
+            _open(packets, folder, dec.LINKTYPE_ETHERNET, owner)
+    finally:
+        if packets.writer is not None:
+            packets.writer.close()
+    return packets
 
 
 def _open(packets: Packets, folder: str, linktype: int, owner: Owner) -> PcapWriter:
@@ -398,6 +426,15 @@ def files_section(packets: Packets) -> list[str]:
     if packets.other_link:
         lines.append(f"  {plural(packets.other_link, 'packet')} on another link type could not "
                      "go into the same pcap and are left out.")  # fmt: skip
+    ring = packets.ring
+    if ring is not None:
+        size = f"{ring.budget / MIB:g} MiB"
+        lines.append(f"  They are what the live capture's evidence buffer kept (`--evidence-"
+                     f"buffer` {size} for all hosts; the latest packets of each).")  # fmt: skip
+        if ring.not_kept:
+            lines.append(f"  **{plural(ring.not_kept, 'earlier packet')} of this host "
+                         f"({ring.not_kept_bytes:,} bytes) did not fit and are not in it:** "
+                         "a larger buffer, or `-w FILE`, keeps them.")  # fmt: skip
     lines += [
         "* `summary.json`: the host's record as in `smtptop report --json`, and its sessions.",
         "* `transcripts.txt`: every session kept in full, as the transcript view shows it.",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import marshal
 import multiprocessing
 import multiprocessing.connection
@@ -32,15 +33,18 @@ import os
 import select
 import signal
 import struct
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from itertools import islice
 from multiprocessing.connection import Connection
+from operator import itemgetter
 from typing import Any
 
 from smtptop.analyzer import MAX_ERROR_SAMPLES, Analyzer, EngineConfig, Stats
 from smtptop.capture import CaptureFile
+from smtptop.ring import HostPackets
 from smtptop.source import Bursts, Feeding, Parallel, Source, StopFlag
 from smtptop.wire import Row, encode
 
@@ -288,90 +292,133 @@ class LiveBatch:
     finished: bool = False  # every engine has ended: the counters are final
 
 
+_CONTROL = struct.Struct("=cIdB16s")  # kind, request number, time, address length, address
+ASK_SECONDS = 10.0  # how long an engine has to answer a request for its ring
+_RUNNING, _STOPPED, _ENDED = 0, 1, 2  # an engine's state, in each batch it sends
+
+
 class _Controlled:
-    """An engine process's end of its control pipe.  The parent writes one byte to stop it,
-    then the time the capture ended (the last packet any engine saw), at which the engine
-    closes the connections still open, as one engine would have; end of file (the parent
-    died) stops it too, so that no engine outlives the monitor."""
+    """An engine process's end of its control pipe: the parent's messages, each one
+    ``_CONTROL`` record (written whole, so that threads of the parent cannot interleave
+    them).  ``S`` stops the capture; ``T`` gives the time the capture ended (the last packet
+    any engine saw), at which the engine closes the connections still open, as one engine
+    would have; ``P`` asks for what the evidence ring holds of a host (no address: of every
+    host).  End of file (the parent is done, or died) stops it too, so that no engine
+    outlives the monitor."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._set = False
+        self._pending = b""
+        self.gone = False
+        self.end: float | None = None
+        self.requests: list[tuple[int, bytes]] = []  # (number, packed address or b"")
 
     def is_set(self) -> bool:
         return self.wait(0)
 
     def wait(self, timeout: float | None = None) -> bool:
         if not self._set:
-            self._set = bool(select.select([self._fd], [], [], timeout)[0])
+            self._read(timeout)
         return self._set
 
-    def end_time(self) -> float | None:
-        """Wait for the capture's end time; None if the parent is gone."""
-        data = b""
-        while len(data) < _CONTROL.size:
-            chunk = os.read(self._fd, _CONTROL.size - len(data))
-            if not chunk:
-                return None
-            data += chunk
-        return float(_CONTROL.unpack(data)[1])
+    def _read(self, timeout: float | None) -> None:
+        if self.gone or not select.select([self._fd], [], [], timeout)[0]:
+            return
+        chunk = os.read(self._fd, 4096)
+        if not chunk:
+            self.gone = self._set = True
+            return
+        data = self._pending + chunk
+        whole = len(data) - len(data) % _CONTROL.size
+        for kind, number, at, size, address in _CONTROL.iter_unpack(data[:whole]):
+            if kind == b"S":
+                self._set = True
+            elif kind == b"T":
+                self.end = at
+            elif kind == b"P":
+                self.requests.append((number, address[:size]))
+        self._pending = data[whole:]
 
+    def end_time(self, serve: Callable[[], None]) -> float | None:
+        """Wait for the capture's end time, answering requests meanwhile; None if the
+        parent is gone."""
+        while self.end is None and not self.gone:
+            self._read(None)
+            serve()
+        return self.end
 
-_CONTROL = struct.Struct("=cd")  # the stop byte, then the end time
-_RUNNING, _STOPPED, _ENDED = 0, 1, 2  # an engine's state, in each batch it sends
+    def serve_until_gone(self, serve: Callable[[], None]) -> None:
+        """Answer requests until the parent closes the pipe (a report asks at the end)."""
+        while not self.gone:
+            self._read(None)
+            serve()
 
 
 class _Engines:
-    """The engine processes of a live capture, and this process's ends of their pipes."""
+    """The engine processes of a live capture, and this process's ends of their pipes: the
+    batches they send, the control pipes, and the pipes their answers to ring requests come
+    back on."""
 
-    def __init__(self, sources: list[Source], config: EngineConfig) -> None:
+    def __init__(
+        self, sources: list[Source], config: EngineConfig, requests: RingRequests | None
+    ) -> None:
         context = multiprocessing.get_context("fork")
         self.receivers: dict[Connection, int] = {}
         self.controls: list[int] = []
+        self.answers: list[Connection] = []
         self.children: list[multiprocessing.process.BaseProcess] = []
         self.stopped_since = 0.0
+        self.ended = False
+        self.requests = requests
         shards = len(sources)
         for shard, source in enumerate(sources):
             receiver, sender = context.Pipe(duplex=False)
             self.receivers[receiver] = shard
+            answers, answer = context.Pipe(duplex=False)
+            self.answers.append(answers)
             control_read, control_write = os.pipe()
             self.controls.append(control_write)
             shard_config = replace(config, shard=shard, shards=shards, kernel_sharded=True)
-            others = [*self.controls, *(r.fileno() for r in self.receivers)]
+            others = [*self.controls, *(r.fileno() for r in [*self.receivers, *self.answers])]
             child = context.Process(
                 target=_live_engine_process,
-                args=(source, shard_config, sender, control_read, others),
+                args=(source, shard_config, (sender, answer), control_read, others),
                 name=f"smtptop-engine-{shard}",
             )
             child.start()
             self.children.append(child)
             sender.close()
+            answer.close()
             os.close(control_read)
+        if requests is not None:
+            requests.attach(list(zip(self.controls, self.answers, strict=True)))
 
     def stop(self) -> None:
         """Ask every engine to stop capturing and send what it holds."""
         if not self.stopped_since:
             self.stopped_since = time.monotonic()
-            self._tell(b"S")
+            self._tell(_CONTROL.pack(b"S", 0, 0.0, 0, b""))
 
     def end(self, at: float) -> None:
-        """Every engine has stopped: tell them when the capture ended."""
+        """Every engine has stopped: tell them when the capture ended.  They then answer
+        ring requests until their control pipes close."""
         self.stop()
-        self._tell(struct.pack("=d", at))
-        for fd in self.controls:
-            os.close(fd)
-        self.controls.clear()
+        self._tell(_CONTROL.pack(b"T", 0, at, 0, b""))
+        self.ended = True
 
-    def _tell(self, data: bytes) -> None:
+    def _tell(self, message: bytes) -> None:
         for fd in self.controls:
             with contextlib.suppress(BrokenPipeError):  # it died: its pipe says so
-                os.write(fd, data)
+                os.write(fd, message)
 
     def close(self) -> None:
+        if self.requests is not None:
+            self.requests.detach()
         for fd in self.controls:
             os.close(fd)
-        for receiver in self.receivers:
-            receiver.close()
+        for connection in [*self.receivers, *self.answers]:
+            connection.close()
         for child in self.children:
             child.join(1)
             if child.is_alive():
@@ -379,17 +426,81 @@ class _Engines:
                 child.join()
 
 
+class RingRequests:
+    """Questions to a live capture's engine processes about what their evidence rings hold
+    (:mod:`smtptop.ring`), from any thread, one at a time.  Each engine answers on a pipe of
+    its own, between two runs of its loop; an answer to an earlier question that timed out
+    is recognised by its number and passed over."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._engines: list[tuple[int, Connection]] = []
+        self._number = 0
+
+    def attach(self, engines: list[tuple[int, Connection]]) -> None:
+        with self._lock:
+            self._engines = engines
+
+    def detach(self) -> None:
+        with self._lock:
+            self._engines = []
+
+    def ask(self, ip: str | None) -> tuple[int, dict[str, HostPackets]]:
+        """The rings' budget, all engines together, and what they hold of ``ip`` (None: of
+        every host they saw).  Raises EngineFailed when the engines cannot answer."""
+        address = b"" if ip is None else ipaddress.ip_address(ip).packed
+        with self._lock:
+            if not self._engines:
+                raise EngineFailed("the capture's analysis processes have ended")
+            self._number = number = self._number % 0xFFFFFFFF + 1
+            message = _CONTROL.pack(b"P", number, 0.0, len(address), address)
+            try:
+                for fd, _ in self._engines:
+                    os.write(fd, message)
+            except OSError:
+                raise EngineFailed("an analysis process has ended") from None
+            deadline = time.monotonic() + ASK_SECONDS
+            budget, found = 0, dict[str, HostPackets]()
+            for _, answers in self._engines:
+                part, held = _answer(answers, number, deadline)
+                budget += part
+                for packed, packets, not_kept, not_kept_bytes in held:
+                    host = found.setdefault(str(ipaddress.ip_address(packed)), HostPackets())
+                    host.packets += packets
+                    host.not_kept += not_kept
+                    host.not_kept_bytes += not_kept_bytes
+        for host in found.values():
+            host.packets.sort(key=itemgetter(0))  # a host's packets come from one engine
+            host.budget = budget
+        return budget, found
+
+
+def _answer(answers: Connection, number: int, deadline: float) -> tuple[int, list[Any]]:
+    try:
+        while answers.poll(max(0.0, deadline - time.monotonic())):
+            reply = marshal.loads(answers.recv_bytes())
+            if reply[0] == number:
+                return reply[1], reply[2]
+    except (EOFError, OSError):
+        raise EngineFailed("an analysis process ended before it answered") from None
+    raise EngineFailed("an analysis process did not answer in time")
+
+
 def live_batches(
-    sources: list[Source], config: EngineConfig, stop: StopFlag
+    sources: list[Source],
+    config: EngineConfig,
+    stop: StopFlag,
+    requests: RingRequests | None = None,
 ) -> Iterator[LiveBatch | None]:
     """Fork an engine process for each source (the sockets of a PACKET_FANOUT group) and pass
     on their batches as they come; None when nothing came for a while, so that the caller
     can look up.  Once ``stop`` is set (or every source has ended) the engines close their
     connections at the time of the last packet any of them saw and send what is left; the
-    last batch is ``finished``, with the final counters."""
+    last batch is ``finished``, with the final counters.  ``requests`` reaches the engines'
+    rings until the generator is closed, so also when handed the finished batch."""
     engines: _Engines | None = None
     try:
-        engines = _Engines(sources, config)
+        engines = _Engines(sources, config, requests)
         for source in sources:
             source.close()  # this process's copies: each socket is read by its engine
         yield from _passed_on(engines, stop)
@@ -408,7 +519,7 @@ def _passed_on(engines: _Engines, stop: StopFlag) -> Iterator[LiveBatch | None]:
     while running:
         if stop.is_set():
             engines.stop()
-        if len(last_seen) == shards and engines.controls:
+        if len(last_seen) == shards and not engines.ended:
             engines.end(max(last_seen.values()))
         if engines.stopped_since and time.monotonic() - engines.stopped_since > STOP_GRACE:
             raise EngineFailed("an analysis process did not stop when asked")
@@ -446,17 +557,22 @@ def _added(latest: list[tuple[Stats, int]]) -> tuple[Stats, int]:
 
 
 def _live_engine_process(
-    source: Source, config: EngineConfig, sender: Connection, control_fd: int, others: list[int]
+    source: Source,
+    config: EngineConfig,
+    senders: tuple[Connection, Connection],
+    control_fd: int,
+    others: list[int],
 ) -> None:
     """The child: capture from its socket, run the engine, send rows and counters, until the
     control pipe says stop (or the source ends); then close what is open when told the end
-    time, and send the rest.  ``others`` are the parent's ends of the pipes (this engine's
-    and those forked before): held here, they would keep the engines from seeing the parent
-    close them, or end."""
+    time, send the rest, and answer ring requests until the parent closes the control pipe.
+    ``others`` are the parent's ends of the pipes (this engine's and those forked before):
+    held here, they would keep the engines from seeing the parent close them, or end."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # the parent's to handle: it stops us
         signal.signal(signum, signal.SIG_IGN)
     for fd in others:
         os.close(fd)
+    sender, answers = senders
     control = _Controlled(control_fd)
     errors: list[str] = []
     analyzer = Analyzer(config, errors.append)
@@ -470,6 +586,19 @@ def _live_engine_process(
         sender.send_bytes(marshal.dumps(message))
         errors.clear()
 
+    def serve() -> None:
+        ring = analyzer.ring
+        for number, address in control.requests:
+            held = []
+            if ring is not None:
+                for client in [address] if address else list(ring.hosts):
+                    kept = ring.packets_of(client)
+                    if kept.packets or kept.not_kept:
+                        held.append((client, kept.packets, kept.not_kept, kept.not_kept_bytes))
+            budget = ring.budget if ring is not None else 0
+            answers.send_bytes(marshal.dumps((number, budget, held)))
+        control.requests.clear()
+
     try:
         bursts = Bursts(source.frames(control))
         sent = time.monotonic()
@@ -480,12 +609,14 @@ def _live_engine_process(
             ):
                 send(_RUNNING)
                 sent = time.monotonic()
+            serve()
         send(_STOPPED)
-        end = control.end_time()
+        end = control.end_time(serve)
         if end is None:
             return
         analyzer.finish(end)
         send(_ENDED)
+        control.serve_until_gone(serve)
     except (BrokenPipeError, ConnectionResetError):
         return
     except Exception as exc:  # reported by the parent as one line, not a child traceback
@@ -494,6 +625,7 @@ def _live_engine_process(
     finally:
         source.close()
         sender.close()
+        answers.close()
 
 
 class ForkedFeeder(Feeding):
@@ -503,12 +635,23 @@ class ForkedFeeder(Feeding):
     source: Parallel
     _drops = 0  # the kernel's, on every socket of the group
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.requests = RingRequests() if self.config.evidence_buffer else None
+
     def _kernel_drops(self) -> int:
         return self._drops
 
+    def host_packets(self, ip: str) -> HostPackets | None:
+        if self.requests is None:
+            return None
+        budget, held = self.requests.ask(ip)
+        return held.get(ip) or HostPackets(budget=budget)
+
     def _run(self) -> None:
         try:
-            for batch in live_batches(self.source.parts, self.config, self.stop_event):
+            parts, config, stop = self.source.parts, self.config, self.stop_event
+            for batch in live_batches(parts, config, stop, self.requests):
                 if batch is None:
                     continue
                 self.stats, self._drops = batch.stats, batch.kernel_drops

@@ -99,7 +99,10 @@ class PacketRing:
 
     def packets(self, ip: str) -> HostPackets:
         """A copy of what the ring holds of ``ip`` (nothing, if it never saw it)."""
-        kept = self.hosts.get(ipaddress.ip_address(ip).packed)
+        return self.packets_of(ipaddress.ip_address(ip).packed)
+
+    def packets_of(self, client: bytes) -> HostPackets:
+        kept = self.hosts.get(client)
         if kept is None:
             return HostPackets(budget=self.budget)
         return HostPackets(kept.packets[:], kept.not_kept, kept.not_kept_bytes, self.budget)

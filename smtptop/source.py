@@ -21,6 +21,7 @@ from typing import Final, Protocol
 
 from smtptop.analyzer import Analyzer, EngineConfig, Stats
 from smtptop.capture import CaptureError, CaptureFile, Frame, undecoded
+from smtptop.ring import HostPackets
 from smtptop.text import inert
 from smtptop.wire import Row, encode
 
@@ -310,6 +311,12 @@ class Feeding(threading.Thread):
     def _kernel_drops(self) -> int:
         return self.source.kernel_drops()
 
+    def host_packets(self, ip: str) -> HostPackets | None:
+        """What the engine's evidence ring holds of ``ip``; None without a ring (a replay,
+        or -w: the packets are in the files).  May wait for an engine: not for the UI's
+        thread.  Raises EngineFailed when the engines cannot answer."""
+        return None
+
     def progress(self, *, finished: bool = False) -> Progress:
         stats = self.stats
         done, total = self.source.position()
@@ -358,7 +365,7 @@ class Feeding(threading.Thread):
 class Feeder(Feeding):
     """Runs the engine on a source in this thread."""
 
-    analyzer: Analyzer
+    analyzer: Analyzer | None = None  # made when the thread starts
 
     def _run(self) -> None:
         self.analyzer = analyzer = Analyzer(self.config, self.on_error)
@@ -376,4 +383,8 @@ class Feeder(Feeding):
             analyzer.finish()
 
     def _remaining(self) -> list[Row]:
-        return encode(self.analyzer.take())
+        return encode(self.analyzer.take()) if self.analyzer is not None else []
+
+    def host_packets(self, ip: str) -> HostPackets | None:
+        ring = self.analyzer.ring if self.analyzer is not None else None
+        return ring.packets(ip) if ring is not None else None

@@ -71,6 +71,12 @@ REFUSED = [
     (["interfaces", "--detect", "spambot=70"], "--detect does not apply to 'smtptop interfaces'"),
     (["demo", "--detect", "spambot"], "--detect: expected NAME=VALUE, not 'spambot'"),
     (["--detect", "many=1", "report", SAMPLE], "--detect: no setting 'many'"),
+    (["report", "--sample", "--evidence-buffer", "1M"], "--evidence-buffer only applies to a live"),
+    (["-r", SAMPLE, "--evidence-buffer", "1M"], "--evidence-buffer only applies to a live"),
+    (["-i", "lo", "--evidence-buffer", "lots"], "--evidence-buffer: not a size such as 500M"),
+    (["report", "--sample", "--evidence-dir", "/tmp"], "--evidence-dir does not apply to 'smtptop"),
+    (["report", "--sample", "--evid", "/tmp/x"], "unrecognized arguments: --evid"),
+    (["report", "-i", "lo", "--evidence", "E", "--evidence-buffer", "0"], "needs the packets"),
 ]
 
 
@@ -264,3 +270,12 @@ def test_quiet_after_reaches_the_detector() -> None:
     args = parse_args(["report", "--sample", "--quiet-after", "3600"])
     assert args.policy.quiet_after == 3600.0
     assert parse_args(["demo"]).policy.quiet_after == 600.0
+
+
+def test_an_evidence_dir_that_is_not_a_folder_is_refused_before_the_monitor_starts(
+    tmp_path: Path,
+) -> None:
+    for argv in (["-r", SAMPLE], ["demo"]):
+        done = smtptop(*argv, "--evidence-dir", str(tmp_path / "missing"))
+        assert (done.returncode, done.stdout) == (1, "")
+        assert done.stderr == f"smtptop: --evidence-dir {tmp_path / 'missing'}: no such folder\n"

@@ -236,6 +236,18 @@ def test_an_unwritable_place_is_one_line(tmp_path: Path) -> None:
     assert f"cannot write in {blocker}" in line
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: captures, then runs as nobody")
+def test_a_live_capture_checks_its_evidence_folder_as_the_user_it_becomes(tmp_path: Path) -> None:
+    """Refused before the capture starts, not at its end: nobody cannot write in a folder
+    of root's (pytest's own, mode 0700)."""
+    folder = tmp_path / "evidence"
+    done = smtptop("report", "-i", "lo", "--duration", "30", "--user", "nobody",
+                   "--evidence", str(folder), timeout=20)  # fmt: skip
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (f"smtptop: --evidence {folder}: running as nobody, smtptop cannot "
+                           f"write in {tmp_path}\n")  # fmt: skip
+
+
 def test_a_host_not_in_the_capture_is_one_line(tmp_path: Path) -> None:
     folder = tmp_path / "evidence"
     line = refused("--evidence", str(folder), "--host", "10.9.9.9")
@@ -265,12 +277,12 @@ def test_host_and_evidence_options_are_checked_before_any_work() -> None:
     ):
         done = smtptop("report", SAMPLE, *args)
         assert done.returncode == 2 and said in done.stderr, (args, done.stderr)
-    done = smtptop("report", "-i", "lo", "--evidence", "/tmp/never")
-    assert done.returncode == 2 and "--evidence only applies to capture files" in done.stderr
+    done = smtptop("report", "-i", "lo", "--evidence", "/tmp/never", "--evidence-buffer", "0")
+    assert done.returncode == 2 and "--evidence with -i needs the packets" in done.stderr
 
 
 def test_a_capture_gone_since_it_was_analysed_is_one_error(tmp_path: Path) -> None:
-    from smtptop.evidence import Capture, EvidenceError, prepare, write_bundle
+    from smtptop.evidence import Capture, EvidenceError, ReadBack, prepare, write_bundle
     from smtptop.files import invoking_user
 
     copy = tmp_path / "capture.pcap"
@@ -283,6 +295,6 @@ def test_a_capture_gone_since_it_was_analysed_is_one_error(tmp_path: Path) -> No
         capture = Capture([str(copy)], "test")
         assert analysis.detector is not None
         texts = prepare(analysis.model, analysis.detector, analysis.verdicts(), capture, hosts)
-        write_bundle(texts, capture, str(target), ports=(25, 465, 587, 2525),
-                     owner=invoking_user())  # fmt: skip
+        recorded = ReadBack([str(copy)], frozenset({25, 465, 587, 2525}))
+        write_bundle(texts, str(target), recorded, owner=invoking_user())
     assert list(tmp_path.iterdir()) == []

@@ -38,6 +38,7 @@ import pwd
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +66,7 @@ from test_live_capture import (
     tool,
 )
 
+from smtptop.capture import CaptureFile
 from smtptop.live import privilege_hint
 
 TESTS = Path(__file__).parent
@@ -475,39 +477,91 @@ def engine_processes(pid: int) -> list[int]:
     return [int(child) for child in children]
 
 
+@contextlib.contextmanager
+def folder_for_nobody() -> Iterator[Path]:
+    """A folder that smtptop, running as nobody after root, may write a bundle in."""
+    folder = Path(tempfile.mkdtemp(prefix="smtptop-live-evidence-", dir="/tmp"))
+    try:
+        folder.chmod(0o777)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def tcpdump_on(lab: Gateway, pcap: Path) -> subprocess.Popen[bytes]:
+    """tcpdump on the capture interface beside smtptop, once it listens: the truth of what
+    crossed it."""
+    assert TCPDUMP is not None
+    command = lab.exec(lab.gw, TCPDUMP, "-i", IFACE, "-n", "-U", "-Z", "root", "-w", str(pcap),
+                       "tcp")  # fmt: skip
+    process = lab.start(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    line = process.stderr.readline()  # "listening on gw-lan ...", or why not
+    assert b"listening on" in line, line
+    return process
+
+
+def bundle_frames(folder: Path) -> list[bytes]:
+    return [bytes(frame) for _, _, frame in CaptureFile(str(folder / SPAMBOT / "smtp.pcap"))]
+
+
 @pytest.mark.parametrize(("workers", "first_port"), [(0, 45000), (2, 46000)])
 def test_engines_in_any_number_report_what_the_clients_did(
-    lab: Gateway, workers: int, first_port: int
+    lab: Gateway, workers: int, first_port: int, tmp_path: Path
 ) -> None:
     """``--workers 0`` captures and analyses in one process; with 2, the kernel deals the
     packets to two engine processes by client host (PACKET_FANOUT), and the report is the
-    same: every session and every host's figures as the clients did them."""
-    command = lab.smtptop(
-        *("report", "-i", IFACE, "--duration", str(CAPTURE_SECONDS), "--json"),
-        *("--user", "nobody", "--workers", str(workers)),
-    )
-    process = lab.start(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_dropped(process)
-    truth = lab.clients(first_port, spambot=SPAMBOT, office=[*OFFICE, VISITOR])
-    time.sleep(SETTLE)
-    assert process.poll() is None, "the capture ended before the clients did: raise CAPTURE_SECONDS"
-    engines = engine_processes(process.pid)
-    assert len(engines) == workers
-    for pid in engines:  # forked after root was given up
-        assert proc_status(pid)["Uid"].split() == [str(NOBODY.pw_uid)] * 4
-    out, err = process.communicate(timeout=CAPTURE_SECONDS + STEP_TIMEOUT)
-    assert process.returncode == 0, err
-    assert err == b""
-    report = json.loads(out)
-    problems = session_problems(truth, report)
-    assert not problems, "\n".join(problems)
-    hosts = {h["ip"]: h for h in report["hosts"]}
-    assert set(hosts) == set(EXPECTED_LAN)
-    for ip, host in hosts.items():
-        assert reported_host(host) == host_facts(truth, ip)
-    assert report["stats"]["sessions"] == len(truth)
-    assert report["stats"]["errors"] == report["stats"]["connections_evicted"] == 0
-    assert report["warnings"] == []
+    same: every session and every host's figures as the clients did them.  Its evidence
+    bundle, made without -w from the engines' rings, holds every SMTP packet of the spambot
+    that tcpdump saw on the same interface, as the bundle read back from tcpdump's file."""
+    truth_pcap = tmp_path / "tcpdump.pcap"
+    with folder_for_nobody() as place:
+        evidence = place / "evidence"
+        tcpdump = tcpdump_on(lab, truth_pcap)
+        command = lab.smtptop(
+            *("report", "-i", IFACE, "--duration", str(CAPTURE_SECONDS), "--json"),
+            *("--user", "nobody", "--workers", str(workers)),
+            *("--evidence", str(evidence), "--host", SPAMBOT),
+        )
+        process = lab.start(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_dropped(process)
+        truth = lab.clients(first_port, spambot=SPAMBOT, office=[*OFFICE, VISITOR])
+        time.sleep(SETTLE)
+        assert process.poll() is None, "the capture ended before the clients did"
+        engines = engine_processes(process.pid)
+        assert len(engines) == workers
+        for pid in engines:  # forked after root was given up
+            assert proc_status(pid)["Uid"].split() == [str(NOBODY.pw_uid)] * 4
+        out, err = process.communicate(timeout=CAPTURE_SECONDS + STEP_TIMEOUT)
+        stop(tcpdump, signal.SIGINT)
+        assert process.returncode == 0, err
+        assert err.decode().splitlines() == [f"smtptop: evidence for 1 host in {evidence}"]
+        report = json.loads(out)
+        problems = session_problems(truth, report)
+        assert not problems, "\n".join(problems)
+        hosts = {h["ip"]: h for h in report["hosts"]}
+        assert set(hosts) == set(EXPECTED_LAN)
+        for ip, host in hosts.items():
+            assert reported_host(host) == host_facts(truth, ip)
+        assert report["stats"]["sessions"] == len(truth)
+        assert report["stats"]["errors"] == report["stats"]["connections_evicted"] == 0
+        assert report["warnings"] == []
+        read_back = tmp_path / "read-back"
+        offline = subprocess.run(
+            [sys.executable, "-m", "smtptop", "report", str(truth_pcap), "--evidence",
+             str(read_back), "--host", SPAMBOT, "--lan", "192.168.77.0/24"],
+            capture_output=True, text=True, timeout=STEP_TIMEOUT, check=False,
+        )  # fmt: skip
+        assert offline.returncode == 0, offline.stderr
+        live = bundle_frames(evidence)
+        assert len(live) > 100 and live == bundle_frames(read_back)
+        files = [path for path in (evidence / SPAMBOT).rglob("*") if path.is_file()]
+        for path in files:  # written as nobody: it could not give them to root
+            info = path.stat()
+            assert (info.st_uid, info.st_mode & 0o777) == (NOBODY.pw_uid, 0o600), path
+        page = (evidence / SPAMBOT / "summary.md").read_text()
+        assert "evidence buffer kept" in page and "did not fit" not in page
+        assert f"live capture on {IFACE}" in page
 
 
 def test_root_is_dropped_once_the_socket_is_open(headless: Headless) -> None:

@@ -752,3 +752,95 @@ async def test_e_without_recorded_packets_says_how_to_get_them() -> None:
         await pilot.pause()
         said = [n.message for n in app._notifications]
     assert any("capture with -w FILE" in message for message in said), said
+
+
+class _Unrecorded(FileSource):
+    """Like a live capture without -w: no file to read back from, and after the file it
+    waits for more until stopped."""
+
+    def recorded(self) -> list[str]:
+        return []
+
+    def frames(self, stop):
+        yield from super().frames(stop)
+        deadline = time.monotonic() + 60
+        while not stop.wait(0.02) and time.monotonic() < deadline:
+            yield None
+
+
+def _bundle_frames(folder: Path) -> list[tuple[float, bytes]]:
+    return [(ts, bytes(frame)) for ts, _, frame in CaptureFile(str(folder / "smtp.pcap"))]
+
+
+def _read_back_frames(folder: Path, ip: str) -> list[tuple[float, bytes]]:
+    """The host's bundle made from the sample file: its packets read back."""
+    from smtptop.evidence import Capture, ReadBack, prepare, write_bundle
+    from smtptop.files import invoking_user
+
+    analysis = analyze([SAMPLE], workers=0)
+    assert analysis.detector is not None
+    texts = prepare(analysis.model, analysis.detector, analysis.verdicts(), Capture([], "t"),
+                    [ip])  # fmt: skip
+    write_bundle(texts, str(folder), ReadBack([SAMPLE], frozenset({25, 465, 587, 2525})),
+                 owner=invoking_user())  # fmt: skip
+    return _bundle_frames(folder / ip)
+
+
+async def _press_e(app: MonitorApp, folder: Path) -> tuple[list[str], Path]:
+    """``e`` on the top host: what the monitor said, and the host's folder in the bundle."""
+    packets = analyze([SAMPLE], workers=0).stats.packets
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.progress.packets == packets)  # every one in a ring
+        await wait_for(pilot, lambda: hosts_table(app).keys[:1] == ["192.168.0.108"])
+        app.clear_notifications()  # the spambot's alert
+        await pilot.press("e")
+        await wait_for(pilot, lambda: len(app._notifications) >= 1)
+        said = [n.message for n in app._notifications]
+    (bundle,) = folder.glob("smtptop-evidence-192.168.0.108-*")
+    assert said == [f"evidence for 192.168.0.108 in {bundle}"]
+    return said, bundle / "192.168.0.108"
+
+
+@pytest.mark.parametrize("engines", [0, 2])
+async def test_e_live_takes_the_packets_from_the_evidence_buffer(
+    tmp_path: Path, engines: int
+) -> None:
+    """Without a file to read back (a live capture without -w), e takes the host's packets
+    from its engine's ring (from engine processes, asked over their control pipes): the
+    same packets the replayed file holds, and the page says where they came from."""
+    from smtptop.analyzer import EngineConfig
+
+    if engines:
+        parts = dealt_by_kernel(SAMPLE, engines, tmp_path)
+        source: Source = Parallel([_Unrecorded([p]) for p in parts], label="test0", waiting="")
+    else:
+        source = _Unrecorded([SAMPLE])
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    app = MonitorApp(source, config=EngineConfig(evidence_buffer=8 << 20),
+                     evidence_dir=str(bundles))  # fmt: skip
+    _, host = await _press_e(app, bundles)
+    assert isinstance(app.feeder, ForkedFeeder if engines else Feeder)
+    from_ring = _bundle_frames(host)
+    assert len(from_ring) > 100
+    assert from_ring == _read_back_frames(tmp_path / "read-back", "192.168.0.108")
+    page = (host / "summary.md").read_text()
+    assert "evidence buffer kept (`--evidence-buffer` 8 MiB for all hosts" in page
+    assert "did not fit" not in page
+
+
+async def test_e_live_says_what_the_evidence_buffer_could_not_keep(tmp_path: Path) -> None:
+    from smtptop.analyzer import EngineConfig
+
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    app = MonitorApp(_Unrecorded([SAMPLE]), config=EngineConfig(evidence_buffer=64 << 10),
+                     evidence_dir=str(bundles))  # fmt: skip
+    _, host = await _press_e(app, bundles)
+    kept = _bundle_frames(host)
+    every = _read_back_frames(tmp_path / "read-back", "192.168.0.108")
+    assert 0 < len(kept) < len(every)
+    assert kept == every[-len(kept) :]  # the latest
+    page = (host / "summary.md").read_text()
+    gone = len(every) - len(kept)
+    assert f"**{gone:,} earlier packets of this host (" in page

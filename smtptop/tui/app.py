@@ -36,11 +36,21 @@ from smtptop import wire
 from smtptop.analyzer import EngineConfig
 from smtptop.detect import DetectConfig, Detector, Verdict
 from smtptop.errorlog import ErrorLog
-from smtptop.evidence import Capture, EvidenceError, Prepared, next_steps, prepare, write_bundle
+from smtptop.evidence import (
+    Capture,
+    EvidenceError,
+    Prepared,
+    ReadBack,
+    Recorded,
+    next_steps,
+    prepare,
+    write_bundle,
+)
 from smtptop.files import invoking_user
 from smtptop.model import Model, apply
-from smtptop.pipeline import ForkedFeeder
+from smtptop.pipeline import EngineFailed, ForkedFeeder
 from smtptop.progress import Speedometer, data_size, duration
+from smtptop.ring import HostPackets
 from smtptop.source import FeedBatch, Feeder, Feeding, Parallel, Progress, Source
 from smtptop.text import inert, plural
 from smtptop.tui import rows
@@ -106,9 +116,11 @@ class MonitorApp(App[None]):
         bell: bool = False,
         alert_exec: str | None = None,
         error_log: ErrorLog | None = None,
+        evidence_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.source = source
+        self.evidence_dir = evidence_dir  # where e writes bundles (None: the current folder)
         self.config = config or EngineConfig()
         self.model = Model(lan=lan, show_credentials=show_credentials)
         self.detector = Detector(self.model, detect)
@@ -503,33 +515,43 @@ class MonitorApp(App[None]):
             self.write_evidence(ip)
 
     def write_evidence(self, ip: str) -> None:
-        """The host's evidence bundle, in a new folder under the current one: its texts
-        made here, from the live model; its packets read back from the capture files (or
-        the -w file) in a thread, so the screen goes on."""
+        """The host's evidence bundle, in a new folder: its texts made here, from the live
+        model; its packets, in a thread so the screen goes on, read back from the capture
+        files (a replay, or the -w file) or taken from the engine's evidence ring."""
         paths = self.source.recorded()
-        if not paths:
+        ring = self.config.evidence_buffer and self.feeder is not None
+        if not paths and not ring:
             self.notify("evidence needs the packets: capture with -w FILE, or replay a file",
                         severity="warning", timeout=WARNING_SECONDS)  # fmt: skip
             return
-        capture = Capture(paths, f"smtptop monitor, {self.source.label}")
+        notes = [] if paths else ["packets from smtptop's evidence buffer (--evidence-buffer)"]
+        capture = Capture(paths, f"smtptop monitor, {self.source.label}", notes)
         texts = prepare(self.model, self.detector, self.verdicts, capture, [ip])
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        base = folder = os.path.abspath(f"smtptop-evidence-{ip.replace(':', '-')}-{stamp}")
+        name = f"smtptop-evidence-{ip.replace(':', '-')}-{stamp}"
+        base = folder = os.path.abspath(os.path.join(self.evidence_dir or os.curdir, name))
         for number in itertools.count(2):  # twice in a second: a folder of its own
             if not os.path.lexists(folder):
                 break
             folder = f"{base}-{number}"
-        self._write_bundle(texts, capture, folder)
+        self._write_bundle(texts, paths, folder)
 
     @work(thread=True, group="evidence")
-    def _write_bundle(self, texts: list[Prepared], capture: Capture, folder: str) -> None:
+    def _write_bundle(self, texts: list[Prepared], paths: list[str], folder: str) -> None:
+        ip = texts[0].ip
         try:
-            write_bundle(texts, capture, folder, ports=self.config.ports, owner=invoking_user())
-        except EvidenceError as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error", markup=False,
-                                  timeout=WARNING_SECONDS)  # fmt: skip
+            recorded: Recorded
+            if paths:
+                recorded = ReadBack(paths, frozenset(self.config.ports))
+            else:
+                assert self.feeder is not None
+                recorded = {ip: self.feeder.host_packets(ip) or HostPackets()}
+            write_bundle(texts, folder, recorded, owner=invoking_user())
+        except (EvidenceError, EngineFailed) as exc:
+            self.call_from_thread(self.notify, f"evidence for {ip}: {exc}", severity="error",
+                                  markup=False, timeout=WARNING_SECONDS)  # fmt: skip
             return
-        self.call_from_thread(self.notify, f"evidence for {texts[0].ip} in {folder}",
+        self.call_from_thread(self.notify, f"evidence for {ip} in {folder}",
                               markup=False, timeout=WARNING_SECONDS)  # fmt: skip
 
     def on_keyed_table_header_selected(self, event: KeyedTable.HeaderSelected) -> None:
