@@ -2,8 +2,11 @@
 
 Each picture is what ``smtptop demo`` (the command the README's "Try it" runs) shows once
 the capture is replayed, at 150 columns and in an 80x24 terminal; its window title is that
-command.  Run ``python screenshots/generate.py`` after changing what the monitor shows;
-tests/test_screenshots.py fails while the committed pictures are stale.  The SVGs are
+command.  The last two end the story: ``e`` on the spambot (its bundle written to a folder
+of the script's, named at the sample's last minute rather than the wall clock, so that the
+picture does not change between runs) and ``c``.  Run ``python screenshots/generate.py``
+after changing what the monitor shows; tests/test_screenshots.py fails while the committed
+pictures are stale.  The SVGs are
 Textual's own; the PNGs come from CairoSVG (``pip install '.[screenshots]'``, with Debian's
 ``fonts-firacode``), because rsvg-convert misplaces Textual's spans.
 """
@@ -19,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -31,20 +35,25 @@ ROOT = HERE.parent
 SAMPLE = ROOT / "smtptop" / "data" / "office.pcap"
 SPAMBOT = "192.168.0.108"
 WIDTH = 150
-# name: (columns, lines), and the view: the host table, the spambot's drill-down, or the
-# transcript of a session Spamhaus refused.
+# name: (columns, lines), and the view: the host table, the spambot's drill-down, the
+# transcript of a session Spamhaus refused, the drill-down once e wrote the spambot's
+# evidence bundle, or what c shows: the rules that contain it.
 SHOTS = {
     "hosts": ((WIDTH, 12), "hosts"),
     "drilldown": ((WIDTH, 40), "drilldown"),
     "transcript": ((WIDTH, 26), "transcript"),
     "hosts-80x24": ((80, 24), "hosts"),
     "drilldown-80x24": ((80, 24), "drilldown"),
+    "evidence": ((WIDTH, 24), "evidence"),
+    "contain": ((WIDTH, 40), "contain"),
 }
 COMMAND = "smtptop demo"  # the window title: the command the README shows beside them
 LOAD_SECONDS = 60.0
 # Rich lays each run of text over its cells with textLength; cairo ignores that and advances
 # Fira Code by its hinted width, so runs are spaced out to their cells before conversion.
 TEXT_RUN = re.compile(r'<text ([^>]*?)textLength="([\d.]+)"([^>]*)>(.*?)</text>', re.S)
+SAMPLE_END = 1_793_610_749  # the sample's last packet (09:12 UTC): the evidence folder's time
+EVIDENCE_DIR = "/tmp/smtptop-demo"
 FONT = "Fira Code"
 FONT_PX = 20
 
@@ -120,16 +129,71 @@ async def render(name: str) -> str:
     size, view = SHOTS[name]
     # No periodic redraw: the views are drawn explicitly once the file is read.
     app = MonitorApp(demo_source(), refresh_seconds=3600)
-    async with app.run_test(size=size) as pilot:
+    async with app.run_test(size=size, notifications=view == "evidence") as pilot:
         await wait_loaded(pilot)
-        if view in ("drilldown", "transcript"):
+        if view != "hosts":
             hosts = app.query_one("#hosts", KeyedTable)
             hosts.move_cursor(row=hosts.keys.index(SPAMBOT))
             await pilot.press("enter")
             await pilot.pause()
         if view == "transcript":
             await open_spamhaus_rejection(pilot)
+        elif view == "contain":
+            await pilot.press("c")
+            await pilot.pause()
+        elif view == "evidence":
+            await write_evidence(pilot)
         return app.export_screenshot(title=COMMAND)
+
+
+async def write_evidence(pilot: Pilot[None]) -> None:
+    """``e`` on the spambot's drill-down, until the monitor says where the bundle went (the
+    spambot's alert cleared first).  The bundle goes to a folder of the script's own, made
+    and removed here, at a path that is the same on every machine."""
+    import shutil
+
+    from smtptop.tui import app as monitor
+
+    app = pilot.app
+    assert isinstance(app, monitor.MonitorApp)
+    app.clear_notifications()
+    place = Path(EVIDENCE_DIR)
+    shutil.rmtree(place, ignore_errors=True)
+    place.mkdir()
+    app.evidence_dir = str(place)
+    try:
+        with fixed_folder_time(monitor):
+            await pilot.press("e")
+            deadline = time.monotonic() + LOAD_SECONDS
+            while not app._notifications:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the evidence bundle was not written")
+                await pilot.pause(0.05)
+        await pilot.pause()
+    finally:
+        shutil.rmtree(place, ignore_errors=True)
+
+
+@contextmanager
+def fixed_folder_time(module: ModuleType) -> Iterator[None]:
+    """The monitor names a bundle's folder after the wall clock: here, after the sample's
+    last minute, so that the picture is the same on every run."""
+    wall = time.gmtime(SAMPLE_END)
+
+    class Clock:
+        def __getattr__(self, name: str) -> object:
+            return getattr(time, name)
+
+        @staticmethod
+        def strftime(form: str, when: object = None) -> str:
+            return time.strftime(form, wall)
+
+    saved = module.time
+    module.time = Clock()
+    try:
+        yield
+    finally:
+        module.time = saved
 
 
 def render_all() -> dict[str, str]:

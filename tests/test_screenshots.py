@@ -35,6 +35,8 @@ NAMES = {
     "transcript": (150, 26),
     "hosts-80x24": (80, 24),
     "drilldown-80x24": (80, 24),
+    "evidence": (150, 24),
+    "contain": (150, 40),
 }
 
 
@@ -147,3 +149,15 @@ def test_png_matches_svg(name: str) -> None:
     box = VIEWBOX.search(svg.read_text(encoding="utf-8"))
     assert box is not None, f"{svg} has no viewBox"
     assert png_size(png) == (round(float(box[1])), round(float(box[2]))), FIX
+
+
+def test_the_story_ends_with_the_evidence_and_the_rules() -> None:
+    """e said where the spambot's bundle went; c shows the rules that contain it and how to
+    find the program on the PC."""
+    lines = terminal_text((SHOTS / "evidence.svg").read_text(encoding="utf-8"))
+    toast = "".join(line.split("▌")[1] for line in lines if "▌" in line)  # wrapped in its box
+    said = "evidence for 192.168.0.108 in /tmp/smtptop-demo/smtptop-evidence-192.168.0.108-"
+    assert said.replace(" ", "") in toast.replace(" ", ""), lines
+    rules = "\n".join(terminal_text((SHOTS / "contain.svg").read_text(encoding="utf-8")))
+    for expected in ("table inet smtptop_contain_", "Find the program on 192.168.0.108"):
+        assert expected in rules, expected

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from smtptop.analysis import analyze
+from smtptop.tui import rows
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "smtptop" / "data" / "office.pcap"
@@ -288,8 +289,17 @@ def host_cells(report: dict[str, Any], ip: str) -> dict[str, str]:
         "Rcpt": str(host["recipients"]),
         "S/min": str(sum(1 for s in sessions if s["start"] >= now - 60)),
         "Last seen": utc(host["last_seen"]),
+        "Last 30 min": trend(sessions, now),
         "HELO": helos[0] + (f" (+{len(helos) - 1})" if len(helos) > 1 else ""),
     }
+
+
+def trend(sessions: list[dict[str, Any]], now: float) -> str:
+    """The sparkline of the sessions each of the last 30 minutes started (Textual's own
+    renderable draws it; the counts are the JSON's)."""
+    last = int(now // 60)
+    started = Counter(int(s["start"] // 60) for s in sessions)
+    return rows.sparkline(tuple(started[m] for m in range(last - 29, last + 1))).plain
 
 
 CUT = frozenset({"Name", "HELO"})  # text columns, the only ones ever cut (with an ellipsis)
