@@ -29,6 +29,7 @@ BENCHMARKS = (
     ("startup", ["bench/startup.py", "--runs", "10"], False),
     ("tui_redraw", ["bench/tui_redraw.py"], False),
     ("live_capture", ["bench/live_capture.py"], True),
+    ("live_tui", ["bench/live_capture.py", "--tui"], True),  # the monitor alone, quicker
 )
 PLOTS = {"throughput": "throughput.svg"}
 

@@ -35,6 +35,7 @@ import signal
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from itertools import islice
@@ -460,17 +461,20 @@ class RingRequests:
             except OSError:
                 raise EngineFailed("an analysis process has ended") from None
             deadline = time.monotonic() + ASK_SECONDS
-            budget, found = 0, dict[str, HostPackets]()
+            budget, found, parts = 0, dict[str, HostPackets](), Counter[str]()
             for _, answers in self._engines:
                 part, held = _answer(answers, number, deadline)
                 budget += part
                 for packed, packets, not_kept, not_kept_bytes in held:
-                    host = found.setdefault(str(ipaddress.ip_address(packed)), HostPackets())
+                    ip = str(ipaddress.ip_address(packed))
+                    host = found.setdefault(ip, HostPackets())
                     host.packets += packets
                     host.not_kept += not_kept
                     host.not_kept_bytes += not_kept_bytes
-        for host in found.values():
-            host.packets.sort(key=itemgetter(0))  # a host's packets come from one engine
+                    parts[ip] += 1
+        for ip, host in found.items():
+            if parts[ip] > 1:  # the fanout gives a host to one engine: in the order it came
+                host.packets.sort(key=itemgetter(0))
             host.budget = budget
         return budget, found
 
