@@ -15,14 +15,15 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 # The modules a packet passes through, in the order it does: the file reader (with its
-# prefilter), the decoder, reassembly, the SMTP parser, the flow table (analyzer), the rows
-# events travel as, and the model.
+# prefilter), the decoder, reassembly, the SMTP parser, the flow table (analyzer) and the
+# evidence ring it fills, the rows events travel as, and the model.
 CORE = (
     "smtptop/capture.py",
     "smtptop/decode.py",
     "smtptop/tcp.py",
     "smtptop/smtp.py",
     "smtptop/analyzer.py",
+    "smtptop/ring.py",
     "smtptop/wire.py",
     "smtptop/model/__init__.py",
     "smtptop/model/compact.py",

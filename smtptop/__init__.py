@@ -11,6 +11,7 @@ CORE_MODULES = (
     "smtptop.tcp",
     "smtptop.smtp",
     "smtptop.analyzer",
+    "smtptop.ring",
     "smtptop.wire",
     "smtptop.model",
     "smtptop.model.compact",

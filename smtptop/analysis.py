@@ -184,9 +184,8 @@ def _forked_live(
                     on_error(error)
             analysis.stats, analysis.kernel_drops = batch.stats, batch.kernel_drops
             if batch.finished and requests is not None:  # the engines answer until closed
-                budget, held = requests.ask(None)
-                empty = HostPackets(budget=budget)
-                analysis.recorded = {ip: held.get(ip, empty) for ip in analysis.model.hosts}
+                absent, held = requests.ask(None)
+                analysis.recorded = {ip: held.get(ip, absent) for ip in analysis.model.hosts}
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -435,6 +435,10 @@ def files_section(packets: Packets) -> list[str]:
             lines.append(f"  **{plural(ring.not_kept, 'earlier packet')} of this host "
                          f"({ring.not_kept_bytes:,} bytes) did not fit and are not in it:** "
                          "a larger buffer, or `-w FILE`, keeps them.")  # fmt: skip
+        if ring.unrecorded and not packets.written:
+            beyond = plural(ring.unrecorded, "packet")
+            lines.append(f"  **The buffer had no room for more hosts: {beyond} of the hosts "
+                         "beyond its table were not kept, this host's among them.**")  # fmt: skip
     lines += [
         "* `summary.json`: the host's record as in `smtptop report --json`, and its sessions.",
         "* `transcripts.txt`: every session kept in full, as the transcript view shows it.",

@@ -446,9 +446,10 @@ class RingRequests:
         with self._lock:
             self._engines = []
 
-    def ask(self, ip: str | None) -> tuple[int, dict[str, HostPackets]]:
-        """The rings' budget, all engines together, and what they hold of ``ip`` (None: of
-        every host they saw).  Raises EngineFailed when the engines cannot answer."""
+    def ask(self, ip: str | None) -> tuple[HostPackets, dict[str, HostPackets]]:
+        """What the rings hold of ``ip`` (None: of every host they saw), and what they say
+        of a host they do not hold (their budget, all engines together, and the packets of
+        hosts they had no room for).  Raises EngineFailed when the engines cannot answer."""
         address = b"" if ip is None else ipaddress.ip_address(ip).packed
         with self._lock:
             if not self._engines:
@@ -461,10 +462,11 @@ class RingRequests:
             except OSError:
                 raise EngineFailed("an analysis process has ended") from None
             deadline = time.monotonic() + ASK_SECONDS
-            budget, found, parts = 0, dict[str, HostPackets](), Counter[str]()
+            absent, found, parts = HostPackets(), dict[str, HostPackets](), Counter[str]()
             for _, answers in self._engines:
-                part, held = _answer(answers, number, deadline)
-                budget += part
+                budget, unrecorded, held = _answer(answers, number, deadline)
+                absent.budget += budget
+                absent.unrecorded += unrecorded
                 for packed, packets, not_kept, not_kept_bytes in held:
                     ip = str(ipaddress.ip_address(packed))
                     host = found.setdefault(ip, HostPackets())
@@ -475,16 +477,16 @@ class RingRequests:
         for ip, host in found.items():
             if parts[ip] > 1:  # the fanout gives a host to one engine: in the order it came
                 host.packets.sort(key=itemgetter(0))
-            host.budget = budget
-        return budget, found
+            host.budget = absent.budget
+        return absent, found
 
 
-def _answer(answers: Connection, number: int, deadline: float) -> tuple[int, list[Any]]:
+def _answer(answers: Connection, number: int, deadline: float) -> tuple[int, int, list[Any]]:
     try:
         while answers.poll(max(0.0, deadline - time.monotonic())):
             reply = marshal.loads(answers.recv_bytes())
             if reply[0] == number:
-                return reply[1], reply[2]
+                return reply[1], reply[2], reply[3]
     except (EOFError, OSError):
         raise EngineFailed("an analysis process ended before it answered") from None
     raise EngineFailed("an analysis process did not answer in time")
@@ -599,8 +601,8 @@ def _live_engine_process(
                     kept = ring.packets_of(client)
                     if kept.packets or kept.not_kept:
                         held.append((client, kept.packets, kept.not_kept, kept.not_kept_bytes))
-            budget = ring.budget if ring is not None else 0
-            answers.send_bytes(marshal.dumps((number, budget, held)))
+            budget, unrecorded = (ring.budget, ring.unrecorded) if ring is not None else (0, 0)
+            answers.send_bytes(marshal.dumps((number, budget, unrecorded, held)))
         control.requests.clear()
 
     try:
@@ -649,8 +651,8 @@ class ForkedFeeder(Feeding):
     def host_packets(self, ip: str) -> HostPackets | None:
         if self.requests is None:
             return None
-        budget, held = self.requests.ask(ip)
-        return held.get(ip) or HostPackets(budget=budget)
+        absent, held = self.requests.ask(ip)
+        return held.get(ip) or absent
 
     def _run(self) -> None:
         try:

@@ -7,19 +7,24 @@ oldest packets first, down to a common level: a spambot's flood cannot push out 
 packets of a quiet PC, and the spambot keeps its latest.  What goes is counted per host, for
 the bundle to say.
 
-Pure and thread-agnostic: the capture thread adds while the monitor's thread may copy a
-host's packets.  Packets are only appended to a host's list, and a trim replaces the list
-whole, so a reader's copy is one consistent state without a lock.
+A host's packets lie back to back in one bytearray, with their times and link types and
+lengths in two arrays: no object per packet for the garbage collector to walk, which costs
+the engine more than the copying does.  The capture thread adds while the monitor's thread
+may copy a host's packets: an append writes the bytes, then the time, then the length, so a
+reader that counts the lengths first finds the rest there; a trim, which takes packets off
+the front, bumps a version before and after, and a reader that saw it change reads again.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from array import array
 from dataclasses import dataclass, field
 
-PACKET_OVERHEAD = 96  # bytes a kept packet costs besides its frame: its tuple, its bytes object
-HOST_OVERHEAD = 1024  # a host's record and list; hosts may take a quarter of the budget
+PACKET_OVERHEAD = 24  # bytes a kept packet costs besides its frame: its time, its length
+HOST_OVERHEAD = 1024  # a host's record and arrays; hosts may take a quarter of the budget
 TRIM_SHARE = 16  # a trim frees a sixteenth of the budget, so one happens that seldom
+LENGTH = 0xFFFFFFFF  # the low half of a packet's entry in ``_Kept.meta``; link type above
 
 Packet = tuple[float, int, bytes]  # time, link type, frame: as captured
 
@@ -32,16 +37,20 @@ class HostPackets:
     not_kept: int = 0  # packets that went to make room (the oldest), or never fitted
     not_kept_bytes: int = 0
     budget: int = 0  # the ring's, for the bundle to name
+    unrecorded: int = 0  # a host it never held: the packets of hosts it had no room for
 
 
 class _Kept:
-    __slots__ = ("cost", "not_kept", "not_kept_bytes", "packets")
+    __slots__ = ("cost", "data", "meta", "not_kept", "not_kept_bytes", "times", "version")
 
     def __init__(self) -> None:
-        self.packets: list[Packet] = []
-        self.cost = 0  # of the packets from the first kept on
+        self.data = bytearray()  # the frames, back to back
+        self.times = array("d")
+        self.meta = array("Q")  # link type << 32 | length, one per frame
+        self.cost = 0  # of the packets kept
         self.not_kept = 0
         self.not_kept_bytes = 0
+        self.version = 0  # odd while a trim takes packets off the front
 
 
 class PacketRing:
@@ -62,10 +71,12 @@ class PacketRing:
                 return
             kept = self.hosts[client] = _Kept()
             self.used += HOST_OVERHEAD
-        kept.packets.append((ts, linktype, frame))
-        cost = len(frame) + PACKET_OVERHEAD
-        kept.cost += cost
-        self.used += cost
+        size = len(frame)
+        kept.data += frame
+        kept.times.append(ts)
+        kept.meta.append(linktype << 32 | size)
+        kept.cost += size + PACKET_OVERHEAD
+        self.used += size + PACKET_OVERHEAD
         if self.used > self.budget:
             self._trim(self.used - (self.budget - self.budget // TRIM_SHARE))
 
@@ -87,15 +98,21 @@ class PacketRing:
             self._shed(kept, level)
 
     def _shed(self, kept: _Kept, level: int) -> None:
-        packets, first = kept.packets, 0
-        while kept.cost > level and first < len(packets):
-            size = len(packets[first][2])
-            kept.cost -= size + PACKET_OVERHEAD
-            self.used -= size + PACKET_OVERHEAD
-            kept.not_kept += 1
-            kept.not_kept_bytes += size
-            first += 1
-        kept.packets = packets[first:]  # the packets that went are freed now
+        meta = kept.meta
+        count = size = 0
+        while kept.cost > level and count < len(meta):
+            length = meta[count] & LENGTH
+            kept.cost -= length + PACKET_OVERHEAD
+            self.used -= length + PACKET_OVERHEAD
+            size += length
+            count += 1
+        kept.not_kept += count
+        kept.not_kept_bytes += size
+        kept.version += 1
+        del kept.data[:size]  # a bytearray gives up its front without moving the rest
+        del kept.times[:count]
+        del meta[:count]
+        kept.version += 1
 
     def packets(self, ip: str) -> HostPackets:
         """A copy of what the ring holds of ``ip`` (nothing, if it never saw it)."""
@@ -104,5 +121,17 @@ class PacketRing:
     def packets_of(self, client: bytes) -> HostPackets:
         kept = self.hosts.get(client)
         if kept is None:
-            return HostPackets(budget=self.budget)
-        return HostPackets(kept.packets[:], kept.not_kept, kept.not_kept_bytes, self.budget)
+            return HostPackets(budget=self.budget, unrecorded=self.unrecorded)
+        while True:
+            version = kept.version
+            meta = kept.meta[:]  # first: the bytes and times of each are there already
+            times = kept.times[: len(meta)]
+            data = bytes(kept.data[: sum(entry & LENGTH for entry in meta)])
+            if version % 2 == 0 and kept.version == version:
+                break
+        packets, at = [], 0
+        for ts, entry in zip(times, meta, strict=True):
+            end = at + (entry & LENGTH)
+            packets.append((ts, entry >> 32, data[at:end]))
+            at = end
+        return HostPackets(packets, kept.not_kept, kept.not_kept_bytes, self.budget)

@@ -298,3 +298,21 @@ def test_a_capture_gone_since_it_was_analysed_is_one_error(tmp_path: Path) -> No
         recorded = ReadBack([str(copy)], frozenset({25, 465, 587, 2525}))
         write_bundle(texts, str(target), recorded, owner=invoking_user())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_host_the_evidence_buffer_had_no_room_for_says_so(tmp_path: Path) -> None:
+    from smtptop.evidence import Capture, prepare, write_bundle
+    from smtptop.files import invoking_user
+    from smtptop.ring import HostPackets
+
+    analysis = analyze([SAMPLE], workers=0)
+    host = chosen_hosts(analysis, [])[0]
+    assert analysis.detector is not None
+    texts = prepare(analysis.model, analysis.detector, analysis.verdicts(), Capture([], "t"),
+                    [host])  # fmt: skip
+    missing = {host: HostPackets(budget=1 << 20, unrecorded=1234)}
+    write_bundle(texts, str(tmp_path / "ev"), missing, owner=invoking_user())
+    page = (tmp_path / "ev" / host / "summary.md").read_text()
+    assert "`smtp.pcap`: 0 packets" in page
+    assert "no room for more hosts: 1,234 packets of the hosts beyond its table" in page
+    assert list(CaptureFile(str(tmp_path / "ev" / host / "smtp.pcap"))) == []  # a valid pcap
