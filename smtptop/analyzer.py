@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from smtptop import decode as dec
 from smtptop import identity
-from smtptop.ring import PacketRing
+from smtptop.ring import Kept, PacketRing
 from smtptop.smtp import Event, ParserLimits, SmtpParser
 from smtptop.tcp import CLIENT, SERVER, Connection, ReassemblyLimits
 
@@ -100,10 +100,16 @@ class _Flow:
     """An open connection: its reassembly and its SMTP parser.  Once closed it is let go;
     only its key and last packet time linger (``Analyzer._lingering``)."""
 
-    __slots__ = ("conn", "id", "key", "last_ts", "parser", "reverse")
+    __slots__ = ("conn", "id", "kept", "key", "last_ts", "parser", "reverse")
 
     def __init__(
-        self, flow_id: int, key: bytes, conn: Connection, parser: SmtpParser, ts: float
+        self,
+        flow_id: int,
+        key: bytes,
+        conn: Connection,
+        parser: SmtpParser,
+        ts: float,
+        kept: Kept | None,
     ) -> None:
         self.id = flow_id
         self.key = key  # the wire key of the client's direction
@@ -111,6 +117,7 @@ class _Flow:
         self.conn = conn
         self.parser = parser
         self.last_ts = ts
+        self.kept = kept  # its client's packets in the evidence ring
 
 
 class Analyzer:
@@ -190,13 +197,15 @@ class Analyzer:
                         elsewhere += 1
                         continue
                     smtp_packets += 1
-                    if ring is not None:
-                        ring.add(client_of(key, ports), ts, linktype, frame)
                     if entry is None or flags & SYN_OR_ACK == SYN:
                         entry = lookup(key, seq, flags, ts)
                         if entry is None:  # a closed connection's stray packet, absorbed
+                            if ring is not None:
+                                ring.add(client_of(key, ports), ts, linktype, frame)
                             continue
                     flow, side = entry
+                    if ring is not None:
+                        ring.keep(flow.kept, ts, linktype, frame)
                     flow.last_ts = ts
                     conn = flow.conn
                     conn.segment(side, seq, ack, flags, payload, ts)
@@ -273,12 +282,13 @@ class Analyzer:
         if len(self.flows) + len(self._lingering) >= self.config.max_connections:
             self._evict(ts)
         parser = SmtpParser(midstream=midstream, limits=self.config.smtp)
-        flow = _Flow(self._next_id, key, Connection(parser, self.config.tcp), parser, ts)
+        size = (len(key) - 4) // 2
+        kept = self.ring.host(key[:size]) if self.ring is not None else None
+        flow = _Flow(self._next_id, key, Connection(parser, self.config.tcp), parser, ts, kept)
         self._next_id += self.config.shards
         self.flows[key] = flow
         self._by_wire[key] = (flow, CLIENT)
         self._by_wire[flow.reverse] = (flow, SERVER)
-        size = (len(key) - 4) // 2
         client = (_ip(key[:size]), key[2 * size] << 8 | key[2 * size + 1])
         server = (_ip(key[size : 2 * size]), key[2 * size + 2] << 8 | key[2 * size + 3])
         self.out.append((flow.id, FlowOpened(ts, client, server, midstream)))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 PACKET_OVERHEAD = 24  # bytes a kept packet costs besides its frame: its time, its length
 HOST_OVERHEAD = 1024  # a host's record and arrays; hosts may take a quarter of the budget
 TRIM_SHARE = 16  # a trim frees a sixteenth of the budget, so one happens that seldom
-LENGTH = 0xFFFFFFFF  # the low half of a packet's entry in ``_Kept.meta``; link type above
+LENGTH = 0xFFFFFFFF  # the low half of a packet's entry in ``Kept.meta``; link type above
 
 Packet = tuple[float, int, bytes]  # time, link type, frame: as captured
 
@@ -40,7 +40,9 @@ class HostPackets:
     unrecorded: int = 0  # a host it never held: the packets of hosts it had no room for
 
 
-class _Kept:
+class Kept:
+    """One host's packets in the ring."""
+
     __slots__ = ("cost", "data", "meta", "not_kept", "not_kept_bytes", "times", "version")
 
     def __init__(self) -> None:
@@ -60,17 +62,26 @@ class PacketRing:
         self.budget = budget
         self.max_hosts = budget // (4 * HOST_OVERHEAD)
         self.used = 0
-        self.hosts: dict[bytes, _Kept] = {}
+        self.hosts: dict[bytes, Kept] = {}
         self.unrecorded = 0  # packets of hosts beyond max_hosts: none of theirs is kept
 
-    def add(self, client: bytes, ts: float, linktype: int, frame: bytes) -> None:
+    def host(self, client: bytes) -> Kept | None:
+        """The record of a client (made on its first packet); None when the table is full.
+        The engine looks it up once per connection and keeps it there."""
         kept = self.hosts.get(client)
-        if kept is None:
-            if len(self.hosts) >= self.max_hosts:
-                self.unrecorded += 1
-                return
-            kept = self.hosts[client] = _Kept()
+        if kept is None and len(self.hosts) < self.max_hosts:
+            kept = self.hosts[client] = Kept()
             self.used += HOST_OVERHEAD
+        return kept
+
+    def add(self, client: bytes, ts: float, linktype: int, frame: bytes) -> None:
+        self.keep(self.host(client), ts, linktype, frame)
+
+    def keep(self, kept: Kept | None, ts: float, linktype: int, frame: bytes) -> None:
+        """Keep a packet of the host ``kept`` (None: of a host there was no room for)."""
+        if kept is None:
+            self.unrecorded += 1
+            return
         size = len(frame)
         kept.data += frame
         kept.times.append(ts)
@@ -97,7 +108,7 @@ class PacketRing:
                 break
             self._shed(kept, level)
 
-    def _shed(self, kept: _Kept, level: int) -> None:
+    def _shed(self, kept: Kept, level: int) -> None:
         meta = kept.meta
         count = size = 0
         while kept.cost > level and count < len(meta):
