@@ -760,8 +760,9 @@ def main() -> None:
     shown = ["python", "bench/live_capture.py", "--seconds", f"{args.seconds:g}"]
     shown += ["--rates", ",".join(map(str, rates))] if rates else []
     shown += ["--tui"] if args.tui else ["--workers", args.workers]
+    heading = "by the monitor, with and without its evidence buffer" if args.tui else "throughput"
     text = [
-        "# Live capture throughput",
+        f"# Live capture {heading}",
         "",
         f"`{shlex.join(shown)}` on {platform.node()} ({os.cpu_count()} CPUs, "
         f"Linux {platform.release()}, Python {platform.python_version()}), "
