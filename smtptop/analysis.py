@@ -19,6 +19,7 @@ from smtptop.model import Host, Model, apply, rank
 from smtptop.pipeline import (
     APPLY_EVERY,
     EngineBatch,
+    EngineFailed,
     RingRequests,
     default_workers,
     engine_batches,
@@ -102,19 +103,22 @@ def analyze_live(
     detect: DetectConfig | None = None,
     on_error: Callable[[str], None] | None = None,
     evidence_buffer: int = 0,
+    evidence_hosts: Callable[[Analysis], Sequence[str]] | None = None,
 ) -> Analysis:
     """Capture from a live source for ``duration`` seconds (or until Ctrl-C) and analyse:
     in this process, or, for a :class:`Parallel` source, in an engine process per socket.
-    With ``evidence_buffer``, each client's latest SMTP packets are kept in that many bytes
-    and come back in ``recorded``, for an evidence bundle."""
+    With ``evidence_buffer``, each client's latest SMTP packets are kept in that many bytes,
+    and those of the hosts ``evidence_hosts`` picks at the end come back in ``recorded``,
+    for their evidence bundles."""
     config = EngineConfig(ports=frozenset(ports), evidence_buffer=evidence_buffer)
+    wanted = evidence_hosts if evidence_buffer else None
     model = Model(lan=lan, show_credentials=show_credentials)
     analysis = Analysis(model, Stats(), detector=Detector(model, detect))
     deadline = time.monotonic() + duration
     if isinstance(source, Parallel):
-        _forked_live(source, config, analysis, deadline, on_error)
+        _forked_live(source, config, analysis, deadline, on_error, wanted)
     else:
-        _inline_live(source, config, analysis, deadline, on_error)
+        _inline_live(source, config, analysis, deadline, on_error, wanted)
     if analysis.kernel_drops:
         analysis.warnings.append(
             f"the kernel dropped {analysis.kernel_drops} packets: the counts are low"
@@ -128,6 +132,7 @@ def _inline_live(
     analysis: Analysis,
     deadline: float,
     on_error: Callable[[str], None] | None,
+    wanted: Callable[[Analysis], Sequence[str]] | None,
 ) -> None:
     analyzer = Analyzer(config, on_error)
     analysis.stats = analyzer.stats
@@ -148,8 +153,9 @@ def _inline_live(
         source.close()
     analyzer.finish()
     apply(model, encode(analyzer.take()))
-    if analyzer.ring is not None:
-        analysis.recorded = {ip: analyzer.ring.packets(ip) for ip in model.hosts}
+    ring = analyzer.ring
+    if ring is not None and wanted is not None:
+        analysis.recorded = {ip: ring.packets(ip) for ip in wanted(analysis)}
 
 
 def _forked_live(
@@ -158,6 +164,7 @@ def _forked_live(
     analysis: Analysis,
     deadline: float,
     on_error: Callable[[str], None] | None,
+    wanted: Callable[[Analysis], Sequence[str]] | None,
 ) -> None:
     """Ctrl-C (or SIGTERM) stops the engines rather than this loop, which then takes what
     they send as they finish: a KeyboardInterrupt raised while it waits for them would end
@@ -171,7 +178,7 @@ def _forked_live(
     handled = (signal.SIGINT, signal.SIGTERM)
     main = threading.current_thread() is threading.main_thread()
     previous = {signum: signal.signal(signum, interrupt) for signum in handled} if main else {}
-    requests = RingRequests() if config.evidence_buffer else None
+    requests = RingRequests() if wanted is not None else None
     try:
         for batch in live_batches(source.parts, config, stop, requests):
             if time.monotonic() >= deadline:
@@ -183,14 +190,28 @@ def _forked_live(
                 for error in batch.errors:
                     on_error(error)
             analysis.stats, analysis.kernel_drops = batch.stats, batch.kernel_drops
-            if batch.finished and requests is not None:  # the engines answer until closed
-                absent, held = requests.ask(None)
-                analysis.recorded = {ip: held.get(ip, absent) for ip in analysis.model.hosts}
+            if batch.finished and requests is not None and wanted is not None:
+                analysis.recorded = _asked(requests, wanted(analysis), analysis)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if interrupted.is_set():
         analysis.warnings.append("interrupted: the report covers the capture until then")
+
+
+def _asked(
+    requests: RingRequests, hosts: Sequence[str], analysis: Analysis
+) -> dict[str, HostPackets]:
+    """The packets the engines' rings kept of each host (they answer until closed); when
+    they cannot, a warning, and the bundles say they hold none."""
+    recorded = {}
+    try:
+        for ip in hosts:
+            absent, held = requests.ask(ip)
+            recorded[ip] = held.get(ip, absent)
+    except EngineFailed as exc:
+        analysis.warnings.append(f"the evidence buffer's packets could not be had: {exc}")
+    return recorded
 
 
 def ranked_hosts(model: Model, verdicts: dict[str, Verdict] | None = None) -> list[Host]:

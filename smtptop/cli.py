@@ -80,6 +80,7 @@ def _positive(text: str) -> float:
 
 MAX_WORKERS = 64  # --workers
 SIZE_UNITS = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+MIN_EVIDENCE_BUFFER = 10**6
 
 
 def _size(text: str) -> int:
@@ -96,8 +97,13 @@ def _size(text: str) -> int:
 
 
 def _buffer_size(text: str) -> int:
-    """A size as for --max-bytes, or 0 (none)."""
-    return 0 if text.strip() == "0" else _size(text)
+    """A size as for --max-bytes, 1M at least (a share for each of 8 engines), or 0 (none)."""
+    if text.strip() == "0":
+        return 0
+    size = _size(text)
+    if size < MIN_EVIDENCE_BUFFER:
+        raise argparse.ArgumentTypeError(f"must be 0 (none) or 1M or more: {text!r}")
+    return size
 
 
 def _top(text: str) -> int:
@@ -699,6 +705,7 @@ def _report(
                 detect=args.policy,
                 on_error=errors,
                 evidence_buffer=0 if args.write or not args.evidence else args.evidence_buffer,
+                evidence_hosts=lambda done: chosen_hosts(done, args.host),
             )
             lost = analysis.kernel_drops  # the total: counted until the sockets closed
         else:

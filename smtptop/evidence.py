@@ -39,7 +39,7 @@ from smtptop.vendor import vendor
 
 FLAGGED = (Rating.SPAMBOT, Rating.SUSPICIOUS)
 TIMELINE_BAR = 40  # characters of the longest bar in summary.md's timeline
-TIMELINE_ROWS = 1440  # summary.md's timeline: a day at a minute a row, wider rows past that
+TIMELINE_ROWS = 1440  # summary.md's timeline rows at most (as wide as the host's bins)
 MIB = 1 << 20
 
 
@@ -152,9 +152,9 @@ def write_bundle(
         if isinstance(recorded, ReadBack):
             packets = _read_back(recorded, folders, owner)
         else:
-            packets = {
-                ip: _from_ring(recorded[ip], folder, owner) for ip, folder in folders.items()
-            }
+            empty = HostPackets()  # the engines could not answer: the page says none
+            packets = {ip: _from_ring(recorded.get(ip, empty), at, owner)
+                       for ip, at in folders.items()}  # fmt: skip
         for host in prepared:
             _write_host(folders[host.ip], host, packets[host.ip], owner)
         if os.path.lexists(target):

@@ -463,8 +463,13 @@ class RingRequests:
                 raise EngineFailed("an analysis process has ended") from None
             deadline = time.monotonic() + ASK_SECONDS
             absent, found, parts = HostPackets(), dict[str, HostPackets](), Counter[str]()
-            for _, answers in self._engines:
-                budget, unrecorded, held = _answer(answers, number, deadline)
+            failure: EngineFailed | None = None
+            for _, answers in self._engines:  # every one read: an answer left would block it
+                try:
+                    budget, unrecorded, held = _answer(answers, number, deadline)
+                except EngineFailed as exc:
+                    failure = failure or exc
+                    continue
                 absent.budget += budget
                 absent.unrecorded += unrecorded
                 for packed, packets, not_kept, not_kept_bytes in held:
@@ -474,6 +479,8 @@ class RingRequests:
                     host.not_kept += not_kept
                     host.not_kept_bytes += not_kept_bytes
                     parts[ip] += 1
+        if failure is not None:
+            raise failure
         for ip, host in found.items():
             if parts[ip] > 1:  # the fanout gives a host to one engine: in the order it came
                 host.packets.sort(key=itemgetter(0))

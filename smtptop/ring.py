@@ -11,8 +11,9 @@ A host's packets lie back to back in one bytearray, with their times and link ty
 lengths in two arrays: no object per packet for the garbage collector to walk, which costs
 the engine more than the copying does.  The capture thread adds while the monitor's thread
 may copy a host's packets: an append writes the bytes, then the time, then the length, so a
-reader that counts the lengths first finds the rest there; a trim, which takes packets off
-the front, bumps a version before and after, and a reader that saw it change reads again.
+reader that copies the lengths first finds the rest there (each copy one call, whole under
+the GIL); a trim, which takes packets off the front, bumps a version before and after, and
+a reader that saw it change copies again.
 """
 
 from __future__ import annotations
@@ -117,9 +118,9 @@ class PacketRing:
             self.used -= length + PACKET_OVERHEAD
             size += length
             count += 1
+        kept.version += 1
         kept.not_kept += count
         kept.not_kept_bytes += size
-        kept.version += 1
         del kept.data[:size]  # a bytearray gives up its front without moving the rest
         del kept.times[:count]
         del meta[:count]
@@ -133,16 +134,17 @@ class PacketRing:
         kept = self.hosts.get(client)
         if kept is None:
             return HostPackets(budget=self.budget, unrecorded=self.unrecorded)
-        while True:
+        while True:  # each copy is one call, whole under the GIL; a trim between them shows
             version = kept.version
-            meta = kept.meta[:]  # first: the bytes and times of each are there already
-            times = kept.times[: len(meta)]
-            data = bytes(kept.data[: sum(entry & LENGTH for entry in meta)])
+            meta = kept.meta[:]  # first: the bytes and time of each are there already
+            times = kept.times[:]
+            data = bytes(kept.data)
+            not_kept, not_kept_bytes = kept.not_kept, kept.not_kept_bytes
             if version % 2 == 0 and kept.version == version:
                 break
         packets, at = [], 0
-        for ts, entry in zip(times, meta, strict=True):
+        for ts, entry in zip(times, meta, strict=False):  # packets added since: not taken
             end = at + (entry & LENGTH)
             packets.append((ts, entry >> 32, data[at:end]))
             at = end
-        return HostPackets(packets, kept.not_kept, kept.not_kept_bytes, self.budget)
+        return HostPackets(packets, not_kept, not_kept_bytes, self.budget)

@@ -74,6 +74,7 @@ REFUSED = [
     (["report", "--sample", "--evidence-buffer", "1M"], "--evidence-buffer only applies to a live"),
     (["-r", SAMPLE, "--evidence-buffer", "1M"], "--evidence-buffer only applies to a live"),
     (["-i", "lo", "--evidence-buffer", "lots"], "--evidence-buffer: not a size such as 500M"),
+    (["-i", "lo", "--evidence-buffer", "64K"], "--evidence-buffer: must be 0 (none) or 1M or more"),
     (["report", "--sample", "--evidence-dir", "/tmp"], "--evidence-dir does not apply to 'smtptop"),
     (["report", "--sample", "--evid", "/tmp/x"], "unrecognized arguments: --evid"),
     (["report", "-i", "lo", "--evidence", "E", "--evidence-buffer", "0"], "needs the packets"),

@@ -330,3 +330,74 @@ def test_a_failing_engine_process_is_one_line() -> None:
     with pytest.raises(pipeline.EngineFailed, match="RuntimeError: disk on fire"):
         for _ in pipeline.live_batches([Endless(), Failing()], analyzer.EngineConfig(), stop):
             pass
+
+
+def test_control_records_split_across_reads_are_put_together() -> None:
+    from smtptop.pipeline import _CONTROL, _Controlled
+
+    read, write = os.pipe()
+    try:
+        control = _Controlled(read)
+        address = ipaddress.ip_address("10.0.0.1").packed
+        request = _CONTROL.pack(b"P", 7, 0.0, len(address), address)
+        os.write(write, request[:11])
+        assert not control.wait(0.05) and control.requests == []
+        os.write(write, request[11:] + _CONTROL.pack(b"T", 0, 123.5, 0, b""))
+        assert not control.wait(0.05)  # a request and the end time do not stop it
+        assert (control.requests, control.end) == ([(7, address)], 123.5)
+        os.write(write, _CONTROL.pack(b"S", 0, 0.0, 0, b""))
+        assert control.wait(0.05) and not control.gone
+    finally:
+        os.close(write)
+    assert control.serve_until_gone(lambda: None) is None and control.gone  # end of file
+    os.close(read)
+
+
+def _engines(count: int) -> tuple[list[int], list[Any], list[Any]]:
+    """Stand-ins for engine processes: the control pipes' read ends, the ends the engines
+    answer on, and what ``RingRequests.attach`` takes."""
+    import multiprocessing
+
+    controls, answers, attached = [], [], []
+    for _ in range(count):
+        control_read, control_write = os.pipe()
+        receiver, sender = multiprocessing.Pipe(duplex=False)
+        controls.append(control_read)
+        answers.append(sender)
+        attached.append((control_write, receiver))
+    return controls, answers, attached
+
+
+def test_a_late_answer_to_an_earlier_request_is_passed_over() -> None:
+    from smtptop import pipeline
+
+    controls, answers, attached = _engines(1)
+    requests = pipeline.RingRequests()
+    requests.attach(attached)
+    packed = ipaddress.ip_address("10.0.0.1").packed
+    answers[0].send_bytes(marshal.dumps((99, 1 << 20, 0, [(packed, [(0.5, 1, b"old")], 0, 0)])))
+    answers[0].send_bytes(marshal.dumps((1, 1 << 20, 3, [(packed, [(1.0, 1, b"x")], 2, 50)])))
+    absent, held = requests.ask("10.0.0.1")
+    host = held["10.0.0.1"]
+    assert (host.packets, host.not_kept, host.not_kept_bytes) == ([(1.0, 1, b"x")], 2, 50)
+    assert (host.budget, absent.budget, absent.unrecorded) == (1 << 20, 1 << 20, 3)
+    kind, number, _, size, address = pipeline._CONTROL.unpack(os.read(controls[0], 100))
+    assert (kind, number, address[:size]) == (b"P", 1, packed)
+    requests.detach()
+    with pytest.raises(pipeline.EngineFailed, match="have ended"):
+        requests.ask(None)
+
+
+def test_an_engine_that_does_not_answer_fails_the_request_and_the_others_are_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from smtptop import pipeline
+
+    monkeypatch.setattr(pipeline, "ASK_SECONDS", 0.2)
+    _, answers, attached = _engines(2)
+    requests = pipeline.RingRequests()
+    requests.attach(attached)
+    answers[1].send_bytes(marshal.dumps((1, 1 << 20, 0, [])))  # the first says nothing
+    with pytest.raises(pipeline.EngineFailed, match="did not answer in time"):
+        requests.ask(None)
+    assert not attached[1][1].poll()  # the second's answer was taken: it is not left blocked

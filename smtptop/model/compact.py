@@ -18,7 +18,6 @@ from bisect import bisect_left
 
 RECENT_STARTS = 64  # session starts (and MX lookups) remembered per host for rates
 TIMELINE_BINS = 240  # per host: four hours at a minute a bin; a longer span widens the bins
-TIMELINE_BIN_BYTES = 16  # two 8-byte counts
 V4_BYTES, V6_BYTES = 4, 100  # what a destination costs in an AddressSet
 
 

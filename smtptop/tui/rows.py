@@ -222,7 +222,6 @@ def verdict_line(verdict: Verdict | None, now: float) -> Text:
 class Chart:
     """A host's sessions and rejected sessions per bin over the whole capture."""
 
-    width: int  # minutes a bin
     sessions: list[int]
     rejected: list[int]
     caption: Text
@@ -241,7 +240,7 @@ def chart(host: Host, first_ts: float, last_ts: float, dated: bool) -> Chart:
     caption.append(
         f"{max(rejected, default=0):,} rejected", style="bold red" if any(rejected) else ""
     )
-    return Chart(width, sessions, rejected, caption)
+    return Chart(sessions, rejected, caption)
 
 
 def reasons_text(verdict: Verdict | None, facts: list[tuple[str, str]]) -> Text:
