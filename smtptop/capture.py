@@ -16,12 +16,13 @@ import struct
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from struct import Struct
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from smtptop import decode as dec
 from smtptop.identity import ETH_ARP, PROTO_UDP
 from smtptop.identity import PORTS as IDENTITY_PORTS
 from smtptop.progress import data_size
+from smtptop.rewind import Rewindable
 
 CHUNK = 1 << 20
 RAW_CHUNK = 1 << 16  # compressed bytes fed to zlib at a time
@@ -46,6 +47,7 @@ PCAP_MAGICS = {
 PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 SHB_TYPE = 0x0A0D0D0A
 GZIP_MAGIC = b"\x1f\x8b"
+STDIN, STDIN_NAME = "-", "standard input"  # the path that reads a stream, and its name
 JUNK = "junk after the gzip data"
 
 SKIP_EMPTY = "empty record"
@@ -263,25 +265,23 @@ class CaptureFile:
         return CaptureError(f"{self.path}: {reason}")
 
     def _open(self) -> None:
-        if os.path.isdir(self.path):
-            raise CaptureError(f"{self.path}: is a directory, not a capture file")
-        try:
-            self._raw = open(self.path, "rb")  # noqa: SIM115 - closed by close()
-        except FileNotFoundError:
-            raise CaptureError(f"{self.path}: no such file") from None
-        except PermissionError:
-            raise CaptureError(f"{self.path}: permission denied") from None
-        except OSError as exc:
-            raise CaptureError(f"{self.path}: cannot open ({exc.strerror})") from None
-        self.size = os.fstat(self._raw.fileno()).st_size
-        gzipped = self._raw.read(2) == GZIP_MAGIC
-        self._raw.seek(0)
-        probe = _Input(self._raw, gzipped=gzipped, limit=None)
+        if self.path == STDIN:
+            self.path = STDIN_NAME  # in every message about it
+            raw: BinaryIO = cast(BinaryIO, Rewindable(os.fdopen(os.dup(0), "rb", buffering=0)))
+        else:
+            raw = self._open_file()
+        self._raw = raw
+        self.size = 0 if isinstance(raw, Rewindable) else os.fstat(raw.fileno()).st_size
+        gzipped = raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        probe = _Input(raw, gzipped=gzipped, limit=None)
         head = _read_exact(probe, 4)
         if len(head) < 4 and probe.problem:
             raise self._fail(probe.problem)
-        self._raw.seek(0)
-        self._stream = _Input(self._raw, gzipped=gzipped, limit=self.max_bytes)
+        raw.seek(0)
+        if isinstance(raw, Rewindable):
+            raw.replayed()
+        self._stream = _Input(raw, gzipped=gzipped, limit=self.max_bytes)
         if not head:
             raise self._fail("empty file")
         if head in PCAP_MAGICS:
@@ -291,9 +291,28 @@ class CaptureFile:
         else:
             raise self._fail("not a pcap or pcapng capture (unknown magic number)")
 
+    def _open_file(self) -> BinaryIO:
+        if os.path.isdir(self.path):
+            raise CaptureError(f"{self.path}: is a directory, not a capture file")
+        try:
+            return open(self.path, "rb")  # closed by close()
+        except FileNotFoundError:
+            raise CaptureError(f"{self.path}: no such file") from None
+        except PermissionError:
+            raise CaptureError(f"{self.path}: permission denied") from None
+        except OSError as exc:
+            raise CaptureError(f"{self.path}: cannot open ({exc.strerror})") from None
+
+    @property
+    def streamed(self) -> bool:
+        """Read from standard input: no size, no second reading."""
+        return isinstance(self._raw, Rewindable)
+
     @property
     def position(self) -> int:
         """Bytes of the underlying file consumed so far, for progress displays."""
+        if isinstance(self._raw, Rewindable):
+            return self._raw.taken
         if self._raw is None or self._raw.closed:
             return self.size
         return self._raw.tell()

@@ -310,6 +310,8 @@ examples:
   smtptop demo                        replay the bundled capture of an infected office
   smtptop -r capture.pcap --speed 5   replay a file at 5 times its pace
   smtptop -r mon.pcap tue.pcap.gz     several files, read in time order
+  ssh gw tcpdump -U -w - | smtptop -r -
+                                      a capture streamed from elsewhere, as it comes
   smtptop report capture.pcap --json  per-host facts, without the monitor
   sudo smtptop report -i eth1 --duration 600 --json -o spam.json
                                       capture for 10 minutes, headless (for cron)
@@ -448,6 +450,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             and not (args.write or args.evidence_buffer)
         ):
             report.error("--evidence with -i needs the packets: -w FILE, or an --evidence-buffer")
+        if "-" in args.files and len(args.files) > 1:
+            report.error("-: standard input is read alone, not with files")
+        if "-" in args.files and args.evidence:
+            report.error("--evidence reads the packets back from files, not from standard "
+                         "input: write the stream to a file, then report on it")  # fmt: skip
+        if "-" in args.files and (args.workers or 0) > 1:
+            report.error("--workers: standard input is read by one process")
         if args.host and not (args.evidence or args.contain):
             report.error("--host chooses the hosts of --evidence or --contain: give one")
         from smtptop.model import is_address
@@ -464,6 +473,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     elif command is None:
         if args.read and args.interface is not None:
             parser.error("-r reads files and -i captures live: give one or the other")
+        if "-" in args.read and len(args.read) > 1:
+            parser.error("-r -: standard input is read alone, not with files")
+        if "-" in args.read and args.speed is not None:
+            parser.error("--speed replays files: a stream on standard input comes at its pace")
         live_only = sorted(given & {*LIVE_ONLY, "workers"})  # the monitor replays in a thread
         if args.read and live_only:
             parser.error(f"{_flag(live_only[0])} only applies to a live capture (-i), not to -r")
@@ -595,10 +608,30 @@ def in_time_order(paths: Sequence[str]) -> list[str]:
 
 
 def file_source(args: argparse.Namespace) -> FileSource:
-    """The monitor's capture files (``-r``, or demo's), in time order."""
-    from smtptop.source import FileSource
+    """The monitor's capture files (``-r``, or demo's), in time order; or standard input
+    (``-r -``), read as it comes, the keys then read from the terminal."""
+    from smtptop.capture import STDIN
+    from smtptop.source import FileSource, StreamSource
 
+    if args.read == [STDIN]:
+        source = StreamSource(ports=frozenset(args.ports))  # the capture's end of fd 0
+        keys_from_terminal()
+        return source
     return FileSource(in_time_order(args.read), speed=args.speed, ports=frozenset(args.ports))
+
+
+def keys_from_terminal() -> None:
+    """Standard input carries the capture: the monitor reads its keys from the terminal
+    (fd 0 becomes /dev/tty; the capture reads its own copy of the pipe)."""
+    from smtptop.files import OutputError
+
+    try:
+        terminal = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError as exc:
+        raise OutputError(f"-r -: the monitor reads its keys from a terminal ({exc.strerror});"
+                          " without one, smtptop report - reads the stream") from None  # fmt: skip
+    os.dup2(terminal, 0)
+    os.close(terminal)
 
 
 def run_monitor(args: argparse.Namespace) -> int:
@@ -606,6 +639,7 @@ def run_monitor(args: argparse.Namespace) -> int:
     from smtptop.capture import CaptureError
     from smtptop.files import OutputError, invoking_user
     from smtptop.live import CaptureSetupError, default_interface, run_as
+    from smtptop.source import StreamSource
     from smtptop.tui.app import MonitorApp
 
     lan = list(args.lan)
@@ -615,6 +649,8 @@ def run_monitor(args: argparse.Namespace) -> int:
         if args.read:
             check_outputs(args, None, invoking_user())
             source = file_source(args)
+            if isinstance(source, StreamSource):  # read once: bundles take the buffer's packets
+                buffer = args.evidence_buffer
         else:
             iface = args.interface or default_interface()
             if iface is None:
@@ -679,7 +715,7 @@ def _report(
     args: argparse.Namespace, owner: Owner, user: struct_passwd | None, output: Report | None
 ) -> int:
     from smtptop.analysis import analyze, analyze_live
-    from smtptop.capture import CaptureError
+    from smtptop.capture import STDIN, CaptureError
     from smtptop.evidence import EvidenceError, chosen_hosts
     from smtptop.files import OutputError
     from smtptop.live import CaptureSetupError
@@ -711,7 +747,8 @@ def _report(
         else:
             errors = _error_log(args)
             paths = in_time_order(args.files)
-            progress = ReadProgress(paths, sys.stderr) if sys.stderr.isatty() else None
+            shown = sys.stderr.isatty() and STDIN not in paths  # a stream has no size to show
+            progress = ReadProgress(paths, sys.stderr) if shown else None
             try:
                 analysis = analyze(
                     paths,

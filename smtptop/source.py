@@ -11,7 +11,10 @@ source cannot wait, so it drops the batch and counts what it dropped, for the st
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +23,7 @@ from enum import Enum
 from typing import Final, Protocol
 
 from smtptop.analyzer import Analyzer, EngineConfig, Stats
-from smtptop.capture import CaptureError, CaptureFile, Frame, undecoded
+from smtptop.capture import STDIN, CaptureError, CaptureFile, Frame, undecoded
 from smtptop.ring import HostPackets
 from smtptop.text import inert
 from smtptop.wire import Row, encode
@@ -29,6 +32,8 @@ BATCH_EVENTS = 1000
 BATCH_SECONDS = 0.02
 BURST_FRAMES = 256  # frames handed to the engine in one call at most
 SLOT_WAIT = 0.1
+STREAM_QUEUE = 4096  # records read from standard input, waiting for the engine
+STREAM_POLL = 0.05  # how often a stream's reader and its taker look up from waiting
 MAX_WAIT = 60.0  # a replay waits for its next packet in steps of at most this (threading's
 # timeouts overflow past a few centuries, and a hostile file's clock can jump millennia)
 
@@ -182,7 +187,7 @@ class FileSource(Source):
                 counts[reason] = counts.get(reason, 0) + count
         return counts
 
-    def frames(self, stop: StopFlag) -> Iterator[Frame]:
+    def frames(self, stop: StopFlag) -> Iterator[Frame | None]:
         first: float | None = None
         if self.speed:
             self._span = self._measure_span()
@@ -205,6 +210,45 @@ class FileSource(Source):
                 yield record
             self._done_before += capture.size
             self._current = None
+
+
+class StreamSource(FileSource):
+    """A capture streamed on standard input (``-r -``: ``ssh router tcpdump -U -w - | smtptop
+    -r -``), read in a thread of its own as it arrives, so that a packet reaches the monitor
+    when it comes, not when the next one does.  Its end is the end of the capture."""
+
+    def __init__(self, *, ports: frozenset[int] | None = None) -> None:
+        super().__init__([STDIN], ports=ports)
+        self.label = "standard input"
+
+    def recorded(self) -> list[str]:
+        return []  # read once: the packets of a bundle come from the evidence buffer
+
+    def frames(self, stop: StopFlag) -> Iterator[Frame | None]:
+        capture = self._captures[0]
+        self._current = capture
+        records: queue.Queue[Frame | None] = queue.Queue(STREAM_QUEUE)
+
+        def read() -> None:
+            for record in itertools.chain(capture, [None]):  # None: the end
+                while not stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        records.put(record, timeout=STREAM_POLL)
+                        break
+                if stop.is_set():
+                    capture.close()
+                    return
+
+        threading.Thread(target=read, name="smtptop-stdin", daemon=True).start()
+        while not stop.is_set():
+            try:
+                record = records.get(timeout=STREAM_POLL)
+            except queue.Empty:
+                yield None  # nothing came: the caller may look up
+                continue
+            if record is None:
+                return
+            yield record
 
 
 class Parallel(Source):

@@ -78,6 +78,11 @@ REFUSED = [
     (["report", "--sample", "--evidence-dir", "/tmp"], "--evidence-dir does not apply to 'smtptop"),
     (["report", "--sample", "--evid", "/tmp/x"], "unrecognized arguments: --evid"),
     (["report", "-i", "lo", "--evidence", "E", "--evidence-buffer", "0"], "needs the packets"),
+    (["-r", "-", SAMPLE], "-r -: standard input is read alone, not with files"),
+    (["-r", "-", "--speed", "2"], "--speed replays files: a stream on standard input"),
+    (["report", "-", SAMPLE], "-: standard input is read alone, not with files"),
+    (["report", "-", "--evidence", "E"], "--evidence reads the packets back from files"),
+    (["report", "-", "--workers", "2"], "--workers: standard input is read by one process"),
 ]
 
 

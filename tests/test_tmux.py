@@ -458,3 +458,42 @@ def test_wire_text_cannot_drive_the_terminal(terminal: Terminal, tmp_path: Path)
     assert terminal.pane("pane_dead") != "1"
     colours = terminal.tmux("capture-pane", "-p", "-e", "-t", terminal.name)
     assert "RED" in colours and "\x1b[31mRED" not in colours
+
+
+# The capture on standard input, the pipe held open by a fifo until the test closes it: a
+# stream still arriving, as from `ssh router tcpdump -U -w -`.
+STREAMED = '(cat "$3"; cat "$5") | TZ=UTC PYTHONPATH="$1" "$2" -m smtptop -r -; echo $? > "$4"'
+
+
+def test_a_stream_on_standard_input_is_monitored_as_it_comes(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    """``... | smtptop -r -``: the hosts show while the stream is still open, the keys come
+    from the terminal (Enter drills down, Esc comes back), the end of the stream is the end
+    of the capture, and q quits cleanly."""
+    status, held = tmp_path / "status", tmp_path / "held"
+    os.mkfifo(held)
+    args = [str(ROOT), sys.executable, str(SAMPLE), str(status), str(held)]
+    terminal.start(["sh", "-c", STREAMED, "sh", *args], 120, 30)
+    writer = os.open(held, os.O_WRONLY)  # the stream stays open until this closes
+    try:
+        bot = analyze([str(SAMPLE)]).model.hosts[SPAMBOT]
+
+        def spambot_shown(screen: str) -> bool:
+            assert "standard input" in screen.splitlines()[0], "no stream in the status bar"
+            row = next((r for r in host_table(screen) if r["Host"] == SPAMBOT), None)
+            assert row is not None, "the spambot is not in the table"
+            assert row["Sess"] == str(bot.sessions), row
+            assert "end of capture" not in screen.splitlines()[0], "ended while still open"
+            return True
+
+        terminal.wait("the spambot while the stream is open", spambot_shown)
+        terminal.keys("Enter")
+        terminal.wait("the spambot's drill-down", lambda s: "Timeline" in s)
+        terminal.keys("Escape")
+        terminal.wait("the host table again", lambda s: bool(host_table(s)))
+    finally:
+        os.close(writer)
+    terminal.wait("the end of the stream", lambda s: "end of capture" in s.splitlines()[0])
+    terminal.keys("q")
+    assert terminal.exit_status(status) == "0"
