@@ -189,8 +189,10 @@ class Analyzer:
                     # Anything but a Segment is a skip reason, a str.  Tested as "not tuple",
                     # as cheap as "is str": mypy narrows seg to a Segment only from this test.
                     if type(seg) is not tuple:
-                        self._skipped(seg, linktype, frame, ts)  # type: ignore[arg-type]  # a str
-                        continue
+                        inner = self._mirrored(seg, linktype, frame, ts)  # type: ignore[arg-type]
+                        if inner is None:
+                            continue
+                        linktype, frame, seg = inner
                     key, seq, ack, flags, payload = seg
                     entry = by_wire.get(key)
                     if entry is None and reader_sharded and shard_of(key, ports, shards) != shard:
@@ -226,6 +228,18 @@ class Analyzer:
             stats.smtp_packets += smtp_packets
             stats.elsewhere += elsewhere
         return packets
+
+    def _mirrored(
+        self, reason: str, linktype: int, frame: bytes, ts: float
+    ) -> tuple[int, bytes, dec.Segment] | None:
+        """A frame the decoder skipped: the SMTP segment of the frame a mirror carries in it,
+        as if captured here; or None once it is counted as skipped (who-is-who read from it,
+        or from the frame the mirror carried)."""
+        linktype, frame, seg = dec.unwrap(linktype, frame, self.ports, reason)
+        if isinstance(seg, str):
+            self._skipped(seg, linktype, frame, ts)
+            return None
+        return linktype, frame, seg
 
     def _skipped(self, reason: str, linktype: int, frame: bytes, ts: float) -> None:
         """Count a frame that carries no SMTP; DHCP, NetBIOS, DNS and ARP still say who is who."""

@@ -114,7 +114,7 @@ def prefilter(linktype: int, ports: frozenset[int]) -> Prefilter | None:
 def _ethernet_prefilter(ports: frozenset[int]) -> Prefilter:
     """Ethernet's skip test, with option-less IPv4 read in one unpack: nearly all traffic."""
     unpack = _ETHER_IPV4.unpack_from
-    identity = IDENTITY_PORTS
+    identity, mirrors = IDENTITY_PORTS, dec.MIRROR_PORTS
 
     def skip(buf: bytes, pos: int, size: int) -> str | None:
         if size >= _ETHER_IPV4_LEN:
@@ -128,6 +128,8 @@ def _ethernet_prefilter(ports: frozenset[int]) -> Prefilter:
                     return None if total < 40 or 14 + total > size else dec.SKIP_OTHER_PORT
                 if proto == PROTO_UDP and (sport in identity or dport in identity):
                     return None
+                if proto == dec.PROTO_GRE or (proto == PROTO_UDP and dport in mirrors):
+                    return None  # a mirror's: the engine takes the frame out and decides
                 return dec.SKIP_NON_TCP
         offset, ethertype = _ether(buf, pos, size, 12)
         return _network(buf, pos, size, offset, ethertype, ports)
@@ -210,9 +212,9 @@ def _network(
         return None if sport in ports or dport in ports else dec.SKIP_OTHER_PORT
     if proto == PROTO_UDP and start + 8 <= min(end, size):
         sport, dport = _PORTS.unpack_from(buf, pos + start)
-        if sport in IDENTITY_PORTS or dport in IDENTITY_PORTS:
+        if sport in IDENTITY_PORTS or dport in IDENTITY_PORTS or dport in dec.MIRROR_PORTS:
             return None
-    return dec.SKIP_NON_TCP
+    return None if proto == dec.PROTO_GRE else dec.SKIP_NON_TCP
 
 
 def linktype_name(linktype: int) -> str:

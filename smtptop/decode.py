@@ -1,8 +1,10 @@
 """Link, IP and TCP header decoding with ``struct``: pure, no dissection library.
 
 :func:`decode` turns one captured frame into a TCP segment tuple, or into the reason it was
-skipped.  It runs once per packet, so it builds no objects beyond the result tuple and the
-payload slice, and it rejects packets on other ports before slicing anything.
+skipped; :func:`unwrap` takes a mirrored frame out of its TZSP, ERSPAN, GRE or VXLAN wrapping
+(:func:`decapsulate`), so that it is analysed as if captured where it was mirrored.
+:func:`decode` runs once per packet, so it builds no objects beyond the result tuple and
+the payload slice, and it rejects packets on other ports before slicing anything.
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ IPV6_EXTENSIONS = (0, 43, 60, 135, 139, 140)
 IPV6_FRAGMENT = 44
 IPV6_AH = 51
 PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_GRE = 47
+VXLAN_PORT = 4789
+TZSP_PORT = 37008
+MIRROR_PORTS = frozenset((VXLAN_PORT, TZSP_PORT))  # UDP that carries mirrored frames
+GRE_TEB = 0x6558  # transparent Ethernet bridging: Linux gretap
+GRE_ERSPAN_II = 0x88BE  # type I too, without the sequence number
+GRE_ERSPAN_III = 0x22EB
+MAX_NESTING = 2  # encapsulations taken off one frame at most (ERSPAN of VXLAN, say)
 LINK_TRUNCATED = -1
 LINK_UNSUPPORTED = -2
 
@@ -46,6 +57,8 @@ SKIP_FRAGMENT = "IP fragment"
 SKIP_TRUNCATED = "truncated packet"
 SKIP_MALFORMED = "malformed header"
 SKIP_OTHER_PORT = "not an SMTP port"
+SKIP_MIRROR_CUT = "mirror header cut short"
+SKIP_NESTED = "mirrored more than twice"
 
 _U16: Layout[tuple[int]] = Struct("!H")
 _U32: Layout[tuple[int]] = Struct("<I")
@@ -64,6 +77,7 @@ _ETHER_IPV4_TCP_LEN = 14 + 20 + 20
 # destination address, then the source and destination ports, as raw bytes in wire order:
 # one slice that names a connection and its direction, cheap to hash.
 Segment = tuple[bytes, int, int, int, bytes]
+Unwrapped = tuple[int, bytes, Segment | str]  # link type, frame, and its segment or skip reason
 
 FIN = 0x01
 SYN = 0x02
@@ -204,3 +218,119 @@ def _tcp(
     if hlen < 20 or pos + hlen > end:
         return SKIP_MALFORMED
     return src + dst + frame[pos : pos + 4], seq, ack, flags, frame[pos + hlen : end]
+
+
+def unwrap(linktype: int, frame: bytes, ports: frozenset[int], reason: str) -> Unwrapped:
+    """A frame :func:`decode` skipped for ``reason``: the frame a mirror carries in it (each
+    wrapping taken off in turn, :data:`MAX_NESTING` at most), with its link type and its
+    segment; or, for a frame no mirror carries in it, the frame and the reason it is skipped
+    (the mirror's trouble, if that is why)."""
+    for depth in range(MAX_NESTING + 1):
+        inner = decapsulate(linktype, frame) if reason == SKIP_NON_TCP else None
+        if inner is None:
+            break
+        if isinstance(inner, str) or depth == MAX_NESTING:
+            reason = inner if isinstance(inner, str) else SKIP_NESTED
+            break
+        linktype, frame = inner
+        seg = decode(linktype, frame, ports)
+        if isinstance(seg, tuple):
+            return linktype, frame, seg
+        reason = seg
+    return linktype, frame, reason
+
+
+def decapsulate(linktype: int, frame: bytes) -> tuple[int, bytes] | str | None:
+    """The frame a mirror carries (TZSP, ERSPAN I to III, GRE with Ethernet or IP, VXLAN),
+    as a link type and bytes, to be analysed as if captured here; a skip reason for a mirror
+    header that is cut short or carries something else (the kind named, never guessed); None
+    for a frame that is no mirror's."""
+    offset, ethertype = link(linktype, frame)
+    if ethertype == ETH_IPV4:
+        if len(frame) < offset + 20:
+            return None
+        vihl, _tos, total, _ident, frag, _ttl, proto, _csum, _src, _dst = _IPV4.unpack_from(
+            frame, offset
+        )
+        start, end = offset + (vihl & 0x0F) * 4, min(offset + total, len(frame))
+        if vihl >> 4 != 4 or frag & 0x3FFF or start > end:
+            return None
+    elif ethertype == ETH_IPV6:
+        if len(frame) < offset + 40:
+            return None
+        _vtf, plen, proto, _hops, _src, _dst = _IPV6.unpack_from(frame, offset)
+        start, end = offset + 40, min(offset + 40 + plen, len(frame))
+    else:
+        return None
+    if proto == PROTO_GRE:
+        return _gre(frame, start, end)
+    if proto == PROTO_UDP and start + 8 <= end:
+        dport = _U16.unpack_from(frame, start + 2)[0]
+        if dport == VXLAN_PORT:
+            return _vxlan(frame, start + 8, end)
+        if dport == TZSP_PORT:
+            return _tzsp(frame, start + 8, end)
+    return None
+
+
+def _gre(frame: bytes, pos: int, end: int) -> tuple[int, bytes] | str:
+    if pos + 4 > end:
+        return SKIP_MIRROR_CUT
+    flags, protocol = _U16.unpack_from(frame, pos)[0], _U16.unpack_from(frame, pos + 2)[0]
+    if flags & 0x7:
+        return f"mirror: GRE version {flags & 0x7}"
+    if flags & 0x4000:
+        return "mirror: GRE with source routing"
+    sequenced = bool(flags & 0x1000)  # checksum, key and sequence number: 4 bytes each
+    pos += 4 + 4 * (bool(flags & 0x8000) + bool(flags & 0x2000) + sequenced)
+    if protocol == GRE_TEB:
+        return _inner(LINKTYPE_ETHERNET, frame, pos, end)
+    if protocol in (ETH_IPV4, ETH_IPV6):
+        return _inner(LINKTYPE_RAW, frame, pos, end)
+    if protocol == GRE_ERSPAN_II:
+        return _inner(LINKTYPE_ETHERNET, frame, pos + 8 if sequenced else pos, end)  # I: none
+    if protocol == GRE_ERSPAN_III:
+        if pos + 12 > end:
+            return SKIP_MIRROR_CUT
+        kind = frame[pos + 10] >> 2 & 0x1F
+        if kind:
+            return f"mirror: ERSPAN frame type {kind}"
+        return _inner(LINKTYPE_ETHERNET, frame, pos + (20 if frame[pos + 11] & 1 else 12), end)
+    return f"mirror: GRE protocol {protocol:#06x}"
+
+
+def _vxlan(frame: bytes, pos: int, end: int) -> tuple[int, bytes] | str:
+    if pos + 8 > end:
+        return SKIP_MIRROR_CUT
+    return _inner(LINKTYPE_ETHERNET, frame, pos + 8, end)
+
+
+def _tzsp(frame: bytes, pos: int, end: int) -> tuple[int, bytes] | str:
+    """TZSP (MikroTik's packet sniffer streaming): version 1, a type, the encapsulated
+    protocol (1: Ethernet), tagged fields up to the end tag, then the frame."""
+    if pos + 4 > end:
+        return SKIP_MIRROR_CUT
+    if frame[pos] != 1:
+        return f"mirror: TZSP version {frame[pos]}"
+    protocol = _U16.unpack_from(frame, pos + 2)[0]
+    pos += 4
+    while True:
+        if pos >= end:
+            return SKIP_MIRROR_CUT
+        tag = frame[pos]
+        if tag == 1:  # the end of the tags
+            pos += 1
+            break
+        if tag == 0:  # padding
+            pos += 1
+            continue
+        if pos + 2 > end:
+            return SKIP_MIRROR_CUT
+        pos += 2 + frame[pos + 1]
+    if protocol != 1:
+        return f"mirror: TZSP encapsulation {protocol}"
+    return _inner(LINKTYPE_ETHERNET, frame, pos, end)
+
+
+def _inner(linktype: int, frame: bytes, pos: int, end: int) -> tuple[int, bytes] | str:
+    return (linktype, frame[pos:end]) if pos < end else SKIP_MIRROR_CUT

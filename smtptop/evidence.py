@@ -194,11 +194,14 @@ def _read_back(recorded: ReadBack, folders: dict[str, str], owner: Owner) -> dic
     ports = recorded.ports
     try:
         for path in recorded.paths:
-            for ts, linktype, frame in CaptureFile(path, ports=ports):
-                if not isinstance(frame, bytes):  # set aside by the reader: not SMTP
+            for ts, outer_linktype, outer in CaptureFile(path, ports=ports):
+                if not isinstance(outer, bytes):  # set aside by the reader: not SMTP
                     continue
-                segment = dec.decode(linktype, frame, ports)
-                if type(segment) is not tuple:
+                segment = dec.decode(outer_linktype, outer, ports)
+                linktype, frame = outer_linktype, outer
+                if not isinstance(segment, tuple):  # or a mirror's: the frame it carries
+                    linktype, frame, segment = dec.unwrap(linktype, frame, ports, segment)
+                if not isinstance(segment, tuple):
                     continue
                 key = segment[0]
                 size = (len(key) - 4) // 2

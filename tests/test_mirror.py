@@ -1,0 +1,218 @@
+"""Mirrored traffic: frames a switch, a router or a cloud sends inside TZSP, ERSPAN, GRE or
+VXLAN are analysed as if captured where they were mirrored.
+
+The office sample is wrapped here, every frame, in each encapsulation as its standard lays it
+out (tshark, where installed, must find the same SMTP packets in the wrapped file as in the
+sample: the wrapping is what the real senders make), and the report on the wrapped capture
+must be the report on the sample.  Hostile mirror headers are counted skips."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import synth
+
+from smtptop import decode as dec
+from smtptop.analysis import analyze
+from smtptop.analyzer import Analyzer
+from smtptop.capture import CaptureFile
+from smtptop.cli import sample_path
+from smtptop.render import to_json
+
+SAMPLE = sample_path()
+TSHARK = shutil.which("tshark")
+SMTP_PORTS = "25,465,587,2525"
+ETHERNET = 14
+
+
+def outer_ipv4(proto: int, payload: bytes) -> bytes:
+    """A mirror's packet from 10.99.0.1 to the collector 10.99.0.2, in Ethernet."""
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, 64, proto, 0,
+                         bytes([10, 99, 0, 1]), bytes([10, 99, 0, 2]))  # fmt: skip
+    checksum = synth.internet_checksum(header)
+    header = header[:10] + struct.pack("!H", checksum) + header[12:]
+    macs = bytes.fromhex("020000000002020000000001")
+    return macs + b"\x08\x00" + header + payload
+
+
+def outer_ipv6(proto: int, payload: bytes) -> bytes:
+    header = struct.pack("!IHBB16s16s", 6 << 28, len(payload), proto, 64,
+                         bytes.fromhex("fd00" + "00" * 13 + "01"),
+                         bytes.fromhex("fd00" + "00" * 13 + "02"))  # fmt: skip
+    return bytes.fromhex("020000000002020000000001") + b"\x86\xdd" + header + payload
+
+
+def udp(dport: int, payload: bytes) -> bytes:
+    return struct.pack("!HHHH", 49152, dport, 8 + len(payload), 0) + payload
+
+
+def tzsp(frame: bytes) -> bytes:
+    # version 1, type 0 (received), Ethernet; a padding tag, then the end tag
+    return outer_ipv4(dec.PROTO_UDP, udp(dec.TZSP_PORT, b"\x01\x00\x00\x01\x00\x01" + frame))
+
+
+def erspan_ii(frame: bytes) -> bytes:
+    gre = struct.pack("!HHI", 0x1000, dec.GRE_ERSPAN_II, 7)  # with a sequence number
+    header = struct.pack("!HHI", 0x1000 | 5, 0x0800 | 42, 0)  # version 1, VLAN 5, session 42
+    return outer_ipv4(dec.PROTO_GRE, gre + header + frame)
+
+
+def erspan_iii(frame: bytes) -> bytes:
+    gre = struct.pack("!HH", 0x1000, dec.GRE_ERSPAN_III) + struct.pack("!I", 9)
+    header = struct.pack("!HHIHBB", 0x2000 | 5, 42, 123456, 0, 0, 1)  # version 2, O: a subheader
+    return outer_ipv4(dec.PROTO_GRE, gre + header + bytes(8) + frame)
+
+
+def gretap(frame: bytes) -> bytes:
+    return outer_ipv4(dec.PROTO_GRE, struct.pack("!HHI", 0x2000, dec.GRE_TEB, 77) + frame)
+
+
+def vxlan(frame: bytes) -> bytes:
+    return outer_ipv6(
+        dec.PROTO_UDP, udp(dec.VXLAN_PORT, b"\x08\x00\x00\x00\x00\x01\x2c\x00" + frame)
+    )
+
+
+def gre_ip(frame: bytes) -> bytes | None:
+    ethertype = struct.unpack_from("!H", frame, 12)[0]
+    if ethertype not in (dec.ETH_IPV4, dec.ETH_IPV6):
+        return None  # GRE carrying IP carries no ARP
+    return outer_ipv4(dec.PROTO_GRE, struct.pack("!HH", 0, ethertype) + frame[ETHERNET:])
+
+
+WRAPS: dict[str, Callable[[bytes], bytes | None]] = {
+    "tzsp": tzsp,
+    "erspan-ii": erspan_ii,
+    "erspan-iii": erspan_iii,
+    "gretap": gretap,
+    "vxlan": vxlan,
+    "gre-ip": gre_ip,
+}
+
+
+def wrapped(path: Path, wrap: Callable[[bytes], bytes | None]) -> Path:
+    frames = []
+    for ts, _, frame in CaptureFile(SAMPLE):
+        assert isinstance(frame, bytes)
+        outer = wrap(frame)
+        if outer is not None:
+            frames.append(synth.Frame(ts, outer))
+    synth.write_pcap(path, frames, synth.LINKTYPE_ETHERNET)
+    return path
+
+
+def smtp_frames(path: Path | str) -> int:
+    assert TSHARK is not None
+    done = subprocess.run([TSHARK, "-r", str(path), "-Y", f"tcp.port in {{{SMTP_PORTS}}}"],
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    return len(done.stdout.splitlines())
+
+
+@pytest.mark.parametrize("kind", WRAPS)
+def test_a_mirrored_capture_reports_as_the_capture_itself(kind: str, tmp_path: Path) -> None:
+    mirrored = to_json(analyze([str(wrapped(tmp_path / f"{kind}.pcap", WRAPS[kind]))]))
+    direct = to_json(analyze([SAMPLE]))
+    if kind == "gre-ip":  # no Ethernet inside: no MAC, no ARP (the capture's last frame)
+        for document in (mirrored, direct):
+            for host in document["hosts"]:
+                for field in ("mac", "vendor", "names", "last_seen", "last_direct_mx"):
+                    host.pop(field, None)
+            for session in document["sessions"]:
+                if session["close_reason"] == "capture ended":  # at the last frame carried
+                    del session["end"], session["transcript"][-1]["ts"]
+    assert mirrored["sessions"] == direct["sessions"]
+    assert mirrored["hosts"] == direct["hosts"]
+    assert "mirror" not in " ".join(mirrored["stats"]["skipped"])
+
+
+@pytest.mark.skipif(TSHARK is None, reason="needs tshark (Debian package tshark)")
+@pytest.mark.parametrize("kind", [k for k in WRAPS if k != "gre-ip"])
+def test_tshark_finds_the_same_smtp_packets_inside(kind: str, tmp_path: Path) -> None:
+    """The wrapping is each standard's: tshark's own dissectors take the frames out."""
+    assert smtp_frames(wrapped(tmp_path / f"{kind}.pcap", WRAPS[kind])) == smtp_frames(SAMPLE)
+
+
+def one_frame(ts: float = 1.0) -> bytes:
+    conv = synth.Conversation("192.168.1.20", 40000, "198.51.100.25", 25, start=ts)
+    conv.handshake()
+    return conv.frames[0].data
+
+
+@pytest.mark.parametrize(
+    ("outer", "reason"),
+    [
+        (
+            outer_ipv4(dec.PROTO_UDP, udp(dec.TZSP_PORT, b"\x01\x00\x00\x01\x05\xff")),
+            dec.SKIP_MIRROR_CUT,
+        ),  # a tag that claims more than the packet holds
+        (
+            outer_ipv4(dec.PROTO_UDP, udp(dec.TZSP_PORT, b"\x01\x00\x00\x12\x01" + one_frame())),
+            "mirror: TZSP encapsulation 18",
+        ),
+        (
+            outer_ipv4(dec.PROTO_UDP, udp(dec.TZSP_PORT, b"\x02\x00\x00\x01\x01")),
+            "mirror: TZSP version 2",
+        ),
+        (
+            outer_ipv4(dec.PROTO_GRE, struct.pack("!HH", 0, 0x880B) + b"ppp"),
+            "mirror: GRE protocol 0x880b",
+        ),
+        (outer_ipv4(dec.PROTO_GRE, struct.pack("!HH", 1, dec.GRE_TEB)), "mirror: GRE version 1"),
+        (
+            outer_ipv4(dec.PROTO_GRE, struct.pack("!HH", 0x1000, dec.GRE_ERSPAN_III)),
+            dec.SKIP_MIRROR_CUT,
+        ),
+        (outer_ipv4(dec.PROTO_GRE, b"\x00"), dec.SKIP_MIRROR_CUT),
+        (outer_ipv4(dec.PROTO_UDP, udp(dec.VXLAN_PORT, b"\x08\x00")), dec.SKIP_MIRROR_CUT),
+        (vxlan(vxlan(vxlan(one_frame()))), dec.SKIP_NESTED),
+    ],
+    ids=[
+        "tzsp-tag",
+        "tzsp-802.11",
+        "tzsp-version",
+        "gre-ppp",
+        "gre-v1",
+        "erspan-cut",
+        "gre-cut",
+        "vxlan-cut",
+        "thrice",
+    ],
+)
+def test_a_hostile_or_foreign_mirror_header_is_a_counted_skip(outer: bytes, reason: str) -> None:
+    analyzer = Analyzer()
+    analyzer.packet(1.0, dec.LINKTYPE_ETHERNET, outer)
+    assert analyzer.stats.skipped == {reason: 1}
+    assert analyzer.stats.errors == 0 and not analyzer.flows
+
+
+def test_twice_mirrored_is_taken_out_twice() -> None:
+    analyzer = Analyzer()
+    analyzer.packet(1.0, dec.LINKTYPE_ETHERNET, erspan_ii(vxlan(one_frame())))
+    assert analyzer.stats.skipped == {} and len(analyzer.flows) == 1
+
+
+def test_a_bundle_from_a_mirrored_capture_holds_the_frames_the_mirror_carried(
+    tmp_path: Path,
+) -> None:
+    from smtptop.evidence import Capture, ReadBack, chosen_hosts, prepare, write_bundle
+    from smtptop.files import invoking_user
+
+    ports = frozenset({25, 465, 587, 2525})
+    found = {}
+    for name, path in (("direct", SAMPLE), ("tzsp", str(wrapped(tmp_path / "t.pcap", tzsp)))):
+        analysis = analyze([path])
+        assert analysis.detector is not None
+        hosts = chosen_hosts(analysis, [])
+        texts = prepare(analysis.model, analysis.detector, analysis.verdicts(),
+                        Capture([path], "t"), hosts)  # fmt: skip
+        write_bundle(texts, str(tmp_path / name), ReadBack([path], ports), owner=invoking_user())
+        found[name] = {
+            host: [bytes(f) for _, _, f in CaptureFile(str(tmp_path / name / host / "smtp.pcap"))]
+            for host in hosts
+        }
+    assert found["tzsp"] == found["direct"] and all(found["direct"].values())
