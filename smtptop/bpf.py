@@ -36,6 +36,8 @@ PROTOCOL = 0xFFFFF000  # SKF_AD_OFF + SKF_AD_PROTOCOL
 SNAPLEN = 262144
 VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
 UDP_IDENTITY_PORTS = (53, 67, 68, 137, 5353, 5355)
+MIRROR_UDP_PORTS = (4789, 37008)  # VXLAN, TZSP (smtptop.decode names them too)
+PROTO_GRE = 47
 
 Instruction = tuple[int, int, int, int]  # code, jt, jf, k
 
@@ -109,14 +111,22 @@ def _port_test(
 
 
 def _ip_versions(
-    asm: _Assembler, base: int, tag: str, tcp: tuple[int, ...], udp: tuple[int, ...]
+    asm: _Assembler,
+    base: int,
+    tag: str,
+    tcp: tuple[int, ...],
+    udp: tuple[int, ...],
+    gre: bool,
 ) -> None:
-    """IPv4 and IPv6 at ``base``: TCP to ``tcp`` ports or UDP to ``udp`` ports.
+    """IPv4 and IPv6 at ``base``: TCP to ``tcp`` ports or UDP to ``udp`` ports (and, with
+    ``gre``, GRE, which carries ERSPAN and gretap mirrors).
 
     Each block ends in its own accept and reject, so that no jump is longer than BPF allows.
     """
     asm.label(f"v4{tag}")
     asm.op(LDB_ABS, base + 9)
+    if gre:
+        asm.jump(JEQ, PROTO_GRE, f"accept{tag}")
     asm.jump(JEQ, 6, f"v4tcp{tag}")
     asm.jump(JEQ, 17, f"v4udp{tag}", f"reject{tag}")
     for proto, ports in ((f"v4tcp{tag}", tcp), (f"v4udp{tag}", udp)):
@@ -127,6 +137,8 @@ def _ip_versions(
         _port_test(asm, base, ports, tag, indexed=True)
     asm.label(f"v6{tag}")
     asm.op(LDB_ABS, base + 6)
+    if gre:
+        asm.jump(JEQ, PROTO_GRE, f"accept{tag}")
     asm.jump(JEQ, 6, f"v6tcp{tag}")
     asm.jump(JEQ, 17, f"v6udp{tag}", f"reject{tag}")
     for proto, ports in ((f"v6tcp{tag}", tcp), (f"v6udp{tag}", udp)):
@@ -143,8 +155,12 @@ def default_program(
     udp_ports: Iterable[int] = UDP_IDENTITY_PORTS,
     *,
     ethernet: bool = True,
+    mirror: bool = False,
 ) -> list[Instruction]:
-    """The kernel filter for an Ethernet (or, with ``ethernet=False``, raw IP) interface."""
+    """The kernel filter for an Ethernet (or, with ``ethernet=False``, raw IP) interface;
+    with ``mirror``, also what mirrors send (GRE, and UDP to the TZSP and VXLAN ports), for
+    the engine to take the mirrored frames out."""
+    udp_ports = (*udp_ports, *(MIRROR_UDP_PORTS if mirror else ()))
     tcp, udp = tuple(sorted(set(tcp_ports))), tuple(sorted(set(udp_ports)))
     asm = _Assembler()
     if not ethernet:
@@ -152,7 +168,7 @@ def default_program(
         asm.op(AND, 0xF0)
         asm.jump(JEQ, 0x40, "v4r")
         asm.jump(JEQ, 0x60, "v6r", "rejectr")
-        _ip_versions(asm, 0, "r", tcp, udp)
+        _ip_versions(asm, 0, "r", tcp, udp, mirror)
         return asm.program()
     for depth, base in enumerate((14, 18, 22)):
         tag = str(depth)
@@ -164,7 +180,7 @@ def default_program(
         asm.jump(JEQ, 0x0800, f"v4{tag}")
         asm.jump(JEQ, 0x86DD, f"v6{tag}")
         asm.jump(JEQ, 0x0806, f"accept{tag}", f"reject{tag}")
-        _ip_versions(asm, base, tag, tcp, udp)
+        _ip_versions(asm, base, tag, tcp, udp, mirror)
     return asm.program()
 
 

@@ -241,6 +241,11 @@ OPTIONS: dict[str, Shared] = {
         help="also write the captured packets to a pcap file "
         "(raw: AUTH secrets included; live capture only)",
     ),
+    "mirror": _shared(
+        "--mirror", False, action="store_true",
+        help="the interface receives a mirror (TZSP, ERSPAN, GRE, VXLAN): let it through the "
+        "built-in kernel filter (live capture only; files need nothing)",
+    ),
     "user": _shared(
         "--user", None, metavar="USER",
         help="after opening the socket, run as USER (default: $SUDO_USER, else nobody; "
@@ -272,8 +277,8 @@ ENGINE = (
     "ports", "lan", "show_credentials", "smarthost", "mail_server", "detect", "detect_config",
     "quiet_after", "error_log",
 )  # fmt: skip
-LIVE = ("interface", "promisc", "expression", "write", "user", "evidence_buffer")
-LIVE_ONLY = ("promisc", "expression", "write", "user", "evidence_buffer")
+LIVE = ("interface", "promisc", "expression", "write", "user", "evidence_buffer", "mirror")
+LIVE_ONLY = ("promisc", "expression", "write", "user", "evidence_buffer", "mirror")
 ALERTS = ("top", "bell", "alert_exec", "evidence_dir")
 MONITOR = ("read", "interface", "speed", *ALERTS, *ENGINE, *LIVE_ONLY, "workers")
 APPLIES = {
@@ -569,6 +574,7 @@ def open_live(args: argparse.Namespace, iface: str, owner: Owner) -> tuple[Sourc
         "expression": args.expression,
         "write": args.write,
         "owner": owner,
+        "mirror": args.mirror,
     }
     source = open_group(iface, workers, **options) if workers else LiveSource(iface, **options)
     return source, [*args.lan, *interface_networks(iface)]

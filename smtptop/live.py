@@ -171,6 +171,7 @@ class LiveSource(Source):
         expression: str | None = None,
         write: str | None = None,
         owner: files.Owner | None = None,
+        mirror: bool = False,
     ) -> None:
         names = netifaces.interfaces()
         if iface not in names:
@@ -190,7 +191,9 @@ class LiveSource(Source):
             program = (
                 compile_expression(expression, iface)
                 if expression
-                else bpf.default_program(ports, ethernet=self.linktype == LINKTYPE_ETHERNET)
+                else bpf.default_program(
+                    ports, ethernet=self.linktype == LINKTYPE_ETHERNET, mirror=mirror
+                )
             )
             attach_program(raw, program)
         except (ValueError, OSError) as exc:
@@ -360,6 +363,7 @@ def open_group(
     expression: str | None = None,
     write: str | None = None,
     owner: files.Owner | None = None,
+    mirror: bool = False,
 ) -> Parallel:
     """``count`` sockets on one interface in a PACKET_FANOUT group, each for an engine
     process of its own: the kernel deals each packet to one of them by its client's address
@@ -378,6 +382,7 @@ def open_group(
                     expression=expression,
                     write=write,
                     owner=owner,
+                    mirror=mirror,
                 )
             )
             if count > 1:

@@ -137,3 +137,25 @@ def test_fanout_spreads_an_office_over_the_engines() -> None:
 def test_fanout_sends_what_is_not_ip_to_the_first_engine() -> None:
     arp = synth.arp_frame(1, synth.mac_for("192.168.1.10"), "192.168.1.10", "192.168.1.1")
     assert run(FANOUT, arp, network=14, protocol=0x0806) == 0
+
+
+@pytest.mark.parametrize("vlans", [(), (10,)], ids=["untagged", "802.1Q"])
+@pytest.mark.parametrize("hosts", [V4, V6], ids=["IPv4", "IPv6"])
+def test_with_mirror_gre_and_the_mirror_ports_pass(vlans, hosts) -> None:
+    """--mirror: ERSPAN and gretap (GRE), VXLAN and TZSP (UDP) reach the engine; without
+    it the built-in filter keeps them out, as it keeps out other UDP and protocols."""
+    mirror = bpf.default_program(TCP_PORTS, mirror=True)
+    raw_mirror = bpf.default_program(TCP_PORTS, ethernet=False, mirror=True)
+    gre = bytearray(tcp(*hosts, 40000, 443))
+    gre[9 if hosts is V4 else 6] = 47
+    packets = [bytes(gre), *(synth.udp_packet(*hosts, 50000, port, b"x" * 20)
+                             for port in (4789, 37008))]  # fmt: skip
+    for packet in packets:
+        frame = synth.link_frame(synth.LINKTYPE_ETHERNET, packet, vlans=vlans)
+        assert run(mirror, frame) == bpf.SNAPLEN
+        assert run(ETHER, frame) == 0
+        assert run(raw_mirror, packet) == bpf.SNAPLEN and run(RAW, packet) == 0
+    for packet in (tcp(*hosts, 40000, 25), synth.udp_packet(*hosts, 50000, 53, b"q" * 20)):
+        assert run(mirror, synth.link_frame(synth.LINKTYPE_ETHERNET, packet)) == bpf.SNAPLEN
+    ntp = synth.udp_packet(*hosts, 50000, 123, b"x" * 20)
+    assert run(mirror, synth.link_frame(synth.LINKTYPE_ETHERNET, ntp)) == 0
