@@ -189,7 +189,8 @@ class Analyzer:
                     # Anything but a Segment is a skip reason, a str.  Tested as "not tuple",
                     # as cheap as "is str": mypy narrows seg to a Segment only from this test.
                     if type(seg) is not tuple:
-                        inner = self._mirrored(seg, linktype, frame, ts)  # type: ignore[arg-type]
+                        reason: str = seg  # type: ignore[assignment]  # not a tuple: a str
+                        inner = self._mirrored(reason, linktype, frame, ts)
                         if inner is None:
                             continue
                         linktype, frame, seg = inner
