@@ -620,6 +620,8 @@ def file_source(args: argparse.Namespace) -> FileSource:
     from smtptop.source import FileSource, StreamSource
 
     if args.read == [STDIN]:
+        if sys.stderr.isatty():  # until the stream's first bytes come, the screen says so
+            print("smtptop: waiting for a capture on standard input...", file=sys.stderr)
         source = StreamSource(ports=frozenset(args.ports))  # the capture's end of fd 0
         keys_from_terminal()
         return source

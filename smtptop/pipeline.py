@@ -647,10 +647,7 @@ class ForkedFeeder(Feeding):
 
     source: Parallel
     _drops = 0  # the kernel's, on every socket of the group
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.requests = RingRequests() if self.config.evidence_buffer else None
+    requests: RingRequests | None = None  # made as the engines start, with evidence buffers
 
     def _kernel_drops(self) -> int:
         return self._drops
@@ -662,6 +659,8 @@ class ForkedFeeder(Feeding):
         return held.get(ip) or absent
 
     def _run(self) -> None:
+        if self.config.evidence_buffer:
+            self.requests = RingRequests()
         try:
             parts, config, stop = self.source.parts, self.config, self.stop_event
             for batch in live_batches(parts, config, stop, self.requests):

@@ -386,6 +386,7 @@ def test_a_late_answer_to_an_earlier_request_is_passed_over() -> None:
     requests.detach()
     with pytest.raises(pipeline.EngineFailed, match="have ended"):
         requests.ask(None)
+    _closed(controls, answers, attached)
 
 
 def test_an_engine_that_does_not_answer_fails_the_request_and_the_others_are_read(
@@ -394,10 +395,21 @@ def test_an_engine_that_does_not_answer_fails_the_request_and_the_others_are_rea
     from smtptop import pipeline
 
     monkeypatch.setattr(pipeline, "ASK_SECONDS", 0.2)
-    _, answers, attached = _engines(2)
+    controls, answers, attached = _engines(2)
     requests = pipeline.RingRequests()
     requests.attach(attached)
     answers[1].send_bytes(marshal.dumps((1, 1 << 20, 0, [])))  # the first says nothing
     with pytest.raises(pipeline.EngineFailed, match="did not answer in time"):
         requests.ask(None)
     assert not attached[1][1].poll()  # the second's answer was taken: it is not left blocked
+    _closed(controls, answers, attached)
+
+
+def _closed(controls: list[int], answers: list[Any], attached: list[Any]) -> None:
+    for fd, receiver in attached:
+        os.close(fd)
+        receiver.close()
+    for fd in controls:
+        os.close(fd)
+    for sender in answers:
+        sender.close()
