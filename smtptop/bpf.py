@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from smtptop.decode import MIRROR_PORTS, PROTO_GRE
+
 # Opcodes (linux/filter.h)
 LD_ABS = 0x20  # A = word at [k]
 LDH_ABS = 0x28  # A = half word at [k]
@@ -36,8 +38,6 @@ PROTOCOL = 0xFFFFF000  # SKF_AD_OFF + SKF_AD_PROTOCOL
 SNAPLEN = 262144
 VLAN_TYPES = (0x8100, 0x88A8, 0x9100)
 UDP_IDENTITY_PORTS = (53, 67, 68, 137, 5353, 5355)
-MIRROR_UDP_PORTS = (4789, 37008)  # VXLAN, TZSP (smtptop.decode names them too)
-PROTO_GRE = 47
 
 Instruction = tuple[int, int, int, int]  # code, jt, jf, k
 
@@ -160,7 +160,7 @@ def default_program(
     """The kernel filter for an Ethernet (or, with ``ethernet=False``, raw IP) interface;
     with ``mirror``, also what mirrors send (GRE, and UDP to the TZSP and VXLAN ports), for
     the engine to take the mirrored frames out."""
-    udp_ports = (*udp_ports, *(MIRROR_UDP_PORTS if mirror else ()))
+    udp_ports = (*udp_ports, *(MIRROR_PORTS if mirror else ()))
     tcp, udp = tuple(sorted(set(tcp_ports))), tuple(sorted(set(udp_ports)))
     asm = _Assembler()
     if not ethernet:

@@ -306,11 +306,6 @@ class CaptureFile:
             raise CaptureError(f"{self.path}: cannot open ({exc.strerror})") from None
 
     @property
-    def streamed(self) -> bool:
-        """Read from standard input: no size, no second reading."""
-        return isinstance(self._raw, Rewindable)
-
-    @property
     def position(self) -> int:
         """Bytes of the underlying file consumed so far, for progress displays."""
         if isinstance(self._raw, Rewindable):

@@ -535,12 +535,12 @@ def check_outputs(args: argparse.Namespace, user: struct_passwd | None, owner: O
     evidence = getattr(args, "evidence", None)
     if evidence and os.path.lexists(evidence):
         raise files.OutputError(f"--evidence {evidence}: it exists; name a new folder")
+    evidence_dir = getattr(args, "evidence_dir", None)
     wanted = [
         ("--error-log", args.error_log, False),
         ("--evidence", evidence, True),  # made beside it, then renamed into place
-        ("--evidence-dir", getattr(args, "evidence_dir", None), False),
+        ("--evidence-dir", evidence_dir, False),
     ]
-    evidence_dir = getattr(args, "evidence_dir", None)
     if evidence_dir and not os.path.isdir(evidence_dir):
         raise files.OutputError(f"--evidence-dir {evidence_dir}: no such folder")
     output = getattr(args, "output", None)
@@ -824,7 +824,15 @@ def write_evidence(
 ) -> bool:
     """``--evidence DIR``: the bundle of ``paths`` (the files, in time order; of a live
     capture, its -w file or its engines' rings), or one line saying why not."""
-    from smtptop.evidence import Capture, EvidenceError, ReadBack, Recorded, prepare, write_bundle
+    from smtptop.evidence import (
+        BUFFER_NOTE,
+        Capture,
+        EvidenceError,
+        ReadBack,
+        Recorded,
+        prepare,
+        write_bundle,
+    )
     from smtptop.text import plural
 
     if not hosts:
@@ -840,7 +848,7 @@ def write_evidence(
         recorded = ReadBack(paths, frozenset(args.ports))
     else:
         recorded = analysis.recorded or {}
-        notes.append("packets from smtptop's evidence buffer (--evidence-buffer)")
+        notes.append(BUFFER_NOTE)
     capture = Capture(paths, command, notes)
     try:
         assert analysis.detector is not None

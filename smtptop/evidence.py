@@ -41,6 +41,7 @@ FLAGGED = (Rating.SPAMBOT, Rating.SUSPICIOUS)
 TIMELINE_BAR = 40  # characters of the longest bar in summary.md's timeline
 TIMELINE_ROWS = 1440  # summary.md's timeline rows at most (as wide as the host's bins)
 MIB = 1 << 20
+BUFFER_NOTE = "packets from smtptop's evidence buffer (--evidence-buffer)"  # how they were had
 
 
 class EvidenceError(Exception):

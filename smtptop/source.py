@@ -23,7 +23,7 @@ from enum import Enum
 from typing import Final, Protocol
 
 from smtptop.analyzer import Analyzer, EngineConfig, Stats
-from smtptop.capture import STDIN, CaptureError, CaptureFile, Frame, undecoded
+from smtptop.capture import STDIN, STDIN_NAME, CaptureError, CaptureFile, Frame, undecoded
 from smtptop.ring import HostPackets
 from smtptop.text import inert
 from smtptop.wire import Row, encode
@@ -219,7 +219,7 @@ class StreamSource(FileSource):
 
     def __init__(self, *, ports: frozenset[int] | None = None) -> None:
         super().__init__([STDIN], ports=ports)
-        self.label = "standard input"
+        self.label = STDIN_NAME
 
     def recorded(self) -> list[str]:
         return []  # read once: the packets of a bundle come from the evidence buffer

@@ -37,6 +37,7 @@ from smtptop.analyzer import EngineConfig
 from smtptop.detect import DetectConfig, Detector, Verdict
 from smtptop.errorlog import ErrorLog
 from smtptop.evidence import (
+    BUFFER_NOTE,
     Capture,
     EvidenceError,
     Prepared,
@@ -524,7 +525,7 @@ class MonitorApp(App[None]):
             self.notify("evidence needs the packets: capture with -w FILE, or replay a file",
                         severity="warning", timeout=WARNING_SECONDS)  # fmt: skip
             return
-        notes = [] if paths else ["packets from smtptop's evidence buffer (--evidence-buffer)"]
+        notes = [] if paths else [BUFFER_NOTE]
         capture = Capture(paths, f"smtptop monitor, {self.source.label}", notes)
         texts = prepare(self.model, self.detector, self.verdicts, capture, [ip])
         stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -151,10 +151,10 @@ def host_cells(row: HostRow) -> tuple[Text, ...]:
     style = LEVEL_STYLE[attention(host, row.verdict, row.policy)]
     cells = []
     for column in HOST_COLUMNS:
-        value = column.value(row)
-        if column.key == "trend":
+        if column.key == "trend":  # its value, the sessions it draws, is for sorting
             cells.append(sparkline(row.trend))
             continue
+        value = column.value(row)
         if column.key == "last":
             text = stamp(float(value), row.dated)
         elif column.key == "rate":
