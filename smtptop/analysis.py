@@ -93,6 +93,31 @@ def analyze(
     return analysis
 
 
+def analyze_zeek(
+    paths: Sequence[str],
+    *,
+    ports: Iterable[int] = DEFAULT_PORTS,
+    lan: Iterable[str] = (),
+    show_credentials: bool = False,
+    detect: DetectConfig | None = None,
+) -> Analysis:
+    """Analyse Zeek's logs (files, or folders of them) instead of packets.  Raises ZeekError
+    when a log cannot be read at all; what it cannot use is counted in warnings."""
+    from smtptop.zeekfiles import LogReading, find_logs, read_logs
+
+    logs = find_logs(paths)
+    model = Model(lan=lan, show_credentials=show_credentials)
+    model.from_logs = True
+    analysis = Analysis(model, Stats(), detector=Detector(model, detect))
+    reading = LogReading()
+    for rows in read_logs(logs, frozenset(ports), reading):
+        apply(model, rows)
+    analysis.stats.log_records = reading.records
+    analysis.stats.skipped = reading.skipped()
+    analysis.warnings.extend(reading.warnings())
+    return analysis
+
+
 def analyze_live(
     source: Source,
     *,

@@ -94,6 +94,7 @@ class Stats:
     idle_closed: int = 0
     tcp_conflicts: int = 0
     elsewhere: int = 0  # SMTP packets of connections another engine takes (shards)
+    log_records: int = 0  # Zeek log records read (smtptop.zeek), instead of packets
 
 
 class _Flow:

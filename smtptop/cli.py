@@ -170,6 +170,12 @@ OPTIONS: dict[str, Shared] = {
         help="monitor capture files (pcap/pcapng, .gz too): -r a.pcap b.pcap or -r a -r b; "
         "read in the order of their first packets, whatever the order given",
     ),
+    "zeek": _shared(
+        "--zeek", [], action="extend", nargs="+", metavar="PATH",
+        help="read Zeek's conn, smtp, dhcp and dns logs instead of packets: the monitor follows "
+        "a folder of current logs as Zeek writes them; report reads log files and folders "
+        "(TSV or JSON, .gz too)",
+    ),
     "interface": _shared(
         "-i", None, metavar="IFACE",
         help="capture on this interface (default: the one carrying the default route)",
@@ -272,7 +278,7 @@ OPTIONS: dict[str, Shared] = {
     ),
 }  # fmt: skip
 # given before and after the command
-APPENDED = ("read", "lan", "smarthost", "mail_server", "detect")
+APPENDED = ("read", "zeek", "lan", "smarthost", "mail_server", "detect")
 ENGINE = (
     "ports", "lan", "show_credentials", "smarthost", "mail_server", "detect", "detect_config",
     "quiet_after", "error_log",
@@ -280,11 +286,11 @@ ENGINE = (
 LIVE = ("interface", "promisc", "expression", "write", "user", "evidence_buffer", "mirror")
 LIVE_ONLY = ("promisc", "expression", "write", "user", "evidence_buffer", "mirror")
 ALERTS = ("top", "bell", "alert_exec", "evidence_dir")
-MONITOR = ("read", "interface", "speed", *ALERTS, *ENGINE, *LIVE_ONLY, "workers")
+MONITOR = ("read", "zeek", "interface", "speed", *ALERTS, *ENGINE, *LIVE_ONLY, "workers")
 APPLIES = {
     None: MONITOR,
     "demo": ("speed", *ALERTS, *ENGINE),
-    "report": (*LIVE, *ENGINE, "max_bytes", "workers"),
+    "report": (*LIVE, *ENGINE, "zeek", "max_bytes", "workers"),
     "interfaces": (),
 }
 HELP: dict[tuple[str | None, str], str] = {  # a command's own wording of a shared option
@@ -441,8 +447,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.files = [*args.files, *([sample_path()] if args.sample else [])]
         if args.interface is not None and args.files:
             report.error("give capture files or -i IFACE, not both")
-        if args.interface is None and not args.files:
-            report.error("give capture files, --sample, or -i IFACE")
+        if args.zeek:
+            _check_zeek_report(args, given, report)
+        elif args.interface is None and not args.files:
+            report.error("give capture files, --sample, -i IFACE, or --zeek LOGS")
         if args.interface is None and args.duration is not None:
             report.error("--duration only applies to a live capture (-i)")
         if args.interface is None and live_only:
@@ -476,6 +484,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if args.speed is None:
             args.speed = DEMO_SPEED
     elif command is None:
+        if args.zeek:
+            _check_zeek_monitor(args, given, parser)
         if args.read and args.interface is not None:
             parser.error("-r reads files and -i captures live: give one or the other")
         if "-" in args.read and len(args.read) > 1:
@@ -498,6 +508,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         except ValueError as exc:
             parser.error(f"--detect: {exc}")
     return args
+
+
+def _check_zeek_report(args: argparse.Namespace, given: set[str], report: Parser) -> None:
+    """``report --zeek``: logs hold no packets, so what reads or captures packets is refused."""
+    if args.files or args.interface is not None:
+        report.error("--zeek reads logs: give capture files, -i IFACE or --zeek, not two")
+    if args.evidence:
+        report.error("--evidence writes the packets of a host: Zeek's logs hold none")
+    for name in ("max_bytes", "workers"):
+        if name in given:
+            report.error(f"{_flag(name)} applies to capture files, not to --zeek logs")
+
+
+def _check_zeek_monitor(args: argparse.Namespace, given: set[str], parser: Parser) -> None:
+    """``smtptop --zeek DIR``: one folder followed, nothing of packets."""
+    if args.read or args.interface is not None:
+        parser.error("--zeek follows logs: give -r, -i or --zeek, not two")
+    if len(args.zeek) > 1:
+        parser.error("--zeek: the monitor follows one folder (smtptop report reads several)")
+    packets_only = sorted(given & {*LIVE_ONLY, "workers", "speed"})
+    if packets_only:
+        parser.error(f"{_flag(packets_only[0])} applies to packets, not to --zeek logs")
 
 
 def _error_log(args: argparse.Namespace) -> ErrorLog:
@@ -647,14 +679,18 @@ def run_monitor(args: argparse.Namespace) -> int:
     from smtptop.capture import CaptureError
     from smtptop.files import OutputError, invoking_user
     from smtptop.live import CaptureSetupError, default_interface, run_as
-    from smtptop.source import StreamSource
+    from smtptop.source import StreamSource, ZeekSource
     from smtptop.tui.app import MonitorApp
+    from smtptop.zeekfiles import ZeekError
 
     lan = list(args.lan)
     source: Source
     buffer = 0  # the packets of a replay, or of -w, are read back from the files
     try:
-        if args.read:
+        if args.zeek:
+            check_outputs(args, None, invoking_user())
+            source = ZeekSource(args.zeek[0], ports=frozenset(args.ports))
+        elif args.read:
             check_outputs(args, None, invoking_user())
             source = file_source(args)
             if isinstance(source, StreamSource):  # read once: bundles take the buffer's packets
@@ -669,7 +705,7 @@ def run_monitor(args: argparse.Namespace) -> int:
             source, lan = open_live(args, iface, owner)
             give_up_root(source, user)
             buffer = 0 if args.write else args.evidence_buffer
-    except (CaptureError, CaptureSetupError, OutputError) as exc:
+    except (CaptureError, CaptureSetupError, OutputError, ZeekError) as exc:
         print(f"smtptop: {exc}", file=sys.stderr)
         return EXIT_INPUT
     app = MonitorApp(
@@ -722,7 +758,7 @@ def run_report(args: argparse.Namespace) -> int:
 def _report(
     args: argparse.Namespace, owner: Owner, user: struct_passwd | None, output: Report | None
 ) -> int:
-    from smtptop.analysis import analyze, analyze_live
+    from smtptop.analysis import analyze, analyze_live, analyze_zeek
     from smtptop.capture import STDIN, CaptureError
     from smtptop.evidence import EvidenceError, chosen_hosts
     from smtptop.files import OutputError
@@ -730,6 +766,7 @@ def _report(
     from smtptop.pipeline import EngineFailed
     from smtptop.render import write_csv, write_json, write_table
     from smtptop.text import plural
+    from smtptop.zeekfiles import ZeekError
 
     lost = 0
     paths: list[str] = []  # the files, in time order
@@ -752,6 +789,15 @@ def _report(
                 evidence_hosts=lambda done: chosen_hosts(done, args.host),
             )
             lost = analysis.kernel_drops  # the total: counted until the sockets closed
+        elif args.zeek:
+            errors = _error_log(args)
+            analysis = analyze_zeek(
+                args.zeek,
+                ports=args.ports,
+                lan=args.lan,
+                show_credentials=args.show_credentials,
+                detect=args.policy,
+            )
         else:
             errors = _error_log(args)
             paths = in_time_order(args.files)
@@ -773,7 +819,14 @@ def _report(
                 if progress is not None:
                     progress.erase()
         flagged = chosen_hosts(analysis, args.host) if args.evidence or args.contain else []
-    except (CaptureError, CaptureSetupError, EngineFailed, OutputError, EvidenceError) as exc:
+    except (
+        CaptureError,
+        CaptureSetupError,
+        EngineFailed,
+        OutputError,
+        EvidenceError,
+        ZeekError,
+    ) as exc:
         print(f"smtptop: {exc}", file=sys.stderr)
         return EXIT_INPUT
     out = output.text if output is not None else sys.stdout

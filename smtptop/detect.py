@@ -517,13 +517,15 @@ class Detector:
             if len(self.evidence) >= self.model.limits.max_hosts:
                 return
             evidence = self.evidence[session.client_ip] = Evidence()
+        if session.server_port == 25:
+            self._mx_session(evidence, session.server_ip, session.end)
+        evidence.closed += 1
+        if self.model.from_logs:
+            return  # Zeek logs no QUIT, no talk before the greeting, no client lines as sent
         if session.replies and not session.tls:  # QUIT cannot be seen inside TLS
             evidence.sessions += 1
             evidence.without_quit += not session.quit_sent
         evidence.pregreet += session.pregreet
-        if session.server_port == 25:
-            self._mx_session(evidence, session.server_ip, session.end)
-        evidence.closed += 1
         if evidence.closed > DIALECT_EVERY_SESSION and evidence.closed % DIALECT_SAMPLE:
             return  # a host's dialect is known by now: fingerprint a sample from here on
         if session.steps and not session.tls:

@@ -344,6 +344,11 @@ def _dns(payload: bytes, ts: float, src: bytes, dst: bytes) -> list[Event]:
     return events
 
 
+def address_of_reverse_name(name: str) -> str | None:
+    """The address a ``d.c.b.a.in-addr.arpa`` (or ``ip6.arpa``) name, written out, stands for."""
+    return _reverse(name.rstrip(".").encode("ascii", "replace").split(b"."))
+
+
 def _reverse(labels: list[bytes]) -> str | None:
     """The address a ``d.c.b.a.in-addr.arpa`` or nibble ``ip6.arpa`` name stands for."""
     suffix = [label.lower() for label in labels[-2:]]

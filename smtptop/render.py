@@ -144,11 +144,18 @@ def write_table(analysis: Analysis, out: TextIO, *, lan_only: bool = False) -> N
                 line(f"  +{r.points:<3d}{r.signal:<18}{r.evidence}")
     skipped = ", ".join(f"{n:,} {reason}" for reason, n in sorted(stats.skipped.items()))
     line("")
-    line(
-        f"{plural(stats.packets, 'packet')}, {stats.smtp_packets:,} on SMTP ports, "
-        f"{plural(model.sessions_total, 'SMTP session')}, "
-        f"{plural(stats.errors, 'analysis error')}"
-    )
+    if model.from_logs:
+        line(
+            f"{plural(stats.log_records, 'Zeek log record')}, "
+            f"{plural(model.sessions_total, 'SMTP session')} (from logs: no transcripts; "
+            "a refusal is seen only in a transaction's last reply)"
+        )
+    else:
+        line(
+            f"{plural(stats.packets, 'packet')}, {stats.smtp_packets:,} on SMTP ports, "
+            f"{plural(model.sessions_total, 'SMTP session')}, "
+            f"{plural(stats.errors, 'analysis error')}"
+        )
     if stats.tcp_conflicts:
         line(
             f"{plural(stats.tcp_conflicts, 'retransmission')} contradicted the data already "

@@ -223,7 +223,10 @@ class StatsRecord:
     bytes: int = field(metadata={"doc": "their bytes, as captured"})
     smtp_packets: int = field(metadata={"doc": "the packets on SMTP ports"})
     skipped: dict[str, int] = field(
-        metadata={"doc": "the packets that carry no SMTP, counted by reason"}
+        metadata={
+            "doc": "the packets that carry no SMTP (with `--zeek`: the log lines and records"
+            " not used), counted by reason"
+        }
     )
     errors: int = field(
         metadata={"doc": "the packets whose analysis failed (a bug; the capture goes on)"}
@@ -247,6 +250,9 @@ class StatsRecord:
             "doc": "retransmissions that said something else than the copy already taken"
             " (the first copy is kept)"
         }
+    )
+    log_records: int = field(
+        metadata={"doc": "the Zeek log records read (`report --zeek`); 0 for packets"}
     )
 
 
@@ -396,6 +402,7 @@ def stats_record(model: Model, stats: Stats) -> StatsRecord:
         hosts_not_kept=model.hosts_not_kept,
         connections_evicted=stats.connections_evicted,
         tcp_conflicts=stats.tcp_conflicts,
+        log_records=stats.log_records,
     )
 
 

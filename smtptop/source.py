@@ -27,6 +27,7 @@ from smtptop.capture import STDIN, STDIN_NAME, CaptureError, CaptureFile, Frame,
 from smtptop.ring import HostPackets
 from smtptop.text import inert
 from smtptop.wire import Row, encode
+from smtptop.zeekfiles import LogFollower
 
 BATCH_EVENTS = 1000
 BATCH_SECONDS = 0.02
@@ -34,6 +35,7 @@ BURST_FRAMES = 256  # frames handed to the engine in one call at most
 SLOT_WAIT = 0.1
 STREAM_QUEUE = 4096  # records read from standard input, waiting for the engine
 STREAM_POLL = 0.05  # how often a stream's reader and its taker look up from waiting
+ZEEK_POLL = 0.5  # how often followed Zeek logs are read for what was appended
 MAX_WAIT = 60.0  # a replay waits for its next packet in steps of at most this (threading's
 # timeouts overflow past a few centuries, and a hostile file's clock can jump millennia)
 
@@ -64,6 +66,8 @@ class Progress:
     finished: bool = False
     problem: str = ""
     failure: str = ""  # the capture thread failed: the monitor ends with this line
+    log_records: int = 0  # Zeek's logs: records read (instead of packets)
+    log_problem: str = ""  # and the first kind of line skipped, with its example
     replay_at: float = 0.0  # a replay: capture seconds played so far
     replay_span: float = 0.0  # and in all (0 when not a replay)
 
@@ -91,6 +95,7 @@ class Source:
     label = ""
     lossy = False
     waiting = ""  # what the monitor says while no SMTP has been seen
+    from_logs = False  # Zeek's logs (ZeekSource): sessions without packets or transcripts
 
     def frames(self, stop: StopFlag) -> Iterator[Frame | None]:
         """Captured frames until the source ends or ``stop`` is set; None now and then
@@ -432,3 +437,48 @@ class Feeder(Feeding):
     def host_packets(self, ip: str) -> HostPackets | None:
         ring = self.analyzer.ring if self.analyzer is not None else None
         return ring.packets(ip) if ring is not None else None
+
+
+class ZeekSource(Source):
+    """A folder of Zeek's current logs, followed as Zeek writes them (``--zeek DIR``): no
+    frames; :class:`ZeekFeeder` turns the lines into events."""
+
+    from_logs = True
+
+    def __init__(self, folder: str, *, ports: frozenset[int]) -> None:
+        """Raises ZeekError (one line) when the folder cannot be followed."""
+        self.follower = LogFollower(folder, ports)
+        self.label = f"Zeek logs {inert(folder)}"
+        self.waiting = f"Waiting for Zeek to log SMTP connections in {inert(folder)} ..."
+
+    def skipped(self) -> dict[str, int]:
+        return self.follower.skipped()
+
+    def close(self) -> None:
+        self.follower.close()
+
+
+class ZeekFeeder(Feeding):
+    """Reads what Zeek appended to its logs, every :data:`ZEEK_POLL` seconds, into events."""
+
+    def _run(self) -> None:
+        source = self.source
+        assert isinstance(source, ZeekSource)
+        follower = source.follower
+        while not self.stop_event.is_set():
+            rows = follower.poll()
+            self.stats.log_records = follower.reading.records
+            for start in range(0, len(rows), BATCH_EVENTS):
+                self._hand_over(rows[start : start + BATCH_EVENTS])
+            if not rows:
+                self._hand_over([])  # where it stands: records read, lines skipped
+            self.stop_event.wait(ZEEK_POLL)
+
+    def progress(self, *, finished: bool = False) -> Progress:
+        progress = super().progress(finished=finished)
+        source = self.source
+        assert isinstance(source, ZeekSource)
+        progress.log_records = self.stats.log_records
+        first = source.follower.problems().lines()
+        progress.log_problem = inert(first[0]) if first else ""
+        return progress

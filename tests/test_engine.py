@@ -238,6 +238,7 @@ PURE = [
     "smtptop.analyzer",
     "smtptop.ring",
     "smtptop.wire",
+    "smtptop.zeek",
 ]
 FORBIDDEN = [
     "socket",
@@ -252,9 +253,9 @@ FORBIDDEN = [
 
 
 def test_engine_core_is_pure() -> None:
-    """decode, identity, tcp, smtp, model and the analyzer import no I/O, threads, UI or
-    scapy (checked in a clean interpreter, without site-packages, so nothing else has loaded
-    them first)."""
+    """decode, identity, tcp, smtp, model, the analyzer and the Zeek log parser import no
+    I/O, threads, UI or scapy (checked in a clean interpreter, without site-packages, so
+    nothing else has loaded them first)."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
         + "; ".join(f"import {m}" for m in PURE)

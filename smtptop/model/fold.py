@@ -65,6 +65,8 @@ CLOSE_NOTES = {
     "idle timeout": "connection idle too long: smtptop stopped following it",
     "capture ended": "the capture ended with the connection still open",
     "port reused": "connection replaced by a new one on the same ports",
+    "logs ended": "the logs end before this connection's conn.log row",
+    "no conn.log row": "no conn.log row came: the session ends at its last smtp.log row",
 }
 EHLO_NOT_SUPPORTED = frozenset({500, 502})
 DATA_STAGES = frozenset({"DATA", "BDAT"})
@@ -85,6 +87,9 @@ class Model(Store):
         self.sessions_total = 0
         self.first_ts = 0.0
         self.last_ts = 0.0
+        # fed from Zeek's logs (smtptop.zeek), not packets: no transcript, no client dialect,
+        # and QUIT or talk before the greeting are not known
+        self.from_logs = False
         # client lines of the current AUTH exchange of a session, its initial response included
         self._login_step: dict[int, int] = {}
 
@@ -155,7 +160,8 @@ class Model(Store):
                 " which was kept",
             )
         note = CLOSE_NOTES.get(reason, f"connection ended: {reason}")
-        how = "" if session.quit_sent or reason == "capture ended" else " (no QUIT sent)"
+        no_quit = not (session.quit_sent or reason == "capture ended" or self.from_logs)
+        how = " (no QUIT sent)" if no_quit else ""
         self.keep_line(session, session.end, "*", note + how)
         self._login_step.pop(session_id, None)
         host = self.hosts.get(session.client_ip)

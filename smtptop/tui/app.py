@@ -52,7 +52,16 @@ from smtptop.model import Model, apply
 from smtptop.pipeline import EngineFailed, ForkedFeeder
 from smtptop.progress import Speedometer, data_size, duration
 from smtptop.ring import HostPackets
-from smtptop.source import FeedBatch, Feeder, Feeding, Parallel, Progress, Source
+from smtptop.source import (
+    FeedBatch,
+    Feeder,
+    Feeding,
+    Parallel,
+    Progress,
+    Source,
+    ZeekFeeder,
+    ZeekSource,
+)
 from smtptop.text import inert, plural
 from smtptop.tui import rows
 from smtptop.tui.alert import alert_environment, run_alert
@@ -124,6 +133,7 @@ class MonitorApp(App[None]):
         self.evidence_dir = evidence_dir  # where e writes bundles (None: the current folder)
         self.config = config or EngineConfig()
         self.model = Model(lan=lan, show_credentials=show_credentials)
+        self.model.from_logs = source.from_logs
         self.detector = Detector(self.model, detect)
         self.verdicts: dict[str, Verdict] = {}
         self.state = MonitorState(
@@ -175,6 +185,10 @@ class MonitorApp(App[None]):
 
         if isinstance(self.source, Parallel):  # its engines run in processes of their own
             self.feeder = ForkedFeeder(
+                self.source, deliver, config=self.config, max_batches=self.max_batches
+            )
+        elif isinstance(self.source, ZeekSource):
+            self.feeder = ZeekFeeder(
                 self.source, deliver, config=self.config, max_batches=self.max_batches
             )
         else:
@@ -471,8 +485,13 @@ class MonitorApp(App[None]):
         if model.sessions_not_kept:
             sessions.append(f" ({model.sessions_not_kept:,} older summarised)", style="dim")
         parts.append((4, sessions))
-        packets = f"{plural(progress.packets, 'pkt')} ({progress.smtp_packets:,} SMTP)"
-        parts.append((6, Text(packets)))
+        if self.source.from_logs:
+            parts.append((6, Text(plural(progress.log_records, "log record"))))
+            if progress.log_problem:
+                parts.append((1, Text(f"warning: {progress.log_problem}", style="bold yellow")))
+        else:
+            packets = f"{plural(progress.packets, 'pkt')} ({progress.smtp_packets:,} SMTP)"
+            parts.append((6, Text(packets)))
         span = int(model.last_ts - model.first_ts) if model.first_ts else 0
         parts.append((7, Text(f"span {duration(span)}")))
         return parts
@@ -521,6 +540,10 @@ class MonitorApp(App[None]):
         files (a replay, or the -w file) or taken from the engine's evidence ring."""
         paths = self.source.recorded()
         ring = self.config.evidence_buffer and self.feeder is not None
+        if self.source.from_logs:
+            self.notify("Zeek's logs hold no packets: no evidence bundle (c gives the rules)",
+                        severity="warning", timeout=WARNING_SECONDS)  # fmt: skip
+            return
         if not paths and not ring:
             self.notify("evidence needs the packets: capture with -w FILE, or replay a file",
                         severity="warning", timeout=WARNING_SECONDS)  # fmt: skip

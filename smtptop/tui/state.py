@@ -13,6 +13,15 @@ from smtptop.detect import DetectConfig, Verdict
 from smtptop.model import Model
 
 DAY = 86400.0
+LOGS_FACT = (
+    "Zeek's logs: only the last reply of each mail transaction is logged, so a refusal "
+    "followed by other replies is missed; no transcripts, no client software"
+)
+LOGS_TRANSCRIPT = (
+    "Zeek's logs hold no transcript. Below is what smtp.log recorded of this connection: "
+    "HELO, MAIL FROM and RCPT TO, and the last reply of each mail transaction. The other "
+    "commands and replies were not logged."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +52,12 @@ class MonitorState:
         names = ", ".join(f"{n} ({s})" for s, n in who.names.items()) if who else ""
         mac = who.mac if who else ""
         made_by = vendor(mac) if mac else ""
-        return [
+        facts = [
             ("names", names),
             ("MAC", f"{mac} {made_by}".strip()),
             ("client software", verdict.dialect if verdict else ""),
             ("HELO names", ", ".join(host.helos) if host else ""),
         ]
+        if self.model.from_logs:
+            facts.append(("source", LOGS_FACT))
+        return facts

@@ -14,7 +14,7 @@ from textual.widgets import Footer, Input, RichLog, Static
 from smtptop.model import TranscriptLine
 from smtptop.text import plural
 from smtptop.tui import rows
-from smtptop.tui.state import MonitorState
+from smtptop.tui.state import LOGS_TRANSCRIPT, MonitorState
 
 MATCH_STYLE = {False: "bold black on yellow", True: "bold black on bright_cyan"}  # current?
 
@@ -63,6 +63,8 @@ class TranscriptScreen(Screen[None]):
             return
         log = self.query_one("#transcript", RichLog)
         when = self.state.dated
+        if not log.lines and self.state.model.from_logs:
+            log.write(Text(LOGS_TRANSCRIPT, style="yellow"))
         for line in session.transcript[self._written :]:
             self._write(log, line, when)
         self._written = len(session.transcript)

@@ -1,0 +1,658 @@
+"""Zeek's logs as a source: ``conn.log``, ``smtp.log``, ``dhcp.log`` and ``dns.log`` lines
+turned into the engine's event rows (:mod:`smtptop.wire`), so that one model, one detector
+and one set of views serve packets and Zeek alike.
+
+Where a network outgrows one machine, Zeek's workers parse SMTP on many cores and write these
+logs; smtptop reads them instead of packets.  This module is pure: it is fed bytes and returns
+rows; finding, reading and following the files is :mod:`smtptop.zeekfiles`'.
+
+What the rows can say is what the logs carry (the README's "Zeek logs as a source"):
+
+* a session per ``conn.log`` connection to an SMTP port (``--ports``), TCP only: its start,
+  end, bytes, packets and how it ended (``conn_state``); ``uid`` joins it to its
+  ``smtp.log`` rows;
+* per ``smtp.log`` row (one mail transaction): the HELO name, MAIL FROM, the RCPT TO
+  addresses (a set: order and repeats are lost), whether STARTTLS was done, and the last
+  line of the last reply before the row was written (``last_reply``); never the other
+  replies, so a rejected RCPT followed by an accepted one, or by QUIT, is not seen as a
+  rejection, and a session refused at the greeting has no row at all;
+* which command the last reply answers is inferred: 221 QUIT, 354 DATA, 235/334/535/538
+  AUTH, 220 with TLS STARTTLS; otherwise the end of data when the row carries a message's
+  headers (date, from, subject, message-id, user agent, files), else the last RCPT, MAIL or
+  HELO it carries;
+* names and MAC addresses from ``dhcp.log`` (host name, client FQDN), DNS lookups (MX
+  counts, NXDOMAIN) and PTR answers from ``dns.log``.
+
+No transcript, no client dialect and no QUIT or pre-greeting talk: the model is marked as
+fed from logs (:attr:`smtptop.model.Model.from_logs`) and the views and the detector say so.
+
+Bad input is counted, never raised: a line that is not JSON or has the wrong number of
+fields, a line before any ``#fields`` header, a missing field or a value that does not parse,
+a line over :data:`MAX_LINE`; each reason with its first example (:class:`Problems`).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from smtptop.identity import address_of_reverse_name
+from smtptop.wire import (
+    CLOSED,
+    COMMAND,
+    DNS_LOOKUP,
+    MESSAGE_END,
+    OPENED,
+    REPLY,
+    SIGHTING,
+    TLS_STARTED,
+    Row,
+    Values,
+)
+
+KINDS = ("conn", "smtp", "dhcp", "dns")
+MAX_LINE = 1 << 20  # a longer line is skipped and counted
+MAX_PENDING = 1 << 18  # connections with smtp.log rows and no conn.log row yet
+MAX_CLOSED_UIDS = 1 << 16  # closed connections remembered, to catch a row that comes late
+STALE_SECONDS = 3600.0  # log time past which an open connection without conn.log row ends
+EXAMPLE_CHARS = 160  # of a problem's first example
+MAX_TEXT = 4096  # of one field's value, before the model's own limits
+
+# Zeek's TSV writer's defaults, used until the header says otherwise.
+DEFAULT_SEPARATOR = b"\t"
+DEFAULT_SET_SEPARATOR = b","
+DEFAULT_EMPTY = b"(empty)"
+DEFAULT_UNSET = b"-"
+# Container fields of the logs read, for a header without #types (and JSON, where they are lists).
+CONTAINERS = frozenset(
+    {"rcptto", "to", "cc", "path", "fuids", "answers", "TTLs", "msg_types", "uids"}
+)
+
+# conn.log's conn_state, as the session's close reason (see smtptop.model.fold.CLOSE_NOTES).
+CONN_STATES = {
+    "SF": "closed",
+    "RSTO": "reset",
+    "RSTR": "reset",
+    "RSTOS0": "reset",
+    "RSTRH": "reset",
+    "REJ": "refused (Zeek REJ)",
+    "S0": "no answer to the SYN (Zeek S0)",
+    "S1": "still open when Zeek logged it (S1)",
+    "S2": "closed by the client only (Zeek S2)",
+    "S3": "closed by the server only (Zeek S3)",
+    "SH": "half open: no SYN-ACK seen (Zeek SH)",
+    "SHR": "half open: no SYN seen (Zeek SHR)",
+    "OTH": "no SYN seen (Zeek OTH)",
+}
+ENDED_WITHOUT_CONN = "no conn.log row"
+LOGS_ENDED = "logs ended"
+MESSAGE_FIELDS = ("date", "from", "subject", "msg_id", "user_agent", "fuids")
+AUTH_CODES = frozenset({235, 334, 535, 538})
+_REPLY = re.compile(r"([2-5]\d\d)(?:[ -](.*))?", re.DOTALL)
+_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+
+Value = str | tuple[str, ...] | None
+Fields = dict[str, Value]
+
+
+@dataclass(slots=True)
+class Problems:
+    """Skipped lines and values by reason, each with its first example (where, and what)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def add(self, reason: str, where: str, text: str | bytes) -> None:
+        if isinstance(text, bytes):
+            text = text[: EXAMPLE_CHARS + 1].decode("utf-8", "backslashreplace")
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        if reason not in self.examples:
+            shown = text[:EXAMPLE_CHARS] + ("..." if len(text) > EXAMPLE_CHARS else "")
+            self.examples[reason] = f"{where}: {shown!r}"
+
+    def merge(self, other: Problems) -> None:
+        for reason, count in other.counts.items():
+            self.counts[reason] = self.counts.get(reason, 0) + count
+            self.examples.setdefault(reason, other.examples[reason])
+
+    def lines(self) -> list[str]:
+        """One line per reason: how many, and the first example."""
+        return [
+            f"{count:,} skipped: {reason} (first: {self.examples[reason]})"
+            for reason, count in sorted(self.counts.items())
+        ]
+
+
+def kind_of_name(name: str) -> str:
+    """The log a file's name says it is: ``conn.log``, ``smtp.09:00:00-10:00:00.log.gz``,
+    ``dns.2026-12-05-10-00-00.log``, ``smtp.json``; "" for another name."""
+    base = name.rsplit("/", 1)[-1]
+    kind = base.split(".", 1)[0]
+    rest = base[len(kind) :]
+    ends = (".log", ".log.gz", ".json", ".json.gz")
+    return kind if kind in KINDS and rest.endswith(ends) else ""
+
+
+class LogParser:
+    """One log file's lines, fed as bytes as they come (:meth:`feed`), in Zeek's TSV format
+    (its ``#`` header lines say the fields, separators and the log's kind) or as JSON lines
+    (each line an object; ``id.orig_h`` flat, or ``id`` nested).  A line not yet ended waits
+    for the rest, up to :data:`MAX_LINE`."""
+
+    def __init__(self, name: str, kind: str = "") -> None:
+        self.name = name  # for the problems' examples
+        self.kind = kind or kind_of_name(name)
+        self.problems = Problems()
+        self.lines = 0
+        self._pending = b""
+        self._skipping = False  # inside a line over MAX_LINE
+        self._separator = DEFAULT_SEPARATOR
+        self._set_separator = DEFAULT_SET_SEPARATOR
+        self._empty = DEFAULT_EMPTY
+        self._unset = DEFAULT_UNSET
+        self._fields: tuple[str, ...] = ()
+        self._containers: frozenset[str] = CONTAINERS
+
+    def feed(self, data: bytes) -> list[Fields]:
+        """The records the lines completed by ``data`` hold."""
+        records: list[Fields] = []
+        data = self._pending + data
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            if self._skipping:
+                self._skipping = False
+            else:
+                self._line(data[start:end], records)
+            start = end + 1
+        rest = data[start:]
+        if len(rest) > MAX_LINE:
+            if not self._skipping:
+                self.lines += 1
+                self.problems.add(f"line over {MAX_LINE >> 20} MiB", self._where(), rest)
+            self._skipping, rest = True, b""
+        self._pending = rest
+        return records
+
+    def end(self) -> list[Fields]:
+        """The file ended: its last line, if it had no newline, is whole."""
+        records: list[Fields] = []
+        if self._pending and not self._skipping:
+            self._line(self._pending, records)
+        self._pending, self._skipping = b"", False
+        return records
+
+    def _where(self) -> str:
+        return f"{self.name} line {self.lines}"
+
+    def _line(self, line: bytes, records: list[Fields]) -> None:
+        self.lines += 1
+        line = line.removesuffix(b"\r")
+        if not line.strip():
+            return
+        if line.startswith(b"#"):
+            self._header(line)
+        elif line.startswith(b"{"):
+            self._json(line, records)
+        elif not self._fields:
+            self.problems.add("line before a #fields header", self._where(), line)
+        else:
+            self._tsv(line, records)
+
+    def _header(self, line: bytes) -> None:
+        if line.startswith(b"#separator "):
+            self._separator = _unescape(line[len(b"#separator ") :].strip()) or DEFAULT_SEPARATOR
+            return
+        name, _, value = line[1:].partition(self._separator)
+        if name == b"set_separator":
+            self._set_separator = _unescape(value) or DEFAULT_SET_SEPARATOR
+        elif name == b"empty_field":
+            self._empty = value
+        elif name == b"unset_field":
+            self._unset = value
+        elif name == b"path":
+            self.kind = value.decode("utf-8", "replace")
+        elif name == b"fields":
+            self._fields = tuple(f.decode("utf-8", "replace") for f in value.split(self._separator))
+            self._containers = CONTAINERS
+        elif name == b"types":
+            types = value.split(self._separator)
+            self._containers = frozenset(
+                name
+                for name, kind in zip(self._fields, types, strict=False)
+                if kind.startswith((b"set[", b"vector[", b"table["))
+            )
+
+    def _tsv(self, line: bytes, records: list[Fields]) -> None:
+        values = line.split(self._separator)
+        if len(values) != len(self._fields):
+            reason = f"{len(values)} fields where #fields names {len(self._fields)}"
+            self.problems.add("malformed line", self._where() + f" ({reason})", line)
+            return
+        record: Fields = {}
+        for name, raw in zip(self._fields, values, strict=True):
+            if raw == self._unset:
+                record[name] = None
+            elif name in self._containers:
+                items = () if raw == self._empty else raw.split(self._set_separator)
+                record[name] = tuple(_text(_unescape(item)) for item in items)
+            else:
+                record[name] = "" if raw == self._empty else _text(_unescape(raw))
+        records.append(record)
+
+    def _json(self, line: bytes, records: list[Fields]) -> None:
+        try:
+            document = json.loads(line)
+        except (ValueError, RecursionError):
+            self.problems.add("malformed line", self._where() + " (not JSON)", line)
+            return
+        if not isinstance(document, dict):
+            self.problems.add("malformed line", self._where() + " (not a JSON object)", line)
+            return
+        record: Fields = {}
+        _flatten(document, "", record)
+        path = record.pop("_path", None)
+        if isinstance(path, str) and path:
+            self.kind = path
+        records.append(record)
+
+
+def _flatten(document: dict[str, object], prefix: str, record: Fields) -> None:
+    for key, value in document.items():
+        name = prefix + str(key)
+        if isinstance(value, dict):
+            _flatten(value, name + ".", record)
+        elif isinstance(value, list):
+            record[name] = tuple(_json_text(item) for item in value)
+        else:
+            record[name] = None if value is None else _json_text(value)
+
+
+def _json_text(value: object) -> str:
+    if value is True:
+        return "T"
+    if value is False:
+        return "F"
+    return _text(value) if isinstance(value, str) else _text(json.dumps(value))
+
+
+def _text(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value[:MAX_TEXT]
+
+
+def _unescape(raw: bytes) -> bytes:
+    """Zeek writes a separator or an unprintable byte inside a value as ``\\xNN``."""
+    if b"\\" not in raw:
+        return raw
+    return _ESCAPE.sub(lambda match: bytes([int(match[1], 16)]), raw)
+
+
+# -- typed records ---------------------------------------------------------------------------
+
+
+class BadRecord(ValueError):
+    """A record lacks a field the join needs, or a value does not parse."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+
+
+@dataclass(frozen=True, slots=True)
+class Conn:
+    """A conn.log row: one connection, logged when it ended."""
+
+    uid: str
+    ts: float
+    ends: Endpoints
+    proto: str
+    duration: float
+    orig_bytes: int
+    resp_bytes: int
+    packets: int
+    state: str
+    history: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """An smtp.log row: one mail transaction of a connection."""
+
+    uid: str
+    ts: float
+    ends: Endpoints
+    helo: str
+    mailfrom: str | None
+    rcptto: tuple[str, ...]
+    last_reply: str
+    tls: bool
+    message: bool  # the row carries a message's headers or files: DATA was sent
+
+
+def _required(record: Fields, name: str) -> str:
+    value = record.get(name)
+    if value is None or isinstance(value, tuple):
+        raise BadRecord(f"missing field {name}")
+    return value
+
+
+def _optional(record: Fields, name: str) -> str:
+    value = record.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _time(record: Fields, name: str = "ts") -> float:
+    text = _required(record, name)
+    try:
+        ts = float(text)
+    except ValueError:
+        try:  # JSON logs with json_timestamps=JSON::TS_ISO8601
+            ts = datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            raise BadRecord(f"bad value of {name}") from None
+    if not math.isfinite(ts):
+        raise BadRecord(f"bad value of {name}")
+    return ts
+
+
+def _count(record: Fields, name: str) -> int:
+    text = _optional(record, name)
+    if not text:
+        return 0
+    try:
+        return max(0, int(float(text)))
+    except (ValueError, OverflowError):
+        raise BadRecord(f"bad value of {name}") from None
+
+
+def _seconds(record: Fields, name: str) -> float:
+    text = _optional(record, name)
+    try:
+        value = float(text) if text else 0.0
+    except ValueError:
+        raise BadRecord(f"bad value of {name}") from None
+    return value if math.isfinite(value) and value > 0 else 0.0
+
+
+def _endpoints(record: Fields) -> Endpoints:
+    ports = []
+    for name in ("id.orig_p", "id.resp_p"):
+        text = _required(record, name)
+        if not text.isdigit() or not 0 <= int(text) < 65536:
+            raise BadRecord(f"bad value of {name}")
+        ports.append(int(text))
+    hosts = []
+    for name in ("id.orig_h", "id.resp_h"):
+        address = _address(_required(record, name))
+        if address is None:
+            raise BadRecord(f"bad value of {name}")
+        hosts.append(address)
+    return Endpoints(hosts[0], ports[0], hosts[1], ports[1])
+
+
+def conn_record(record: Fields) -> Conn:
+    return Conn(
+        uid=_required(record, "uid"),
+        ts=_time(record),
+        ends=_endpoints(record),
+        proto=_optional(record, "proto"),
+        duration=_seconds(record, "duration"),
+        orig_bytes=_count(record, "orig_bytes"),
+        resp_bytes=_count(record, "resp_bytes"),
+        packets=_count(record, "orig_pkts") + _count(record, "resp_pkts"),
+        state=_optional(record, "conn_state"),
+        history=_optional(record, "history"),
+    )
+
+
+def transaction_record(record: Fields) -> Transaction:
+    rcptto = record.get("rcptto")
+    mailfrom = record.get("mailfrom")
+    return Transaction(
+        uid=_required(record, "uid"),
+        ts=_time(record),
+        ends=_endpoints(record),
+        helo=_optional(record, "helo"),
+        mailfrom=mailfrom if isinstance(mailfrom, str) else None,
+        rcptto=rcptto if isinstance(rcptto, tuple) else (rcptto,) if rcptto else (),
+        last_reply=_optional(record, "last_reply"),
+        tls=_optional(record, "tls") == "T",
+        message=any(record.get(name) for name in MESSAGE_FIELDS),
+    )
+
+
+# -- the join --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Open:
+    """A connection whose session is open in the model."""
+
+    session_id: int
+    helo: str = ""  # the latest HELO name emitted
+    last_ts: float = 0.0
+
+
+class ZeekJoin:
+    """Log records in, event rows out (:meth:`take`).  A connection's session opens at its
+    first record (conn.log's start time when that comes first), takes each smtp.log row as it
+    comes, and closes on its conn.log row, at :meth:`settle`: a follower settles one poll
+    later, so that smtp.log rows written with the conn.log row are not lost to the order in
+    which two files are read.  What a record cannot say is counted in ``problems``."""
+
+    def __init__(self, ports: Iterable[int]) -> None:
+        self.ports = frozenset(ports)
+        self.problems = Problems()
+        self.other_ports = 0  # smtp.log rows of servers on ports not in --ports
+        self._rows: list[Row] = []
+        self._open: OrderedDict[str, _Open] = OrderedDict()  # by uid, least recent first
+        self._closing: list[tuple[str, Conn]] = []
+        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._next_id = 1
+        self._clock = 0.0  # the latest log time seen
+
+    def take(self) -> list[Row]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def waiting(self) -> int:
+        """Rows made and not taken yet."""
+        return len(self._rows)
+
+    def add(self, kind: str, record: Fields, where: str) -> None:
+        """One parsed record of a log of this kind."""
+        try:
+            if kind == "conn":
+                self.conn(conn_record(record))
+            elif kind == "smtp":
+                self.transaction(transaction_record(record))
+            elif kind == "dhcp":
+                self._lease(record)
+            elif kind == "dns":
+                self._lookup(record)
+            else:
+                self.problems.add(f"a record of Zeek's {kind or 'unnamed'} log", where, kind)
+        except BadRecord as exc:
+            self.problems.add(f"{kind}.log record: {exc}", where, repr(record))
+
+    def conn(self, conn: Conn) -> None:
+        if conn.proto != "tcp" or conn.ends.resp_p not in self.ports:
+            return
+        self._tick(conn.ts)
+        if conn.uid in self._closed:
+            return
+        if conn.uid not in self._open:
+            midstream = bool(conn.history) and not conn.history.startswith("S")
+            self._start(conn.uid, conn.ts, conn.ends, midstream)
+        self._closing.append((conn.uid, conn))
+
+    def transaction(self, row: Transaction) -> None:
+        if row.ends.resp_p not in self.ports:
+            self.other_ports += 1
+            return
+        self._tick(row.ts)
+        if row.uid in self._closed:
+            self.problems.add("smtp.log row after its conn.log row", f"uid {row.uid}", row.uid)
+            return
+        state = self._open.get(row.uid) or self._start(row.uid, row.ts, row.ends, False)
+        self._open.move_to_end(row.uid)
+        state.last_ts = max(state.last_ts, row.ts)
+        self._fold(state, row)
+
+    def settle(self) -> None:
+        """Close the connections whose conn.log row came, and those silent past
+        :data:`STALE_SECONDS` of log time."""
+        for uid, conn in self._closing:
+            state = self._open.pop(uid, None)
+            if state is not None:
+                end = max(conn.ts + conn.duration, state.last_ts)
+                reason = CONN_STATES.get(conn.state, f"Zeek conn_state {conn.state or '-'}")
+                self._end(uid, state, end, reason, conn.orig_bytes, conn.resp_bytes, conn.packets)
+        self._closing = []
+        while self._open:
+            uid, state = next(iter(self._open.items()))
+            if len(self._open) <= MAX_PENDING and self._clock - state.last_ts <= STALE_SECONDS:
+                break
+            del self._open[uid]
+            self._end(uid, state, state.last_ts, ENDED_WITHOUT_CONN, 0, 0, 0)
+
+    def finish(self) -> None:
+        """The logs ended: every connection still open ends with them."""
+        self.settle()
+        for uid, state in self._open.items():
+            self._end(uid, state, state.last_ts, LOGS_ENDED, 0, 0, 0)
+        self._open.clear()
+
+    def _tick(self, ts: float) -> None:
+        self._clock = max(self._clock, ts)
+
+    def _start(self, uid: str, ts: float, ends: Endpoints, midstream: bool) -> _Open:
+        state = self._open[uid] = _Open(self._next_id, last_ts=ts)
+        self._next_id += 1
+        client, server = (ends.orig_h, ends.orig_p), (ends.resp_h, ends.resp_p)
+        self._rows.append((state.session_id, OPENED, (ts, client, server, midstream)))
+        return state
+
+    def _end(
+        self,
+        uid: str,
+        state: _Open,
+        ts: float,
+        reason: str,
+        client_bytes: int,
+        server_bytes: int,
+        packets: int,
+    ) -> None:
+        values = (ts, reason, client_bytes, server_bytes, packets, 0)
+        self._rows.append((state.session_id, CLOSED, values))
+        self._closed[uid] = None
+        if len(self._closed) > MAX_CLOSED_UIDS:
+            self._closed.popitem(last=False)
+
+    def _fold(self, state: _Open, row: Transaction) -> None:
+        """The commands and the reply one smtp.log row says were sent (see the module's
+        docstring for which command the reply is taken to answer)."""
+        sid, ts, rows = state.session_id, row.ts, self._rows
+        last: tuple[int, Values] | None = None
+        if row.helo and row.helo != state.helo:
+            state.helo = row.helo
+            last = _command(ts, "HELO", row.helo, "HELO " + row.helo)
+            rows.append((sid, *last))
+        if row.mailfrom is not None:
+            last = _command(ts, "MAIL", f"FROM:<{row.mailfrom}>", f"MAIL FROM:<{row.mailfrom}>")
+            rows.append((sid, *last))
+        for address in row.rcptto:
+            last = _command(ts, "RCPT", f"TO:<{address}>", f"RCPT TO:<{address}>")
+            rows.append((sid, *last))
+        match = _REPLY.fullmatch(row.last_reply.strip())
+        if row.last_reply and match is None:
+            self.problems.add("smtp.log last_reply without a reply code", f"uid {row.uid}",
+                              row.last_reply)  # fmt: skip
+        if match is not None:
+            code = int(match[1])
+            request = _answered(code, row, last)
+            text = (match[2] or "").encode("utf-8", "replace")
+            rows.append((sid, REPLY, (ts, code, (text,), request, False, False)))
+        if row.tls:
+            rows.append((sid, TLS_STARTED, (ts, False)))
+
+    def _lease(self, record: Fields) -> None:
+        ts = _time(record)
+        self._tick(ts)
+        found = (_address(_optional(record, n)) for n in ("assigned_addr", "client_addr"))
+        address = next((a for a in found if a is not None), None)
+        mac = _optional(record, "mac").lower() or None
+        names: list[tuple[str | None, str]] = [
+            (text, source)
+            for name, source in (("host_name", "dhcp"), ("client_fqdn", "dhcp-fqdn"))
+            if (text := _optional(record, name))
+        ]
+        for name, source in names or [(None, "dhcp")]:
+            self._rows.append((0, SIGHTING, (ts, address, mac, name, source)))
+
+    def _lookup(self, record: Fields) -> None:
+        ts = _time(record)
+        self._tick(ts)
+        client = _address(_required(record, "id.orig_h"))
+        if client is None:
+            raise BadRecord("bad value of id.orig_h")
+        query = _optional(record, "query").lower()
+        qtype, rcode = _count(record, "qtype"), _optional(record, "rcode")
+        self._rows.append((0, DNS_LOOKUP, (ts, client, query, qtype, None)))
+        if rcode.isdigit():
+            self._rows.append((0, DNS_LOOKUP, (ts, client, query, qtype, int(rcode))))
+        if qtype == 12 and rcode == "0":
+            address = address_of_reverse_name(query)
+            answers = record.get("answers")
+            for name in answers if isinstance(answers, tuple) and address else ():
+                if name and _address(name) is None:  # a name, not the address of an A record
+                    self._rows.append((0, SIGHTING, (ts, address, None, name, "dns-ptr")))
+
+
+@functools.lru_cache(maxsize=65536)  # the same few addresses, line after line
+def _address(text: str) -> str | None:
+    """An address as the packet path writes it (IPv6 compressed), or None."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _command(ts: float, verb: str, arg: str, line: str) -> tuple[int, Values]:
+    return COMMAND, (
+        ts,
+        verb,
+        arg.encode("utf-8", "replace"),
+        line.encode("utf-8", "replace"),
+        False,
+    )
+
+
+def _answered(
+    code: int, row: Transaction, last: tuple[int, Values] | None
+) -> tuple[int, Values] | None:
+    """The request a transaction's last reply is taken to answer (the module's docstring)."""
+    ts = row.ts
+    if code == 221:
+        return _command(ts, "QUIT", "", "QUIT")
+    if code == 354:
+        return _command(ts, "DATA", "", "DATA")
+    if code in AUTH_CODES:
+        return _command(ts, "AUTH", "", "AUTH")
+    if code == 220 and row.tls:
+        return _command(ts, "STARTTLS", "", "STARTTLS")
+    if row.message:
+        return MESSAGE_END, (ts, 0, (), True)
+    return last

@@ -1,0 +1,287 @@
+"""Finding, reading and following Zeek's log files, for :mod:`smtptop.zeek`.
+
+``smtptop report --zeek FILE_OR_DIR...`` reads logs whole (plain or gzipped, TSV or JSON):
+a folder gives its ``conn``, ``smtp``, ``dhcp`` and ``dns`` logs, rotated pieces included
+(zeekctl's ``logs/2026-12-05/smtp.09:00:00-10:00:00.log.gz``).  smtp.log is read first, its
+rows kept by ``uid``; each conn.log row then makes its session whole at once (a hash join),
+so that a session opens at the connection's start and no session stays open longer than its
+row takes.
+
+``smtptop --zeek DIR`` follows the current logs of a folder as Zeek writes them (zeekctl's
+``logs/current``, or where a standalone ``zeek`` runs), as ``tail -F`` would: from their
+start, then what is appended; a file renamed away at rotation is read to its end before its
+successor is opened, and a file cut short is read again from its start.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from smtptop.wire import Row
+from smtptop.zeek import (
+    KINDS,
+    BadRecord,
+    Fields,
+    LogParser,
+    Problems,
+    Transaction,
+    ZeekJoin,
+    conn_record,
+    kind_of_name,
+    transaction_record,
+)
+
+CHUNK = 1 << 20  # bytes read at a time
+MAX_INDEXED = 1 << 20  # smtp.log rows kept for the join; past it, rows open their sessions
+READ_ORDER = ("dhcp", "dns", "smtp", "conn")  # names first; smtp.log is indexed before conn
+GZIP_MAGIC = b"\x1f\x8b"
+BATCH_ROWS = 1000  # rows handed on at a time
+
+
+class ZeekError(Exception):
+    """A log cannot be read at all (one line for the user)."""
+
+
+@dataclass(slots=True)
+class LogFile:
+    path: str
+    kind: str
+
+
+def _open(path: str) -> BinaryIO:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - returned open, the caller closes it
+    except OSError as exc:
+        raise ZeekError(f"{path}: {exc.strerror}") from None
+    if handle.read(2) == GZIP_MAGIC:
+        handle.seek(0)
+        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]  # a BinaryIO in all but name
+    handle.seek(0)
+    return handle
+
+
+def _peek_kind(path: str) -> str:
+    """The kind a log's own header (``#path``) or first JSON record (``_path``) says."""
+    parser = LogParser(path)
+    try:
+        with _open(path) as handle:
+            parser.feed(handle.read(CHUNK))
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ZeekError(f"{path}: not readable: {exc}") from None
+    return parser.kind
+
+
+def find_logs(paths: Sequence[str]) -> list[LogFile]:
+    """The logs to read: a folder's logs of the kinds read, and each file named (which must be
+    one of them).  Raises ZeekError with one line."""
+    found: list[LogFile] = []
+    for path in paths:
+        if os.path.isdir(path):
+            try:
+                names = sorted(os.listdir(path))
+            except OSError as exc:
+                raise ZeekError(f"{path}: {exc.strerror}") from None
+            logs = [
+                LogFile(os.path.join(path, name), kind)
+                for name in names
+                if (kind := kind_of_name(name)) and os.path.isfile(os.path.join(path, name))
+            ]
+            if not any(log.kind in ("conn", "smtp") for log in logs):
+                raise ZeekError(f"{path}: no conn.log or smtp.log in this folder")
+            found += logs
+        elif os.path.exists(path):
+            kind = kind_of_name(path) or _peek_kind(path)
+            if kind not in KINDS:
+                said = f"Zeek's {kind}.log" if kind else "not a Zeek log smtptop can tell"
+                raise ZeekError(
+                    f"{path}: {said}; smtptop reads conn, smtp, dhcp and dns logs (named so, "
+                    "or with their #path header)"
+                )
+            found.append(LogFile(path, kind))
+        else:
+            raise ZeekError(f"{path}: no such file or folder")
+    return found
+
+
+@dataclass(slots=True)
+class LogReading:
+    """What reading logs found besides the rows: records read and lines skipped."""
+
+    records: int = 0
+    problems: Problems = field(default_factory=Problems)
+    other_ports: int = 0  # smtp.log rows of servers on ports not in --ports: not SMTP here
+
+    def skipped(self) -> dict[str, int]:
+        """Records not used, by reason, for the report's and the status bar's counts."""
+        counts = dict(self.problems.counts)
+        if self.other_ports:
+            counts["smtp.log rows on ports not in --ports"] = self.other_ports
+        return counts
+
+    def warnings(self) -> list[str]:
+        return self.problems.lines()
+
+
+def _records(log: LogFile, reading: LogReading) -> Iterator[tuple[str, Fields, str]]:
+    """A whole log's records, with its kind and where each came from."""
+    parser = LogParser(log.path, log.kind)
+    try:
+        with _open(log.path) as handle:
+            while chunk := handle.read(CHUNK):
+                for record in parser.feed(chunk):
+                    yield parser.kind, record, f"{log.path} line {parser.lines}"
+    except (OSError, EOFError, zlib.error) as exc:
+        reading.problems.add("log cut short or unreadable", log.path, str(exc))
+    for record in parser.end():
+        yield parser.kind, record, f"{log.path} line {parser.lines}"
+    reading.problems.merge(parser.problems)
+
+
+def read_logs(
+    logs: Sequence[LogFile], ports: frozenset[int], reading: LogReading
+) -> Iterator[list[Row]]:
+    """The rows of whole logs, a batch at a time: names and lookups, then each connection to an
+    SMTP port with its transactions, then transactions whose connection has no conn.log row."""
+    join = ZeekJoin(ports)
+    index: dict[str, list[Transaction]] = {}
+    indexed = 0
+    for kind in READ_ORDER:
+        for log in (log for log in logs if log.kind == kind):
+            for found, record, where in _records(log, reading):
+                reading.records += 1
+                if found == "smtp" and indexed < MAX_INDEXED:
+                    try:
+                        row = transaction_record(record)
+                    except BadRecord as exc:
+                        join.problems.add(f"smtp.log record: {exc}", where, repr(record))
+                        continue
+                    index.setdefault(row.uid, []).append(row)
+                    indexed += 1
+                elif found == "conn":
+                    try:
+                        conn = conn_record(record)
+                    except BadRecord as exc:
+                        join.problems.add(f"conn.log record: {exc}", where, repr(record))
+                        continue
+                    join.conn(conn)
+                    for row in index.pop(conn.uid, ()):
+                        join.transaction(row)
+                    join.settle()
+                else:
+                    join.add(found, record, where)
+                if join.waiting() >= BATCH_ROWS:
+                    yield join.take()
+    for rows in index.values():
+        for row in rows:
+            join.transaction(row)
+    join.finish()
+    reading.problems.merge(join.problems)
+    reading.other_ports = join.other_ports
+    yield join.take()
+
+
+FOLLOW_ORDER = ("dhcp", "dns", "conn", "smtp")  # a session opens at its conn.log start time
+MAX_READ_PER_POLL = 8 << 20  # bytes of one log read in one poll: catching up goes by steps
+
+
+@dataclass(slots=True)
+class _Followed:
+    """One current log of a followed folder: the file open now, and where it stands."""
+
+    path: str
+    kind: str
+    handle: BinaryIO | None = None
+    identity: tuple[int, int] = (0, 0)  # device and inode of the file open
+    position: int = 0
+    parser: LogParser | None = None
+
+
+class LogFollower:
+    """The current logs of a folder, followed as Zeek writes and rotates them (the module's
+    docstring).  Each :meth:`poll` returns the rows of what was appended since the last."""
+
+    def __init__(self, folder: str, ports: frozenset[int]) -> None:
+        if not os.path.isdir(folder):
+            what = "not a folder" if os.path.exists(folder) else "no such folder"
+            raise ZeekError(f"--zeek {folder}: {what} (the monitor follows a folder of logs)")
+        self.folder = folder
+        self.join = ZeekJoin(ports)
+        self.reading = LogReading()
+        self._logs = [_Followed(os.path.join(folder, f"{kind}.log"), kind) for kind in FOLLOW_ORDER]
+
+    def poll(self) -> list[Row]:
+        """Rows of the lines appended since the last poll.  The connections whose conn.log
+        row came at the last poll close now: smtp.log rows written with it have come too."""
+        self.join.settle()
+        for log in self._logs:
+            self._follow(log)
+        self.reading.other_ports = self.join.other_ports
+        return self.join.take()
+
+    def skipped(self) -> dict[str, int]:
+        """Records not used so far, by reason."""
+        return {**self.reading.skipped(), **self.problems().counts}
+
+    def problems(self) -> Problems:
+        """What was skipped so far, in all logs."""
+        found = Problems()
+        found.merge(self.reading.problems)
+        found.merge(self.join.problems)
+        for log in self._logs:
+            if log.parser is not None:
+                found.merge(log.parser.problems)
+        return found
+
+    def close(self) -> None:
+        for log in self._logs:
+            self._close(log)
+
+    def _follow(self, log: _Followed) -> None:
+        try:
+            status = os.stat(log.path)
+        except OSError:
+            status = None
+        if log.handle is not None:
+            self._read(log)
+            if status is None or (status.st_dev, status.st_ino) != log.identity:
+                self._close(log)  # rotated away, and read to its end
+            elif status.st_size < log.position:
+                self._close(log)  # cut short: read again from its start
+        if log.handle is None and status is not None:
+            try:
+                log.handle = open(log.path, "rb")  # noqa: SIM115 - kept open while followed
+            except OSError as exc:
+                self.reading.problems.add("log not readable", log.path, exc.strerror or "")
+                return
+            opened = os.fstat(log.handle.fileno())
+            log.identity, log.position = (opened.st_dev, opened.st_ino), 0
+            log.parser = LogParser(log.path, log.kind)
+            self._read(log)
+
+    def _read(self, log: _Followed) -> None:
+        handle, parser = log.handle, log.parser
+        assert handle is not None and parser is not None
+        for _ in range(MAX_READ_PER_POLL // CHUNK):
+            chunk = handle.read(CHUNK)
+            if not chunk:
+                return
+            log.position += len(chunk)
+            self._add(parser, parser.feed(chunk))
+
+    def _add(self, parser: LogParser, records: list[Fields]) -> None:
+        self.reading.records += len(records)
+        for record in records:
+            self.join.add(parser.kind, record, f"{parser.name} line {parser.lines}")
+
+    def _close(self, log: _Followed) -> None:
+        if log.handle is None or log.parser is None:
+            return
+        self._add(log.parser, log.parser.end())
+        self.reading.problems.merge(log.parser.problems)
+        log.handle.close()
+        log.handle, log.parser = None, None
