@@ -175,7 +175,8 @@ class LogParser:
         if len(rest) > MAX_LINE:
             if not self._skipping:
                 self.lines += 1
-                self.problems.add(f"line over {MAX_LINE >> 20} MiB", self._where(), rest)
+                where = f"{self._where()} (over {MAX_LINE:,} bytes)"
+                self.problems.add("line over the length limit", where, rest)
             self._skipping, rest = True, b""
         self._pending = rest
         return records

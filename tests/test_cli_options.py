@@ -83,6 +83,18 @@ REFUSED = [
     (["report", "-", SAMPLE], "-: standard input is read alone, not with files"),
     (["report", "-", "--evidence", "E"], "--evidence reads the packets back from files"),
     (["report", "-", "--workers", "2"], "--workers: standard input is read by one process"),
+    (["report", SAMPLE, "--zeek", "/tmp"], "--zeek reads logs: give capture files, -i IFACE"),
+    (["report", "--zeek", "/tmp", "-i", "lo"], "--zeek reads logs: give capture files, -i IFACE"),
+    (["report", "--zeek", "/tmp", "--evidence", "E"], "Zeek's logs hold none"),
+    (["report", "--zeek", "/tmp", "--workers", "2"], "--workers applies to capture files, not"),
+    (["report", "--zeek", "/tmp", "--max-bytes", "1M"], "--max-bytes applies to capture files"),
+    (["report", "--zeek", "/tmp", "-w", "W"], "-w only applies to a live capture (-i)"),
+    (["--zeek", "/tmp", "-r", SAMPLE], "--zeek follows logs: give -r, -i or --zeek, not two"),
+    (["--zeek", "/tmp", "-i", "lo"], "--zeek follows logs: give -r, -i or --zeek, not two"),
+    (["--zeek", "/tmp", "/var"], "the monitor follows one folder"),
+    (["--zeek", "/tmp", "--speed", "2"], "--speed applies to packets, not to --zeek logs"),
+    (["--zeek", "/tmp", "-w", "W"], "-w applies to packets, not to --zeek logs"),
+    (["demo", "--zeek", "/tmp"], "--zeek does not apply to 'smtptop demo'"),
 ]
 
 

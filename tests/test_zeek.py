@@ -1,0 +1,334 @@
+"""Zeek's logs as a source: the formats Zeek writes, the join of conn.log and smtp.log, what a
+log cannot say, hostile lines, following a folder through rotation, and the monitor on it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zeeklogs
+from helpers import smtptop
+from zeeklogs import PC, SPAMBOT
+
+from smtptop import zeek
+from smtptop.analysis import analyze_zeek
+from smtptop.decode import DEFAULT_PORTS
+from smtptop.render import to_json
+from smtptop.source import ZeekSource
+from smtptop.tui.app import MonitorApp
+from smtptop.tui.host_screen import HostScreen
+from smtptop.tui.state import LOGS_TRANSCRIPT
+from smtptop.tui.transcript_screen import TranscriptScreen
+from smtptop.wire import CLOSED, OPENED
+from smtptop.zeekfiles import LogFollower
+
+PORTS = frozenset(DEFAULT_PORTS)
+
+
+def write_office(folder: Path, form: str = "tsv", logs: dict[str, list[Any]] | None = None) -> Path:
+    """The office's logs in one of the forms Zeek writes: TSV, JSON lines, either gzipped."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, rows in (logs or zeeklogs.office()).items():
+        text = (
+            zeeklogs.json_lines(kind, rows) if form.startswith("json") else zeeklogs.tsv(kind, rows)
+        )
+        if form.endswith(".gz"):
+            (folder / f"{kind}.log.gz").write_bytes(gzip.compress(text.encode()))
+        else:
+            (folder / f"{kind}.log").write_text(text, encoding="utf-8")
+    return folder
+
+
+def report(*paths: Path) -> dict[str, Any]:
+    return to_json(analyze_zeek([str(p) for p in paths]))
+
+
+def hosts(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {host["ip"]: host for host in result["hosts"]}
+
+
+def test_the_office_logs_show_the_spambot(tmp_path: Path) -> None:
+    result = report(write_office(tmp_path))
+    found = hosts(result)
+    spambot, pc = found[SPAMBOT], found[PC]
+    assert (spambot["sessions"], spambot["destinations"], spambot["rejected_sessions"]) == (
+        12,
+        12,
+        8,
+    )
+    assert spambot["verdict"] == "spambot"
+    signals = {reason["signal"] for reason in spambot["reasons"]}
+    assert {"blocklist", "rejections", "dns-mx"} <= signals
+    assert not signals & {"no-quit", "pregreet", "dialect"}  # what logs cannot say
+    assert "RECEPTION-PC" in spambot["names"].values()
+    assert spambot["mac"] == "00:11:22:33:44:55"
+    assert (pc["sessions"], pc["accepted_messages"], pc["rejected_sessions"]) == (3, 3, 0)
+    assert pc["verdict"] == "normal"
+    assert result["stats"]["log_records"] == sum(map(len, zeeklogs.office().values()))
+    assert result["warnings"] == []
+
+
+def test_a_session_takes_its_times_bytes_and_end_from_conn_log(tmp_path: Path) -> None:
+    result = report(write_office(tmp_path))
+    sessions = {s["client"]: s for s in result["sessions"]}
+    refused = sessions[f"{SPAMBOT}:40000"]
+    assert refused["start"] == zeeklogs.START
+    assert refused["end"] == zeeklogs.START + 2.5
+    assert refused["bytes"] == {"client": 120, "server": 300}
+    assert refused["outcome"] == "rejected"
+    assert "zen.spamhaus.org" in refused["outcome_reply"]["text"]
+    unanswered = sessions[f"{SPAMBOT}:40011"]
+    assert unanswered["replies"] == [] and unanswered["helo"] == ""
+    notes = [line["text"] for line in unanswered["transcript"] if line["kind"] == "*"]
+    assert notes == [f"connection ended: {zeek.CONN_STATES['S0']}"]
+
+
+@pytest.mark.parametrize("form", ["json", "tsv.gz", "json.gz"])
+def test_every_form_zeek_writes_reads_the_same(tmp_path: Path, form: str) -> None:
+    assert report(write_office(tmp_path / form, form)) == report(write_office(tmp_path / "tsv"))
+
+
+def test_json_with_nested_ids_and_iso_times_reads_the_same(tmp_path: Path) -> None:
+    """LogAscii::json_timestamps=JSON::TS_ISO8601, and id as an object (not flattened)."""
+    folder = tmp_path / "iso"
+    folder.mkdir()
+    for kind, rows in zeeklogs.office().items():
+        lines = []
+        for line in zeeklogs.json_lines(kind, rows).splitlines():
+            record = json.loads(line)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record["ts"]))
+            record["ts"] = f"{stamp}.{round(record['ts'] % 1 * 1e6):06d}Z"
+            ids = {k.split(".")[1]: record.pop(k) for k in list(record) if k.startswith("id.")}
+            if ids:
+                record["id"] = ids
+            lines.append(json.dumps(record))
+        (folder / f"{kind}.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert report(folder) == report(write_office(tmp_path / "tsv"))
+
+
+def test_rotated_pieces_and_folders_read_as_one(tmp_path: Path) -> None:
+    """zeekctl's archive: a folder per day, a gzipped piece per hour, named by its hours."""
+    logs = zeeklogs.office()
+    day = tmp_path / "2025-12-05"
+    day.mkdir()
+    for kind, rows in logs.items():
+        half = len(rows) // 2
+        for name, part in (("10:00:00-10:30:00", rows[:half]), ("10:30:00-11:00:00", rows[half:])):
+            text = zeeklogs.tsv(kind, part).encode()
+            (day / f"{kind}.{name}.log.gz").write_bytes(gzip.compress(text))
+    (day / "weird.10:00:00-11:00:00.log.gz").write_bytes(gzip.compress(b"#path\tweird\n"))
+    assert report(day) == report(write_office(tmp_path / "whole"))
+
+
+def test_a_transaction_without_conn_row_ends_with_the_logs(tmp_path: Path) -> None:
+    logs = zeeklogs.office()
+    logs["conn"] = []
+    result = report(write_office(tmp_path, logs=logs))
+    assert hosts(result)[SPAMBOT]["sessions"] == 8  # the unanswered ones are in conn.log only
+    ends = {
+        line["text"] for s in result["sessions"] for line in s["transcript"] if line["kind"] == "*"
+    }
+    assert ends == {"the logs end before this connection's conn.log row"}
+
+
+def test_the_last_reply_is_judged_as_the_answer_to_what_the_row_carries(tmp_path: Path) -> None:
+    base = {"id.orig_h": PC, "id.orig_p": 1, "id.resp_h": "203.0.113.9", "id.resp_p": 25}
+    sent = {"helo": "pc", "mailfrom": "a@x", "rcptto": ["b@y"]}
+    rows = [
+        {"uid": "Cquit", **sent, "last_reply": "221 bye"},
+        {"uid": "Cmail", **sent, "rcptto": [], "last_reply": "550 5.7.1 sender refused"},
+        {"uid": "Cdata", **sent, "subject": "hi", "last_reply": "554 5.7.1 refused as spam"},
+        {"uid": "Cwait", **sent, "last_reply": "354 go on"},
+        {"uid": "Cgrey", **sent, "last_reply": "450 4.7.1 greylisted"},
+    ]
+    logs: dict[str, list[Any]] = {
+        "smtp": [
+            {"ts": zeeklogs.START + i, **base, "id.orig_p": i + 1, "trans_depth": 1, **row}
+            for i, row in enumerate(rows)
+        ]
+    }
+    model = analyze_zeek([str(write_office(tmp_path, logs=logs))]).model
+    judged = {
+        s.client_port: (
+            s.replies[0].stage,
+            "rejected" if s.rejected else "tempfailed" if s.tempfailed else "",
+        )
+        for s in model.sessions()
+    }
+    assert judged == {
+        1: ("QUIT", ""),
+        2: ("MAIL", "rejected"),
+        3: ("end of data", "rejected"),
+        4: ("DATA", ""),
+        5: ("RCPT", "tempfailed"),
+    }
+
+
+HOSTILE_LINES = [
+    b"not\tenough\tfields\n",
+    b"{not json\n",
+    b"[1, 2]\n",
+    b"XXXXXXXXXX.XXXXXX\tCbad\t192.168.1.9\t1\t203.0.113.1\t25\t" + b"\t".join([b"-"] * 15) + b"\n",
+    b"1.0\tCaddr\tnot-an-address\t1\t203.0.113.1\t25\t" + b"\t".join([b"-"] * 15) + b"\n",
+    b"1.0\t-\t192.168.1.9\t1\t203.0.113.1\t25\t" + b"\t".join([b"-"] * 15) + b"\n",
+    b"1.0\tCport\t192.168.1.9\t99999\t203.0.113.1\t25\t" + b"\t".join([b"-"] * 15) + b"\n",
+]
+
+
+def test_hostile_lines_are_counted_with_their_first_example(tmp_path: Path) -> None:
+    folder = write_office(tmp_path / "logs")
+    clean = report(folder)
+    conn = folder / "conn.log"
+    head, _, rest = conn.read_bytes().partition(b"\n#close")
+    conn.write_bytes(head + b"\n" + b"".join(HOSTILE_LINES) + b"#close" + rest)
+    (folder / "dns.log").write_bytes(
+        b"orphan line before any header\n" + (folder / "dns.log").read_bytes()
+    )
+    result = report(folder)
+    assert result["hosts"] == clean["hosts"]
+    skipped = result["stats"]["skipped"]
+    assert skipped == {
+        "malformed line": 3,
+        "conn.log record: bad value of ts": 1,
+        "conn.log record: bad value of id.orig_h": 1,
+        "conn.log record: missing field uid": 1,
+        "conn.log record: bad value of id.orig_p": 1,
+        "line before a #fields header": 1,
+    }
+    joined = "\n".join(result["warnings"])
+    assert (
+        "3 skipped: malformed line (first: " in joined
+        and "(3 fields where #fields names 21)" in joined
+    )
+    assert "'orphan line before any header'" in joined
+
+
+def test_a_line_over_the_limit_is_skipped_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(zeek, "MAX_LINE", 4096)
+    parser = zeek.LogParser("smtp.log")
+    header = zeeklogs.tsv("smtp", []).rsplit("#close", 1)[0].encode()
+    good = zeeklogs.tsv("smtp", zeeklogs.office()["smtp"][:1]).splitlines()[8].encode() + b"\n"
+    records = parser.feed(header + b"x" * 3000)
+    records += parser.feed(b"y" * 3000)  # over the limit before its end has come
+    records += parser.feed(b"z" * 3000 + b"\n" + good)
+    assert len(records) == 1 and records[0]["uid"] == "Cspam00"
+    assert parser.problems.counts == {"line over the length limit": 1}
+    assert "(over 4,096 bytes)" in parser.problems.lines()[0]
+
+
+def test_wire_text_from_logs_is_shown_inert(tmp_path: Path) -> None:
+    logs = zeeklogs.office()
+    logs["smtp"][0]["helo"] = "evil\x1b]0;owned\x07[red]x[/red]"
+    result = report(write_office(tmp_path, logs=logs))
+    helo = next(s["helo"] for s in result["sessions"] if s["client"] == f"{SPAMBOT}:40000")
+    assert helo == "evil\\x1b]0;owned\\x07[red]x[/red]"
+
+
+def test_report_command_reads_logs_and_says_what_it_skipped(tmp_path: Path) -> None:
+    folder = write_office(tmp_path / "logs")
+    done = smtptop("report", "--zeek", str(folder))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1].startswith(f"{SPAMBOT} ")
+    assert "Zeek log records, 15 SMTP sessions (from logs: no transcripts" in done.stdout
+    with (folder / "smtp.log").open("ab") as log:
+        log.write(b"{broken\n")
+    done = smtptop("report", "--zeek", str(folder / "smtp.log"), str(folder / "conn.log"), "--json")
+    assert done.returncode == 1
+    assert "smtptop: warning: 1 skipped: malformed line" in done.stderr
+    assert json.loads(done.stdout)["stats"]["sessions"] == 15
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda p: p, "no conn.log or smtp.log in this folder"),
+        (lambda p: p / "missing.log", "no such file or folder"),
+        (
+            lambda p: (p / "http.log").write_text("#path\thttp\n") and p / "http.log",
+            "Zeek's http.log",
+        ),
+        (lambda p: (p / "notes.txt").write_text("hello\n") and p / "notes.txt", "not a Zeek log"),
+    ],
+)
+def test_logs_that_cannot_be_read_are_one_line(tmp_path: Path, make: Any, said: str) -> None:
+    done = smtptop("report", "--zeek", str(make(tmp_path)))
+    assert done.returncode == 1
+    assert said in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_the_follower_reads_what_is_appended_and_survives_rotation(tmp_path: Path) -> None:
+    office = zeeklogs.office()
+    follower = LogFollower(str(tmp_path), PORTS)
+    assert follower.poll() == []
+    conn, smtp = tmp_path / "conn.log", tmp_path / "smtp.log"
+    header = zeeklogs.tsv("smtp", []).split("#close")[0]
+    smtp.write_text(header + zeeklogs.tsv("smtp", office["smtp"][:1]).splitlines()[8][:40])
+    assert follower.poll() == []  # half a line waits for the rest
+    with smtp.open("a") as log:
+        log.write(zeeklogs.tsv("smtp", office["smtp"][:1]).splitlines()[8][40:] + "\n")
+    opened = follower.poll()
+    assert next(tag for _, tag, _ in opened) == OPENED
+    conn.write_text(zeeklogs.tsv("conn", [office["conn"][0]]))
+    assert CLOSED not in [tag for _, tag, _ in follower.poll()]  # closes one poll later
+    assert CLOSED in [tag for _, tag, _ in follower.poll()]
+    os.rename(smtp, tmp_path / "smtp.2025-12-05-10-00-00.log")  # rotation, then the next file
+    smtp.write_text(zeeklogs.tsv("smtp", office["smtp"][1:3]))
+    assert sum(tag == OPENED for _, tag, _ in follower.poll()) == 2
+    smtp.write_text(zeeklogs.tsv("smtp", office["smtp"][3:4]))  # cut short and rewritten
+    assert sum(tag == OPENED for _, tag, _ in follower.poll()) == 1
+    assert follower.reading.records == 5
+    follower.close()
+
+
+def test_a_row_after_its_connection_closed_is_counted_not_doubled() -> None:
+    office = zeeklogs.office()
+    uid = office["conn"][0]["uid"]
+    late = [row for row in office["smtp"] if row["uid"] == uid]
+    join = zeek.ZeekJoin(PORTS)
+    for kind, rows in (("conn", office["conn"][:1]), ("smtp", late)):
+        for record in zeek.LogParser(f"{kind}.log").feed(zeeklogs.tsv(kind, rows).encode()):
+            join.add(kind, record, f"{kind}.log")
+            join.settle()
+    assert join.problems.counts == {"smtp.log row after its conn.log row": 1}
+    assert sum(tag == OPENED for _, tag, _ in join.take()) == 1
+
+
+async def test_the_monitor_follows_a_folder_of_logs(tmp_path: Path) -> None:
+    write_office(tmp_path)
+    app = MonitorApp(ZeekSource(str(tmp_path), ports=PORTS), refresh_seconds=0.1)
+    async with app.run_test(size=(120, 36)) as pilot:
+        deadline = time.monotonic() + 20
+        while app.model.sessions_total < 15 or app.model.open:
+            assert time.monotonic() < deadline, "the logs were not read"
+            await pilot.pause(0.1)
+        app.update_view()
+        await pilot.pause()
+        status = " ".join(text.plain for _, text in app.status_parts())
+        records = sum(map(len, zeeklogs.office().values()))
+        assert f"{records} log records" in status and "Zeek logs" in status
+        await pilot.press("e")
+        await pilot.pause()
+        assert any("hold no packets" in str(n.message) for n in app._notifications)
+        await pilot.press("enter")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, HostScreen) and screen.ip == SPAMBOT
+        await pilot.press("enter")
+        await pilot.pause()
+        transcript = app.screen
+        assert isinstance(transcript, TranscriptScreen)
+        lines = [str(line.text) for line in transcript.query_one("#transcript").lines]
+        assert LOGS_TRANSCRIPT.split(".")[0] in " ".join(lines)
+        with (tmp_path / "smtp.log").open("a") as log:
+            log.write("not\ta\tlog\tline\n")
+        deadline = time.monotonic() + 10
+        while "malformed line" not in app.progress.log_problem:
+            assert time.monotonic() < deadline, "the bad line was not counted"
+            await pilot.pause(0.1)
