@@ -46,7 +46,7 @@ REFUSED = [
     (["report", "-i", "lo", "--workers", "2", "-w", "W"], "-w writes what one socket captures"),
     (["-i", "lo", "-w", "W", "--workers", "3"], "give --workers 1 (or 0), not 3"),
     (["report", "-i", "lo", SAMPLE], "give capture files or -i IFACE, not both"),
-    (["report"], "give capture files, --sample, or -i IFACE"),
+    (["report"], "give capture files, --sample, -i IFACE, or --zeek LOGS"),
     (["--top", "0"], "--top: must be 1 or more"),
     (["--top", "-5", "-r", SAMPLE], "--top: must be 1 or more"),
     (["demo", "--top", "0"], "--top: must be 1 or more"),
