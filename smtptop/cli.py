@@ -323,6 +323,8 @@ examples:
   smtptop -r mon.pcap tue.pcap.gz     several files, read in time order
   ssh gw tcpdump -U -w - | smtptop -r -
                                       a capture streamed from elsewhere, as it comes
+  smtptop --zeek /opt/zeek/logs/current
+                                      follow a Zeek cluster's logs instead of packets
   smtptop report capture.pcap --json  per-host facts, without the monitor
   sudo smtptop report -i eth1 --duration 600 --json -o spam.json
                                       capture for 10 minutes, headless (for cron)
@@ -336,6 +338,8 @@ examples:
   smtptop report capture.pcap                 a table, the worst hosts first
   smtptop report a.pcap b.pcap.gz --json      files are read in time order
   smtptop report --sample --csv -o hosts.csv  the bundled capture, as CSV
+  smtptop report --zeek /opt/zeek/logs/2026-12-05
+                                              a day of Zeek's logs instead of packets
   sudo smtptop report -i eth1 --duration 600 --json -o spam.json
 """
 
