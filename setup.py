@@ -16,7 +16,8 @@ from setuptools.command.build_ext import build_ext
 
 # The modules a packet passes through, in the order it does: the file reader (with its
 # prefilter), the decoder, reassembly, the SMTP parser, the flow table (analyzer) and the
-# evidence ring it fills, the rows events travel as, and the model.
+# evidence ring it fills, the rows events travel as, and the model; and the Zeek log parser,
+# which makes the same rows from logs.
 CORE = (
     "smtptop/capture.py",
     "smtptop/decode.py",
@@ -30,6 +31,7 @@ CORE = (
     "smtptop/model/records.py",
     "smtptop/model/store.py",
     "smtptop/model/fold.py",
+    "smtptop/zeek.py",
 )
 FORCE_PURE = "SMTPTOP_PURE_PYTHON"
 HERE = Path(__file__).resolve().parent

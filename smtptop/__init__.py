@@ -18,6 +18,7 @@ CORE_MODULES = (
     "smtptop.model.records",
     "smtptop.model.store",
     "smtptop.model.fold",
+    "smtptop.zeek",
 )
 
 

@@ -94,6 +94,20 @@ CONN_STATES = {
 ENDED_WITHOUT_CONN = "no conn.log row"
 LOGS_ENDED = "logs ended"
 MESSAGE_FIELDS = ("date", "from", "subject", "msg_id", "user_agent", "fuids")
+ENDPOINT_FIELDS = ("uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p")
+# The fields each log's records keep: the others are not decoded.
+USED_FIELDS = {
+    "conn": frozenset(
+        ("ts", *ENDPOINT_FIELDS, "proto", "duration", "orig_bytes", "resp_bytes",
+         "orig_pkts", "resp_pkts", "conn_state", "history")
+    ),
+    "smtp": frozenset(
+        ("ts", *ENDPOINT_FIELDS, "helo", "mailfrom", "rcptto", "last_reply", "tls",
+         *MESSAGE_FIELDS)
+    ),
+    "dhcp": frozenset(("ts", "assigned_addr", "client_addr", "mac", "host_name", "client_fqdn")),
+    "dns": frozenset(("ts", "id.orig_h", "query", "qtype", "rcode", "answers")),
+}  # fmt: skip
 AUTH_CODES = frozenset({235, 334, 535, 538})
 _REPLY = re.compile(r"([2-5]\d\d)(?:[ -](.*))?", re.DOTALL)
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
@@ -159,6 +173,8 @@ class LogParser:
         self._unset = DEFAULT_UNSET
         self._fields: tuple[str, ...] = ()
         self._containers: frozenset[str] = CONTAINERS
+        self._kept: list[tuple[int, str, bool]] = []  # position, name, container? of fields kept
+        self._texts: tuple[str, ...] = ()  # separator, set separator, unset, empty; as text
 
     def feed(self, data: bytes) -> list[Fields]:
         """The records the lines completed by ``data`` hold."""
@@ -222,6 +238,7 @@ class LogParser:
         elif name == b"fields":
             self._fields = tuple(f.decode("utf-8", "replace") for f in value.split(self._separator))
             self._containers = CONTAINERS
+            self._keep()
         elif name == b"types":
             types = value.split(self._separator)
             self._containers = frozenset(
@@ -229,22 +246,39 @@ class LogParser:
                 for name, kind in zip(self._fields, types, strict=False)
                 if kind.startswith((b"set[", b"vector[", b"table["))
             )
+            self._keep()
+
+    def _keep(self) -> None:
+        """Which fields a data line keeps, and the header's separators and special values
+        as text (they are ASCII in any header Zeek writes)."""
+        special = (self._separator, self._set_separator, self._unset, self._empty)
+        self._texts = tuple(value.decode("latin-1") for value in special)
+        used = USED_FIELDS.get(self.kind)
+        self._kept = [
+            (at, name, name in self._containers)
+            for at, name in enumerate(self._fields)
+            if used is None or name in used
+        ]
 
     def _tsv(self, line: bytes, records: list[Fields]) -> None:
-        values = line.split(self._separator)
+        """One data line, decoded once: the separators and special values are ASCII in any
+        header Zeek writes, so they split the text as they split the bytes."""
+        values = line.decode("utf-8", "replace").split(self._texts[0])
         if len(values) != len(self._fields):
             reason = f"{len(values)} fields where #fields names {len(self._fields)}"
             self.problems.add("malformed line", self._where() + f" ({reason})", line)
             return
         record: Fields = {}
-        for name, raw in zip(self._fields, values, strict=True):
-            if raw == self._unset:
+        _, set_separator, unset, empty = self._texts
+        for at, name, container in self._kept:
+            raw = values[at]
+            if raw == unset:
                 record[name] = None
-            elif name in self._containers:
-                items = () if raw == self._empty else raw.split(self._set_separator)
-                record[name] = tuple(_text(_unescape(item)) for item in items)
+            elif container:
+                items = () if raw == empty else raw.split(set_separator)
+                record[name] = tuple(_field_text(item) for item in items)
             else:
-                record[name] = "" if raw == self._empty else _text(_unescape(raw))
+                record[name] = "" if raw == empty else _field_text(raw)
         records.append(record)
 
     def _json(self, line: bytes, records: list[Fields]) -> None:
@@ -261,7 +295,8 @@ class LogParser:
         path = record.pop("_path", None)
         if isinstance(path, str) and path:
             self.kind = path
-        records.append(record)
+        used = USED_FIELDS.get(self.kind)
+        records.append(record if used is None else {k: record[k] for k in used & record.keys()})
 
 
 def _flatten(document: dict[str, object], prefix: str, record: Fields) -> None:
@@ -285,8 +320,16 @@ def _json_text(value: object) -> str:
 
 def _text(value: str | bytes) -> str:
     if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
+        value = value[:MAX_TEXT].decode("utf-8", "replace")
     return value[:MAX_TEXT]
+
+
+def _field_text(raw: str) -> str:
+    """A TSV value as text: Zeek's escapes undone (they may spell the bytes of one UTF-8
+    character), cut to :data:`MAX_TEXT`."""
+    if "\\x" in raw:
+        raw = _unescape(raw.encode("utf-8")).decode("utf-8", "replace")
+    return raw[:MAX_TEXT]
 
 
 def _unescape(raw: bytes) -> bytes:
