@@ -296,7 +296,7 @@ class LogParser:
         if isinstance(path, str) and path:
             self.kind = path
         used = USED_FIELDS.get(self.kind)
-        records.append(record if used is None else {k: record[k] for k in used & record.keys()})
+        records.append(record if used is None else {k: v for k, v in record.items() if k in used})
 
 
 def _flatten(document: dict[str, object], prefix: str, record: Fields) -> None:
