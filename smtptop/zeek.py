@@ -61,7 +61,7 @@ KINDS = ("conn", "smtp", "dhcp", "dns")
 MAX_LINE = 1 << 20  # a longer line is skipped and counted
 MAX_PENDING = 1 << 18  # connections with smtp.log rows and no conn.log row yet
 MAX_CLOSED_UIDS = 1 << 16  # closed connections remembered, to catch a row that comes late
-STALE_SECONDS = 3600.0  # log time past which an open connection without conn.log row ends
+STALE_SECONDS = 900.0  # log time a follower's rows wait for their conn.log row
 EXAMPLE_CHARS = 160  # of a problem's first example
 MAX_TEXT = 4096  # of one field's value, before the model's own limits
 
@@ -481,31 +481,43 @@ def transaction_record(record: Fields) -> Transaction:
 
 
 @dataclass(slots=True)
-class _Open:
-    """A connection whose session is open in the model."""
+class _Pending:
+    """A connection's smtp.log rows, waiting for its conn.log row."""
 
-    session_id: int
-    helo: str = ""  # the latest HELO name emitted
-    last_ts: float = 0.0
+    rows: list[Transaction]
+    last_ts: float
+    settled: int  # how many times the join had settled when its latest row came
 
 
 class ZeekJoin:
-    """Log records in, event rows out (:meth:`take`).  A connection's session opens at its
-    first record (conn.log's start time when that comes first), takes each smtp.log row as it
-    comes, and closes on its conn.log row, at :meth:`settle`: a follower settles one poll
-    later, so that smtp.log rows written with the conn.log row are not lost to the order in
-    which two files are read.  What a record cannot say is counted in ``problems``."""
+    """Log records in, event rows out (:meth:`take`).  A connection's smtp.log rows wait for
+    its conn.log row; at :meth:`settle` each connection whose row came becomes a whole
+    session at once: opened at the connection's start, its transactions, closed at its end.
+    Zeek logs a connection when it ends, so that is when the session is known whole.
 
-    def __init__(self, ports: Iterable[int]) -> None:
+    A follower settles a conn.log row at the end of the poll after the one that read it, so
+    that smtp.log rows of the same connection, written by another of Zeek's writer threads,
+    are in.  Its rows that wait
+    longer than :data:`STALE_SECONDS` of log time (Zeek ends an idle connection after five
+    minutes), or beyond :data:`MAX_PENDING` connections, become sessions without a conn.log
+    row.  What a record cannot say is counted in ``problems``.
+
+    Sessions come whole, so the model sees one open at a time: how many a host had open at
+    once is not known from logs (the sessions per minute are)."""
+
+    def __init__(self, ports: Iterable[int], *, follow: bool = False) -> None:
         self.ports = frozenset(ports)
+        self.follow = follow
+        self.expect_conn = True  # a follower without conn.log makes sessions of rows at once
         self.problems = Problems()
         self.other_ports = 0  # smtp.log rows of servers on ports not in --ports
         self._rows: list[Row] = []
-        self._open: OrderedDict[str, _Open] = OrderedDict()  # by uid, least recent first
-        self._closing: list[tuple[str, Conn]] = []
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()  # by uid, oldest first
+        self._ended: list[Conn] = []  # conn.log rows read, to settle
         self._closed: OrderedDict[str, None] = OrderedDict()
         self._next_id = 1
         self._clock = 0.0  # the latest log time seen
+        self._settled = 0  # calls of settle()
 
     def take(self) -> list[Row]:
         rows, self._rows = self._rows, []
@@ -535,12 +547,8 @@ class ZeekJoin:
         if conn.proto != "tcp" or conn.ends.resp_p not in self.ports:
             return
         self._tick(conn.ts)
-        if conn.uid in self._closed:
-            return
-        if conn.uid not in self._open:
-            midstream = bool(conn.history) and not conn.history.startswith("S")
-            self._start(conn.uid, conn.ts, conn.ends, midstream)
-        self._closing.append((conn.uid, conn))
+        if conn.uid not in self._closed:
+            self._ended.append(conn)
 
     def transaction(self, row: Transaction) -> None:
         if row.ends.resp_p not in self.ports:
@@ -550,68 +558,83 @@ class ZeekJoin:
         if row.uid in self._closed:
             self.problems.add("smtp.log row after its conn.log row", f"uid {row.uid}", row.uid)
             return
-        state = self._open.get(row.uid) or self._start(row.uid, row.ts, row.ends, False)
-        self._open.move_to_end(row.uid)
-        state.last_ts = max(state.last_ts, row.ts)
-        self._fold(state, row)
+        pending = self._pending.get(row.uid)
+        if pending is None:
+            self._pending[row.uid] = _Pending([row], row.ts, self._settled)
+        else:
+            pending.rows.append(row)
+            pending.last_ts = max(pending.last_ts, row.ts)
+            pending.settled = self._settled
+            self._pending.move_to_end(row.uid)
 
-    def settle(self) -> None:
-        """Close the connections whose conn.log row came, and those silent past
-        :data:`STALE_SECONDS` of log time."""
-        for uid, conn in self._closing:
-            state = self._open.pop(uid, None)
-            if state is not None:
-                end = max(conn.ts + conn.duration, state.last_ts)
-                reason = CONN_STATES.get(conn.state, f"Zeek conn_state {conn.state or '-'}")
-                self._end(uid, state, end, reason, conn.orig_bytes, conn.resp_bytes, conn.packets)
-        self._closing = []
-        while self._open:
-            uid, state = next(iter(self._open.items()))
-            if len(self._open) <= MAX_PENDING and self._clock - state.last_ts <= STALE_SECONDS:
+    def ended(self) -> int:
+        """conn.log rows read and not settled yet."""
+        return len(self._ended)
+
+    def settle(self, ripe: int | None = None) -> None:
+        """Make the sessions of the connections whose conn.log row came (the first ``ripe``
+        of them: a follower settles those it read a poll ago); and, beyond the bounds, of
+        those whose rows waited too long."""
+        ripe = len(self._ended) if ripe is None else ripe
+        for conn in self._ended[:ripe]:
+            if conn.uid not in self._closed:
+                pending = self._pending.pop(conn.uid, None)
+                self._session(conn.uid, pending.rows if pending else [], conn, "")
+        del self._ended[:ripe]
+        while self._pending:
+            uid, pending = next(iter(self._pending.items()))
+            waited = self._clock - pending.last_ts > STALE_SECONDS
+            alone = not self.expect_conn and pending.settled < self._settled
+            stale = self.follow and (waited or alone)
+            if len(self._pending) <= MAX_PENDING and not stale:
                 break
-            del self._open[uid]
-            self._end(uid, state, state.last_ts, ENDED_WITHOUT_CONN, 0, 0, 0)
+            del self._pending[uid]
+            self._session(uid, pending.rows, None, ENDED_WITHOUT_CONN)
+        self._settled += 1
 
     def finish(self) -> None:
-        """The logs ended: every connection still open ends with them."""
+        """The logs ended: connections without a conn.log row end with them."""
         self.settle()
-        for uid, state in self._open.items():
-            self._end(uid, state, state.last_ts, LOGS_ENDED, 0, 0, 0)
-        self._open.clear()
+        for uid, pending in self._pending.items():
+            self._session(uid, pending.rows, None, LOGS_ENDED)
+        self._pending.clear()
 
     def _tick(self, ts: float) -> None:
         self._clock = max(self._clock, ts)
 
-    def _start(self, uid: str, ts: float, ends: Endpoints, midstream: bool) -> _Open:
-        state = self._open[uid] = _Open(self._next_id, last_ts=ts)
-        self._next_id += 1
-        client, server = (ends.orig_h, ends.orig_p), (ends.resp_h, ends.resp_p)
-        self._rows.append((state.session_id, OPENED, (ts, client, server, midstream)))
-        return state
-
-    def _end(
-        self,
-        uid: str,
-        state: _Open,
-        ts: float,
-        reason: str,
-        client_bytes: int,
-        server_bytes: int,
-        packets: int,
+    def _session(
+        self, uid: str, transactions: list[Transaction], conn: Conn | None, reason: str
     ) -> None:
-        values = (ts, reason, client_bytes, server_bytes, packets, 0)
-        self._rows.append((state.session_id, CLOSED, values))
+        """One connection's rows: opened, its transactions, closed."""
+        sid = self._next_id
+        self._next_id += 1
+        ends = conn.ends if conn is not None else transactions[0].ends
+        start = conn.ts if conn is not None else transactions[0].ts
+        midstream = conn is not None and bool(conn.history) and not conn.history.startswith("S")
+        client, server = (ends.orig_h, ends.orig_p), (ends.resp_h, ends.resp_p)
+        self._rows.append((sid, OPENED, (start, client, server, midstream)))
+        helo = ""
+        for row in transactions:
+            helo = self._fold(sid, helo, row)
+        end = max([start, *(row.ts for row in transactions)])
+        if conn is None:
+            values: Values = (end, reason, 0, 0, 0, 0)
+        else:
+            end = max(end, conn.ts + conn.duration)
+            why = CONN_STATES.get(conn.state, f"Zeek conn_state {conn.state or '-'}")
+            values = (end, why, conn.orig_bytes, conn.resp_bytes, conn.packets, 0)
+        self._rows.append((sid, CLOSED, values))
         self._closed[uid] = None
         if len(self._closed) > MAX_CLOSED_UIDS:
             self._closed.popitem(last=False)
 
-    def _fold(self, state: _Open, row: Transaction) -> None:
+    def _fold(self, sid: int, helo: str, row: Transaction) -> str:
         """The commands and the reply one smtp.log row says were sent (see the module's
-        docstring for which command the reply is taken to answer)."""
-        sid, ts, rows = state.session_id, row.ts, self._rows
+        docstring for which command the reply is taken to answer); the HELO name now."""
+        ts, rows = row.ts, self._rows
         last: tuple[int, Values] | None = None
-        if row.helo and row.helo != state.helo:
-            state.helo = row.helo
+        if row.helo and row.helo != helo:
+            helo = row.helo
             last = _command(ts, "HELO", row.helo, "HELO " + row.helo)
             rows.append((sid, *last))
         if row.mailfrom is not None:
@@ -631,6 +654,7 @@ class ZeekJoin:
             rows.append((sid, REPLY, (ts, code, (text,), request, False, False)))
         if row.tls:
             rows.append((sid, TLS_STARTED, (ts, False)))
+        return helo
 
     def _lease(self, record: Fields) -> None:
         ts = _time(record)

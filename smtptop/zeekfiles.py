@@ -25,20 +25,15 @@ from typing import BinaryIO
 from smtptop.wire import Row
 from smtptop.zeek import (
     KINDS,
-    BadRecord,
     Fields,
     LogParser,
     Problems,
-    Transaction,
     ZeekJoin,
-    conn_record,
     kind_of_name,
-    transaction_record,
 )
 
 CHUNK = 1 << 20  # bytes read at a time
-MAX_INDEXED = 1 << 20  # smtp.log rows kept for the join; past it, rows open their sessions
-READ_ORDER = ("dhcp", "dns", "smtp", "conn")  # names first; smtp.log is indexed before conn
+READ_ORDER = ("dhcp", "dns", "smtp", "conn")  # names first; smtp.log's rows wait for conn's
 GZIP_MAGIC = b"\x1f\x8b"
 BATCH_ROWS = 1000  # rows handed on at a time
 
@@ -145,40 +140,18 @@ def _records(log: LogFile, reading: LogReading) -> Iterator[tuple[str, Fields, s
 def read_logs(
     logs: Sequence[LogFile], ports: frozenset[int], reading: LogReading
 ) -> Iterator[list[Row]]:
-    """The rows of whole logs, a batch at a time: names and lookups, then each connection to an
-    SMTP port with its transactions, then transactions whose connection has no conn.log row."""
+    """The rows of whole logs, a batch at a time: names and lookups first, then smtp.log's
+    rows, kept by connection, then each conn.log row makes its connection's session."""
     join = ZeekJoin(ports)
-    index: dict[str, list[Transaction]] = {}
-    indexed = 0
     for kind in READ_ORDER:
         for log in (log for log in logs if log.kind == kind):
             for found, record, where in _records(log, reading):
                 reading.records += 1
-                if found == "smtp" and indexed < MAX_INDEXED:
-                    try:
-                        row = transaction_record(record)
-                    except BadRecord as exc:
-                        join.problems.add(f"smtp.log record: {exc}", where, repr(record))
-                        continue
-                    index.setdefault(row.uid, []).append(row)
-                    indexed += 1
-                elif found == "conn":
-                    try:
-                        conn = conn_record(record)
-                    except BadRecord as exc:
-                        join.problems.add(f"conn.log record: {exc}", where, repr(record))
-                        continue
-                    join.conn(conn)
-                    for row in index.pop(conn.uid, ()):
-                        join.transaction(row)
+                join.add(found, record, where)
+                if found == "conn":
                     join.settle()
-                else:
-                    join.add(found, record, where)
                 if join.waiting() >= BATCH_ROWS:
                     yield join.take()
-    for rows in index.values():
-        for row in rows:
-            join.transaction(row)
     join.finish()
     reading.problems.merge(join.problems)
     reading.other_ports = join.other_ports
@@ -210,16 +183,20 @@ class LogFollower:
             what = "not a folder" if os.path.exists(folder) else "no such folder"
             raise ZeekError(f"--zeek {folder}: {what} (the monitor follows a folder of logs)")
         self.folder = folder
-        self.join = ZeekJoin(ports)
+        self.join = ZeekJoin(ports, follow=True)
         self.reading = LogReading()
         self._logs = [_Followed(os.path.join(folder, f"{kind}.log"), kind) for kind in FOLLOW_ORDER]
 
     def poll(self) -> list[Row]:
         """Rows of the lines appended since the last poll.  The connections whose conn.log
-        row came at the last poll close now: smtp.log rows written with it have come too."""
-        self.join.settle()
+        row came at the last poll become sessions now, with the smtp.log rows that came
+        since: Zeek writes them with it, from another thread.  Without a conn.log in the
+        folder, smtp.log's rows make sessions one poll after they came."""
+        ripe = self.join.ended()
         for log in self._logs:
             self._follow(log)
+        self.join.expect_conn = any(log.kind == "conn" and log.handle for log in self._logs)
+        self.join.settle(ripe)
         self.reading.other_ports = self.join.other_ports
         return self.join.take()
 

@@ -24,7 +24,7 @@ from smtptop.tui.app import MonitorApp
 from smtptop.tui.host_screen import HostScreen
 from smtptop.tui.state import LOGS_TRANSCRIPT
 from smtptop.tui.transcript_screen import TranscriptScreen
-from smtptop.wire import CLOSED, OPENED
+from smtptop.wire import CLOSED, COMMAND, OPENED, REPLY
 from smtptop.zeekfiles import LogFollower
 
 PORTS = frozenset(DEFAULT_PORTS)
@@ -263,28 +263,58 @@ def test_logs_that_cannot_be_read_are_one_line(tmp_path: Path, make: Any, said: 
     assert said in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
 
 
+def _line(kind: str, row: dict[str, Any]) -> str:
+    return zeeklogs.tsv(kind, [row]).splitlines()[8] + "\n"
+
+
+def _sessions(rows: list[Any]) -> dict[int, list[int]]:
+    """Each session's event tags, in order."""
+    found: dict[int, list[int]] = {}
+    for session, tag, _ in rows:
+        found.setdefault(session, []).append(tag)
+    return found
+
+
 def test_the_follower_reads_what_is_appended_and_survives_rotation(tmp_path: Path) -> None:
     office = zeeklogs.office()
+    answered = [row for row in office["conn"] if row["conn_state"] == "SF"]
+    transactions = {row["uid"]: row for row in office["smtp"]}
     follower = LogFollower(str(tmp_path), PORTS)
     assert follower.poll() == []
     conn, smtp = tmp_path / "conn.log", tmp_path / "smtp.log"
-    header = zeeklogs.tsv("smtp", []).split("#close")[0]
-    smtp.write_text(header + zeeklogs.tsv("smtp", office["smtp"][:1]).splitlines()[8][:40])
+    conn.write_text(zeeklogs.tsv("conn", []).split("#close")[0])
+    first = _line("smtp", transactions[answered[0]["uid"]])
+    smtp.write_text(zeeklogs.tsv("smtp", []).split("#close")[0] + first[:40])
     assert follower.poll() == []  # half a line waits for the rest
     with smtp.open("a") as log:
-        log.write(zeeklogs.tsv("smtp", office["smtp"][:1]).splitlines()[8][40:] + "\n")
-    opened = follower.poll()
-    assert next(tag for _, tag, _ in opened) == OPENED
-    conn.write_text(zeeklogs.tsv("conn", [office["conn"][0]]))
-    assert CLOSED not in [tag for _, tag, _ in follower.poll()]  # closes one poll later
-    assert CLOSED in [tag for _, tag, _ in follower.poll()]
-    os.rename(smtp, tmp_path / "smtp.2025-12-05-10-00-00.log")  # rotation, then the next file
-    smtp.write_text(zeeklogs.tsv("smtp", office["smtp"][1:3]))
-    assert sum(tag == OPENED for _, tag, _ in follower.poll()) == 2
-    smtp.write_text(zeeklogs.tsv("smtp", office["smtp"][3:4]))  # cut short and rewritten
-    assert sum(tag == OPENED for _, tag, _ in follower.poll()) == 1
-    assert follower.reading.records == 5
+        log.write(first[40:])
+    assert follower.poll() == []  # the transaction waits for its connection's end
+    with conn.open("a") as log:
+        log.write(_line("conn", answered[0]))
+    assert follower.poll() == []  # the smtp.log rows written with it may still come
+    (session,) = _sessions(follower.poll()).values()
+    assert session == [OPENED, COMMAND, COMMAND, COMMAND, REPLY, CLOSED]
+    os.rename(smtp, tmp_path / "smtp.2025-12-05-10-00-00.log")  # rotated: a new file follows
+    with conn.open("a") as log:  # the conn.log row first, the smtp.log row a poll later
+        log.write(_line("conn", answered[1]))
+    assert follower.poll() == []
+    smtp.write_text(zeeklogs.tsv("smtp", [transactions[answered[1]["uid"]]]))
+    assert [len(tags) for tags in _sessions(follower.poll()).values()] == [6]
+    conn.write_text(zeeklogs.tsv("conn", [answered[2]]))  # cut short and written again
+    smtp.write_text(zeeklogs.tsv("smtp", [transactions[answered[2]["uid"]]]))
+    follower.poll()
+    assert [len(tags) for tags in _sessions(follower.poll()).values()] == [6]
+    assert follower.reading.records == 6
     follower.close()
+
+
+def test_without_conn_log_a_follower_makes_sessions_of_smtp_rows(tmp_path: Path) -> None:
+    (tmp_path / "smtp.log").write_text(zeeklogs.tsv("smtp", zeeklogs.office()["smtp"]))
+    follower = LogFollower(str(tmp_path), PORTS)
+    assert follower.poll() == []
+    sessions = _sessions(follower.poll())
+    assert len(sessions) == len(zeeklogs.office()["smtp"])
+    assert all(tags[0] == OPENED and tags[-1] == CLOSED for tags in sessions.values())
 
 
 def test_a_row_after_its_connection_closed_is_counted_not_doubled() -> None:

@@ -117,6 +117,8 @@ class HostScreen(Screen[None]):
             f", {host.tempfailed_sessions:,} tempfailed, "
             f"{plural(host.accepted_messages, 'message')} accepted",
         )
+        if state.model.from_logs:
+            title.append("  from Zeek's logs: last replies only (v: more)", style="yellow")
         verdict = state.verdicts.get(host.ip)
         self.query_one("#verdict", Static).update(rows.verdict_line(verdict, state.model.last_ts))
         reasons = self.query_one("#reasons", Static)
