@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/all.py               # throughput, memory, start-up, TUI redraw (~30 min)
+    python bench/all.py               # throughput, memory, Zeek logs, start-up, TUI redraw
     python bench/all.py --live        # and live capture too (root, Debian's tcpreplay)
     python bench/all.py --page-only   # rebuild BENCHMARKS.md from bench/results as it is
 
@@ -26,6 +26,7 @@ PAGE = REPO / "BENCHMARKS.md"
 BENCHMARKS = (
     ("throughput", ["bench/throughput.py"], False),
     ("memory", ["bench/memory.py"], False),
+    ("zeek_logs", ["bench/zeek_logs.py"], False),
     ("startup", ["bench/startup.py", "--runs", "10"], False),
     ("tui_redraw", ["bench/tui_redraw.py"], False),
     ("live_capture", ["bench/live_capture.py"], True),
@@ -39,8 +40,9 @@ INTRO = """# Benchmarks
 write to `bench/results/` (`--live` adds the live-capture one, which needs root and Debian's
 `tcpreplay`).  Every figure is measured against a baseline taken in the same run, on the
 same machine: tshark, the tcpdump BPF pass and scapy's raw reader for throughput, tcpdump
-for live capture.  Where both builds are measured (the core compiled with mypyc, and pure
-Python: see the README), each row names its build.
+for live capture, the same sessions as a capture for Zeek's logs.  Where both builds are
+measured (the core compiled with mypyc, and pure Python: see the README), each row names its
+build.
 CI runs a small version of each benchmark (`--smoke`) and checks its output, not its speed.
 """
 

@@ -258,9 +258,11 @@ class Measured:
     smtptop: str  # where the package was imported from
 
 
-def measure(capture: Path, out: Path, *, source: Path | None, interval: float) -> Measured:
-    """Run ``smtptop report --json CAPTURE -o OUT`` under ``/usr/bin/time -v`` and watch its
-    process tree."""
+def measure(
+    capture: Path, out: Path, *, source: Path | None, interval: float, zeek: bool = False
+) -> Measured:
+    """Run ``smtptop report --json CAPTURE -o OUT`` (``--zeek CAPTURE`` for Zeek's logs)
+    under ``/usr/bin/time -v`` and watch its process tree."""
     env = dict(os.environ)
     if source is not None:
         env["PYTHONPATH"] = str(source)
@@ -269,7 +271,7 @@ def measure(capture: Path, out: Path, *, source: Path | None, interval: float) -
         env=env, capture_output=True, text=True, check=True, cwd=source or REPO,
     ).stdout.strip()  # fmt: skip
     command = ["/usr/bin/time", "-v", sys.executable, "-m", "smtptop", "report", "--json",
-               str(capture), "-o", str(out)]  # fmt: skip
+               *(["--zeek"] if zeek else []), str(capture), "-o", str(out)]  # fmt: skip
     tree, done = Tree(), threading.Event()
     run = subprocess.Popen(command, env=env, cwd=source or REPO, stderr=subprocess.PIPE, text=True)
     watcher = threading.Thread(target=tree.watch, args=(run.pid, interval, done))
