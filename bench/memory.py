@@ -293,6 +293,23 @@ def measure(
     )
 
 
+def machine() -> str:
+    """The line that says where a benchmark ran."""
+    return (
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.platform()}"
+    )
+
+
+def publish(report: str, results: Path, *, write: bool) -> None:
+    """Print a benchmark's report, and write it to its results file."""
+    print(report)
+    if write:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(report)
+        print(f"written to {results.relative_to(REPO)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=1_000_000)
@@ -324,8 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.clients} --servers {args.servers} --refused {args.refused}` "
         f"(generated in {generated:.0f} s)",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {platform.platform()}",
+        machine(),
         "",
         f"Capture: {sent.packets:,} packets, {capture.stat().st_size / 2**20:,.0f} MiB; "
         f"{', '.join(f'{n:,} {k}' for k, n in sent.kinds.items())}; report wall {measured.wall}",
@@ -341,12 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         "what was sent: checked",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(report)
-        print(f"written to {RESULTS.relative_to(REPO)}")
+    publish("\n".join(lines), RESULTS, write=not args.no_write)
     return 0
 
 

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -162,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         f"`python bench/zeek_logs.py --sessions {args.sessions} --clients {args.clients} "
         f"--servers {args.servers} --refused {args.refused}`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {platform.platform()}",
+        memory.machine(),
         "",
         f"Input: the capture, {sent.packets:,} packets, {capture_bytes / 2**20:,.0f} MiB; "
         f"the logs, {records:,} records (conn.log and smtp.log), {log_bytes / 2**20:,.0f} MiB",
@@ -181,12 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "row) and those whose refusal a later reply (the 221 to QUIT) replaced in last_reply",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(report)
-        print(f"written to {RESULTS.relative_to(REPO)}")
+    memory.publish("\n".join(lines), RESULTS, write=not args.no_write)
     return 0
 
 
