@@ -15,7 +15,6 @@ successor is opened, and a file cut short is read again from its start.
 
 from __future__ import annotations
 
-import gzip
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -48,26 +47,48 @@ class LogFile:
     kind: str
 
 
-def _open(path: str) -> BinaryIO:
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - returned open, the caller closes it
-    except OSError as exc:
-        raise ZeekError(f"{path}: {exc.strerror}") from None
-    if handle.read(2) == GZIP_MAGIC:
-        handle.seek(0)
-        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]  # a BinaryIO in all but name
-    handle.seek(0)
-    return handle
+class CutShort(Exception):
+    """A gzipped log ends inside its compressed data: what came before the cut was read."""
+
+
+def _chunks(path: str) -> Iterator[bytes]:
+    """A log's bytes a chunk at a time, gunzipped when it is gzipped (each member of it).
+    A cut gzip stream yields what decompressed up to the cut, then raises CutShort; it is
+    decompressed a chunk at a time, so a gzip bomb is never held whole.  Raises OSError
+    when the file cannot be read."""
+    with open(path, "rb") as handle:
+        data = handle.read(CHUNK)
+        if not data.startswith(GZIP_MAGIC):
+            while data:
+                yield data
+                data = handle.read(CHUNK)
+            return
+        stream = zlib.decompressobj(wbits=31)
+        while data or (data := handle.read(CHUNK)):
+            try:
+                out = stream.decompress(data, CHUNK)
+            except zlib.error as exc:
+                raise CutShort(f"not gzip data: {exc}") from None
+            if out:
+                yield out
+            data = stream.unconsumed_tail
+            if stream.eof:  # a member ended; another may follow
+                data = stream.unused_data or handle.read(CHUNK)
+                if not data:
+                    return
+                stream = zlib.decompressobj(wbits=31)
+        raise CutShort("the file ends inside its compressed data")
 
 
 def _peek_kind(path: str) -> str:
     """The kind a log's own header (``#path``) or first JSON record (``_path``) says."""
     parser = LogParser(path)
     try:
-        with _open(path) as handle:
-            parser.feed(handle.read(CHUNK))
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ZeekError(f"{path}: not readable: {exc}") from None
+        parser.feed(next(_chunks(path), b""))
+    except OSError as exc:
+        raise ZeekError(f"{path}: {exc.strerror}") from None
+    except CutShort as exc:
+        raise ZeekError(f"{path}: {exc}") from None
     return parser.kind
 
 
@@ -126,14 +147,16 @@ def _records(log: LogFile, reading: LogReading) -> Iterator[tuple[str, Fields, s
     """A whole log's records, with its kind and where each came from."""
     parser = LogParser(log.path, log.kind)
     try:
-        with _open(log.path) as handle:
-            while chunk := handle.read(CHUNK):
-                for record in parser.feed(chunk):
-                    yield parser.kind, record, f"{log.path} line {parser.lines}"
-    except (OSError, EOFError, zlib.error) as exc:
-        reading.problems.add("log cut short or unreadable", log.path, str(exc))
-    for record in parser.end():
-        yield parser.kind, record, f"{log.path} line {parser.lines}"
+        for chunk in _chunks(log.path):
+            for record in parser.feed(chunk):
+                yield parser.kind, record, f"{log.path} line {parser.lines}"
+    except OSError as exc:
+        reading.problems.add("log not readable", log.path, exc.strerror or str(exc))
+    except CutShort as exc:  # the line it cut is not a line
+        reading.problems.add("log cut short", f"{log.path} after line {parser.lines}", str(exc))
+    else:
+        for record in parser.end():
+            yield parser.kind, record, f"{log.path} line {parser.lines}"
     reading.problems.merge(parser.problems)
 
 

@@ -362,3 +362,33 @@ async def test_the_monitor_follows_a_folder_of_logs(tmp_path: Path) -> None:
         while "malformed line" not in app.progress.log_problem:
             assert time.monotonic() < deadline, "the bad line was not counted"
             await pilot.pause(0.1)
+
+
+def test_a_cut_gzip_log_keeps_what_came_before_the_cut(tmp_path: Path) -> None:
+    """Rotated logs are gzipped; a copy cut short (a full disk, a transfer stopped) keeps
+    the lines before the cut, and says where it was cut."""
+    smtp = zeeklogs.office()["smtp"]
+    text = zeeklogs.tsv("smtp", smtp * 200).encode()
+    packed = gzip.compress(text)
+    cut = tmp_path / "smtp.log.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    result = report(cut)
+    kept = result["stats"]["log_records"]
+    assert 0 < kept < len(smtp) * 200
+    assert result["stats"]["sessions"] == len(smtp)  # each uid 200 times: one connection
+    assert result["stats"]["skipped"] == {"log cut short": 1}
+    (warning,) = result["warnings"]
+    assert "the file ends inside its compressed data" in warning
+    assert f"after line {kept + 8}:" in warning  # the header's eight lines, then the rows
+
+
+def test_a_gzip_log_of_several_members_reads_whole(tmp_path: Path) -> None:
+    """``cat a.log.gz b.log.gz`` is one gzip file of two members, as gzip reads it."""
+    logs = zeeklogs.office()
+    text = zeeklogs.tsv("conn", logs["conn"]).encode()
+    half = len(text) // 2
+    (tmp_path / "conn.log.gz").write_bytes(gzip.compress(text[:half]) + gzip.compress(text[half:]))
+    (tmp_path / "smtp.log").write_text(zeeklogs.tsv("smtp", logs["smtp"]))
+    joined = report(tmp_path)
+    assert joined["warnings"] == []
+    assert joined["stats"]["sessions"] == len(logs["conn"])
