@@ -571,16 +571,21 @@ class ZeekJoin:
         """conn.log rows read and not settled yet."""
         return len(self._ended)
 
-    def settle(self, ripe: int | None = None) -> None:
-        """Make the sessions of the connections whose conn.log row came (the first ``ripe``
-        of them: a follower settles those it read a poll ago); and, beyond the bounds, of
+    def settle(self, ripe: int | None = None, until: float | None = None) -> None:
+        """Make the sessions of the connections whose conn.log row came: all of them, the
+        first ``ripe`` (a follower settles those it read a poll ago), or those that ended by
+        ``until`` (log time: whole logs are read merged by time); and, beyond the bounds, of
         those whose rows waited too long."""
-        ripe = len(self._ended) if ripe is None else ripe
-        for conn in self._ended[:ripe]:
+        if until is not None:
+            ready = [conn for conn in self._ended if conn.ts + conn.duration <= until]
+            self._ended = [conn for conn in self._ended if conn.ts + conn.duration > until]
+        else:
+            count = len(self._ended) if ripe is None else ripe
+            ready, self._ended = self._ended[:count], self._ended[count:]
+        for conn in ready:
             if conn.uid not in self._closed:
                 pending = self._pending.pop(conn.uid, None)
                 self._session(conn.uid, pending.rows if pending else [], conn, "")
-        del self._ended[:ripe]
         while self._pending:
             uid, pending = next(iter(self._pending.items()))
             waited = self._clock - pending.last_ts > STALE_SECONDS

@@ -15,6 +15,9 @@ successor is opened, and a file cut short is read again from its start.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -24,15 +27,21 @@ from typing import BinaryIO
 from smtptop.wire import Row
 from smtptop.zeek import (
     KINDS,
+    BadRecord,
+    Conn,
     Fields,
     LogParser,
     Problems,
+    Transaction,
     ZeekJoin,
+    conn_record,
     kind_of_name,
+    transaction_record,
 )
 
 CHUNK = 1 << 20  # bytes read at a time
-READ_ORDER = ("dhcp", "dns", "smtp", "conn")  # names first; smtp.log's rows wait for conn's
+SETTLE_GRACE = 300.0  # log seconds a connection's end waits for its transactions
+SETTLE_EVERY = 1000  # records merged between settlements
 GZIP_MAGIC = b"\x1f\x8b"
 BATCH_ROWS = 1000  # rows handed on at a time
 
@@ -160,21 +169,69 @@ def _records(log: LogFile, reading: LogReading) -> Iterator[tuple[str, Fields, s
     reading.problems.merge(parser.problems)
 
 
+def _first_time(log: LogFile) -> float:
+    """The time of a log's first record that has one (-inf for none), to order rotated
+    pieces and folders as they were written, whatever order they were named in."""
+    for _, record, _ in _records(log, LogReading()):
+        time = record.get("ts")
+        if isinstance(time, str):
+            try:
+                return float(time)
+            except ValueError:
+                continue
+    return -math.inf
+
+
+Keyed = tuple[float, int, int, Conn | Transaction]  # time, smtp before conn, order read
+
+
+def _keyed(logs: list[LogFile], join: ZeekJoin, reading: LogReading) -> Iterator[Keyed]:
+    """A kind's records in time order as Zeek wrote them: a transaction at its time, a
+    connection at its end (it is logged then).  Records of another kind go to the join."""
+    order = itertools.count()
+    for log in sorted(logs, key=_first_time):
+        for found, record, where in _records(log, reading):
+            reading.records += 1
+            try:
+                if found == "smtp":
+                    row = transaction_record(record)
+                    yield row.ts, 0, next(order), row
+                elif found == "conn":
+                    conn = conn_record(record)
+                    yield conn.ts + conn.duration, 1, next(order), conn
+                else:
+                    join.add(found, record, where)
+            except BadRecord as exc:
+                join.problems.add(f"{found}.log record: {exc}", where, repr(record))
+
+
 def read_logs(
     logs: Sequence[LogFile], ports: frozenset[int], reading: LogReading
 ) -> Iterator[list[Row]]:
-    """The rows of whole logs, a batch at a time: names and lookups first, then smtp.log's
-    rows, kept by connection, then each conn.log row makes its connection's session."""
+    """The rows of whole logs, a batch at a time: names and lookups first, then smtp.log and
+    conn.log merged by time, so that a connection's transactions come before its end and
+    wait for it only as long as it was open: memory follows the connections open at once,
+    not the size of the logs.  A conn.log row settles once the logs are
+    :data:`SETTLE_GRACE` seconds past it (Zeek's writers write a little out of order)."""
     join = ZeekJoin(ports)
-    for kind in READ_ORDER:
-        for log in (log for log in logs if log.kind == kind):
+    for kind in ("dhcp", "dns"):
+        for log in sorted((log for log in logs if log.kind == kind), key=_first_time):
             for found, record, where in _records(log, reading):
                 reading.records += 1
                 join.add(found, record, where)
-                if found == "conn":
-                    join.settle()
                 if join.waiting() >= BATCH_ROWS:
                     yield join.take()
+    streams = [_keyed([log for log in logs if log.kind == kind], join, reading)
+               for kind in ("smtp", "conn")]  # fmt: skip
+    for count, (key, _, _, item) in enumerate(heapq.merge(*streams), start=1):
+        if isinstance(item, Conn):
+            join.conn(item)
+        else:
+            join.transaction(item)
+        if count % SETTLE_EVERY == 0:
+            join.settle(until=key - SETTLE_GRACE)
+        if join.waiting() >= BATCH_ROWS:
+            yield join.take()
     join.finish()
     reading.problems.merge(join.problems)
     reading.other_ports = join.other_ports

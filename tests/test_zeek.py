@@ -392,3 +392,33 @@ def test_a_gzip_log_of_several_members_reads_whole(tmp_path: Path) -> None:
     joined = report(tmp_path)
     assert joined["warnings"] == []
     assert joined["stats"]["sessions"] == len(logs["conn"])
+
+
+def test_whole_logs_are_joined_in_time_order_within_bounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day of logs holds far more connections than are open at once: smtp.log and
+    conn.log are merged by time, so a transaction waits only for its own connection's end,
+    and the pieces of a rotated log join in time order whatever order they are named in."""
+    monkeypatch.setattr(zeek, "MAX_PENDING", 8)
+    office = zeeklogs.office()
+    conn, smtp = [], []
+    for day in range(60):  # 60 copies of the office's hour, an hour apart
+        for row in office["conn"]:
+            conn.append({**row, "ts": row["ts"] + 3600 * day, "uid": f"{row['uid']}-{day}"})
+        for row in office["smtp"]:
+            smtp.append({**row, "ts": row["ts"] + 3600 * day, "uid": f"{row['uid']}-{day}"})
+    folders = []
+    for part in range(3):  # named latest first
+        folder = tmp_path / f"part{2 - part}"
+        folder.mkdir()
+        (folder / "conn.log").write_text(zeeklogs.tsv("conn", conn[part * 300 : part * 300 + 300]))
+        (folder / "smtp.log").write_text(zeeklogs.tsv("smtp", smtp[part * 220 : part * 220 + 220]))
+        folders.insert(0, folder)
+    result = report(*folders)
+    assert result["warnings"] == [] and result["stats"]["sessions"] == len(conn)
+    assert hosts(result)[SPAMBOT]["rejected_sessions"] == 8 * 60
+    notes = {
+        line["text"] for s in result["sessions"] for line in s["transcript"] if line["kind"] == "*"
+    }
+    assert not any("conn.log" in note for note in notes)  # every transaction met its connection
