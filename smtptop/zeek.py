@@ -6,7 +6,7 @@ Where a network outgrows one machine, Zeek's workers parse SMTP on many cores an
 logs; smtptop reads them instead of packets.  This module is pure: it is fed bytes and returns
 rows; finding, reading and following the files is :mod:`smtptop.zeekfiles`'.
 
-What the rows can say is what the logs carry (the README's "Zeek logs as a source"):
+What the rows can say is what the logs carry (the README's "Zeek's logs instead of packets"):
 
 * a session per ``conn.log`` connection to an SMTP port (``--ports``), TCP only: its start,
   end, bytes, packets and how it ended (``conn_state``); ``uid`` joins it to its
@@ -184,6 +184,9 @@ class LogParser:
         while (end := data.find(b"\n", start)) >= 0:
             if self._skipping:
                 self._skipping = False
+            elif end - start > MAX_LINE:
+                self.lines += 1
+                self._too_long(data[start:end])
             else:
                 self._line(data[start:end], records)
             start = end + 1
@@ -191,11 +194,14 @@ class LogParser:
         if len(rest) > MAX_LINE:
             if not self._skipping:
                 self.lines += 1
-                where = f"{self._where()} (over {MAX_LINE:,} bytes)"
-                self.problems.add("line over the length limit", where, rest)
+                self._too_long(rest)
             self._skipping, rest = True, b""
         self._pending = rest
         return records
+
+    def _too_long(self, line: bytes) -> None:
+        where = f"{self._where()} (over {MAX_LINE:,} bytes)"
+        self.problems.add("line over the length limit", where, line)
 
     def end(self) -> list[Fields]:
         """The file ended: its last line, if it had no newline, is whole."""

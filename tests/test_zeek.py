@@ -218,8 +218,9 @@ def test_a_line_over_the_limit_is_skipped_whole(
     records = parser.feed(header + b"x" * 3000)
     records += parser.feed(b"y" * 3000)  # over the limit before its end has come
     records += parser.feed(b"z" * 3000 + b"\n" + good)
-    assert len(records) == 1 and records[0]["uid"] == "Cspam00"
-    assert parser.problems.counts == {"line over the length limit": 1}
+    records += parser.feed(b"w" * 5000 + b"\n" + good)  # over the limit, and whole at once
+    assert [record["uid"] for record in records] == ["Cspam00", "Cspam00"]
+    assert parser.problems.counts == {"line over the length limit": 2}
     assert "(over 4,096 bytes)" in parser.problems.lines()[0]
 
 
