@@ -64,6 +64,7 @@ MAX_CLOSED_UIDS = 1 << 16  # closed connections remembered, to catch a row that 
 STALE_SECONDS = 900.0  # log time a follower's rows wait for their conn.log row
 EXAMPLE_CHARS = 160  # of a problem's first example
 MAX_TEXT = 4096  # of one field's value, before the model's own limits
+MAX_TIME = float(1 << 40)  # seconds either side of 1970, as capture files are held to
 
 # Zeek's TSV writer's defaults, used until the header says otherwise.
 DEFAULT_SEPARATOR = b"\t"
@@ -412,7 +413,7 @@ def _time(record: Fields, name: str = "ts") -> float:
             ts = datetime.fromisoformat(text).timestamp()
         except ValueError:
             raise BadRecord(f"bad value of {name}") from None
-    if not math.isfinite(ts):
+    if not abs(ts) <= MAX_TIME:  # NaN too
         raise BadRecord(f"bad value of {name}")
     return ts
 

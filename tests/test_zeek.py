@@ -177,6 +177,8 @@ HOSTILE_LINES = [
     b"1.0\tCaddr\tnot-an-address\t1\t203.0.113.1\t25\t" + b"\t".join([b"-"] * 15) + b"\n",
     b"1.0\t-\t192.168.1.9\t1\t203.0.113.1\t25\t" + b"\t".join([b"-"] * 15) + b"\n",
     b"1.0\tCport\t192.168.1.9\t99999\t203.0.113.1\t25\t" + b"\t".join([b"-"] * 15) + b"\n",
+    b"1e300\tCtime\t192.168.1.9\t1\t203.0.113.1\t25\t" + b"\t".join([b"-"] * 15) + b"\n",
+    b"nan\tCnan\t192.168.1.9\t1\t203.0.113.1\t25\t" + b"\t".join([b"-"] * 15) + b"\n",
 ]
 
 
@@ -194,7 +196,7 @@ def test_hostile_lines_are_counted_with_their_first_example(tmp_path: Path) -> N
     skipped = result["stats"]["skipped"]
     assert skipped == {
         "malformed line": 3,
-        "conn.log record: bad value of ts": 1,
+        "conn.log record: bad value of ts": 3,
         "conn.log record: bad value of id.orig_h": 1,
         "conn.log record: missing field uid": 1,
         "conn.log record: bad value of id.orig_p": 1,
