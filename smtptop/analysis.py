@@ -60,14 +60,15 @@ def analyze(
     lan: Iterable[str] = (),
     show_credentials: bool = False,
     detect: DetectConfig | None = None,
-    progress: Callable[[str, int, int, int], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
     on_error: Callable[[str], None] | None = None,
     workers: int | None = None,
     max_bytes: int | None = None,
 ) -> Analysis:
-    """Analyse capture files in order.  Raises CaptureError if a file cannot be opened.
+    """Analyse capture files as one capture, their records merged by timestamp (see
+    :mod:`smtptop.merge`).  Raises CaptureError if a file cannot be opened.
 
-    ``progress`` is called now and then with the file being read, the bytes read of it,
+    ``progress`` is called now and then with the bytes read of all the files together,
     the packets so far and the bytes of capture data so far (after decompression: a gzip
     bomb shows there).  ``workers`` runs the engine in that many processes of their own (0:
     in this one; None: one per CPU but this one's, when there is enough to read); the per-host
@@ -86,7 +87,7 @@ def analyze(
                 for error in message.errors:
                     on_error(error)
             if progress is not None:
-                progress(message.path, message.position, message.packets, message.unpacked)
+                progress(message.position, message.packets, message.unpacked)
         else:
             analysis.stats = message.stats
             analysis.warnings.extend(message.warnings)

@@ -168,7 +168,8 @@ OPTIONS: dict[str, Shared] = {
     "read": _shared(
         "-r", [], action="extend", nargs="+", metavar="FILE",
         help="monitor capture files (pcap/pcapng, .gz too): -r a.pcap b.pcap or -r a -r b; "
-        "read in the order of their first packets, whatever the order given",
+        "read as one capture, their packets merged by timestamp (mirrors of several sites, "
+        "or the pieces of one capture)",
     ),
     "interface": _shared(
         "-i", None, metavar="IFACE",
@@ -314,7 +315,7 @@ examples:
   sudo smtptop -i eth1 -w ev.pcap     keep the packets too (AUTH secrets included)
   smtptop demo                        replay the bundled capture of an infected office
   smtptop -r capture.pcap --speed 5   replay a file at 5 times its pace
-  smtptop -r mon.pcap tue.pcap.gz     several files, read in time order
+  smtptop -r site1.pcap site2.pcap    several files, merged by packet time
   ssh gw tcpdump -U -w - | smtptop -r -
                                       a capture streamed from elsewhere, as it comes
   smtptop report capture.pcap --json  per-host facts, without the monitor
@@ -328,7 +329,7 @@ FILE` is `smtptop report --lan 10.9.0.0/16 FILE`. One that does not apply is an 
 REPORT_EXAMPLES = """\
 examples:
   smtptop report capture.pcap                 a table, the worst hosts first
-  smtptop report a.pcap b.pcap.gz --json      files are read in time order
+  smtptop report a.pcap b.pcap.gz --json      files merged by packet time
   smtptop report --sample --csv -o hosts.csv  the bundled capture, as CSV
   sudo smtptop report -i eth1 --duration 600 --json -o spam.json
 """
@@ -372,7 +373,7 @@ def build_parser() -> Parser:
     )  # fmt: skip
     report.add_argument(
         "files", nargs="*", metavar="FILE",
-        help="capture files, read in the order of their first packets",
+        help="capture files, read as one capture, their packets merged by timestamp",
     )  # fmt: skip
     report.add_argument("--sample", action="store_true", help="analyse the bundled demo capture")
     form = report.add_mutually_exclusive_group()
@@ -596,10 +597,11 @@ def give_up_root(source: Source, user: struct_passwd | None) -> None:
 
 
 def in_time_order(paths: Sequence[str]) -> list[str]:
-    """The files sorted by the time of their first packet, so that the pieces of one capture
-    (``tcpdump -C`` or ``-G``) are read as one, in whatever order they were named.  Only the
-    first record of each is read; files without one come first.  A file that cannot be read
-    raises its one-line CaptureError."""
+    """The files sorted by the time of their first packet: the order in which the merge by
+    timestamp (:mod:`smtptop.merge`) breaks ties, and the pieces of one capture (``tcpdump
+    -C`` or ``-G``) are listed in, in whatever order they were named.  Only the first record
+    of each is read; files without one come first.  A file that cannot be read raises its
+    one-line CaptureError."""
     from smtptop.capture import CaptureFile
 
     if len(paths) < 2:  # nothing to order: a file without packets is not read twice
@@ -871,25 +873,19 @@ class ReadProgress:
         from smtptop.progress import Speedometer
 
         self.out = out
-        self.sizes = {path: os.path.getsize(path) for path in paths}
-        self.total = sum(self.sizes.values())
+        self.total = sum(os.path.getsize(path) for path in paths)
         self.speed = Speedometer()
         self.speed.update(time.monotonic(), 0, 0)
         self._drawn = 0.0
         self._width = 0
 
-    def __call__(self, reading: str, position: int, packets: int, unpacked: int) -> None:
+    def __call__(self, position: int, packets: int, unpacked: int) -> None:
         from smtptop.progress import data_size, describe
 
         now = time.monotonic()
         if now - self._drawn < PROGRESS_EVERY:
             return
-        before = 0
-        for path, size in self.sizes.items():
-            if path == reading:
-                break
-            before += size
-        done = min(self.total, before + position)
+        done = min(self.total, position)
         self.speed.update(now, packets, done)
         line = "smtptop: reading " + describe(self.speed, done, self.total)
         if unpacked > done:  # compressed: the data it unpacks to, where a bomb shows

@@ -45,6 +45,7 @@ from typing import Any
 
 from smtptop.analyzer import MAX_ERROR_SAMPLES, Analyzer, EngineConfig, Stats
 from smtptop.capture import CaptureFile
+from smtptop.merge import by_time
 from smtptop.ring import HostPackets
 from smtptop.source import Bursts, Feeding, Parallel, Source, StopFlag
 from smtptop.wire import Row, encode
@@ -70,8 +71,7 @@ class EngineBatch:
     stands (for progress displays)."""
 
     events: list[Row]
-    path: str
-    position: int
+    position: int  # bytes read of all the files together
     packets: int
     errors: list[str] = field(default_factory=list)  # one line per packet that failed
     unpacked: int = 0  # bytes of capture data read, after decompression (a bomb shows here)
@@ -120,29 +120,59 @@ def engine_batches(
 
 def _inline(captures: list[CaptureFile], config: EngineConfig) -> Iterator[EngineBatch | Outcome]:
     errors: list[str] = []
-    warnings: list[str] = []
     analyzer = Analyzer(config, errors.append)
     stats = analyzer.stats
     feed = analyzer.feed
-    path, position, unpacked = "", 0, 0
-    for capture in captures:
-        frames = iter(capture)
-        path = capture.path
-        smtp_before, skipped_before = stats.smtp_packets + stats.elsewhere, dict(stats.skipped)
-        while feed(islice(frames, APPLY_EVERY), MAX_WAITING_EVENTS):
-            position = capture.position
-            yield EngineBatch(encode(analyzer.take()), path, position, stats.packets,
-                              errors[:], unpacked + capture.unpacked)  # fmt: skip
-            errors.clear()
-        position = capture.size
-        unpacked += capture.unpacked
+    shares = _SkippedShares(stats.skipped, len(captures))
+    records = by_time(captures, shares.switch)
+    while feed(islice(records, APPLY_EVERY), MAX_WAITING_EVENTS):
+        yield EngineBatch(encode(analyzer.take()), _read(captures), stats.packets, errors[:],
+                          _unpacked(captures))  # fmt: skip
+        errors.clear()
+    shares.switch(-1)
+    warnings: list[str] = []
+    for capture, skipped in zip(captures, shares.shares, strict=True):
+        taken = max(0, capture.records - sum(skipped.values()))  # decoded, SMTP or not
         count_skipped(stats, capture.skipped)
-        skipped = {r: n - skipped_before.get(r, 0) for r, n in stats.skipped.items()}
-        smtp_packets = stats.smtp_packets + stats.elsewhere - smtp_before  # all engines' together
-        warnings.extend(capture.notes(skipped, smtp_packets))
+        for reason, count in capture.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + count
+        warnings.extend(capture.notes(skipped, taken))
     analyzer.finish()
-    yield EngineBatch(encode(analyzer.take()), path, position, stats.packets, errors[:], unpacked)
+    yield EngineBatch(encode(analyzer.take()), _read(captures), stats.packets, errors[:],
+                      _unpacked(captures))  # fmt: skip
     yield Outcome(stats, warnings)
+
+
+def _read(captures: list[CaptureFile]) -> int:
+    return sum(capture.position for capture in captures)
+
+
+def _unpacked(captures: list[CaptureFile]) -> int:
+    return sum(capture.unpacked for capture in captures)
+
+
+class _SkippedShares:
+    """The engine's skipped records, by reason, told apart by the file they came from (each
+    file's notes say why none of its packets could be decoded, when none could).  The merge
+    says when the records start to come from another file; the counts are taken then, and
+    cost nothing while one file is read."""
+
+    def __init__(self, skipped: dict[str, int], files: int) -> None:
+        self._skipped = skipped  # the engine's own counts, as they grow
+        self.shares: list[dict[str, int]] = [{} for _ in range(files)]
+        self._current = -1
+        self._before: dict[str, int] = {}
+
+    def switch(self, index: int) -> None:
+        """Records come from file ``index`` from now on (-1: no more records)."""
+        if self._current >= 0:
+            share = self.shares[self._current]
+            before = self._before
+            for reason, count in self._skipped.items():
+                if count != before.get(reason, 0):
+                    share[reason] = share.get(reason, 0) + count - before.get(reason, 0)
+        self._before = dict(self._skipped)
+        self._current = index
 
 
 def count_skipped(stats: Stats, skipped: dict[str, int]) -> None:
@@ -178,7 +208,7 @@ def _forked(
     for capture in captures:
         capture.close()  # the children read them; this process's copies are not needed
     outcomes: dict[int, Outcome] = {}
-    path, position, packets, unpacked = "", 0, 0, 0  # as the first engine last said
+    position, packets, unpacked = 0, 0, 0  # as the first engine last said
     try:
         while len(outcomes) < workers:
             for shard, receiver in enumerate(receivers):
@@ -187,10 +217,10 @@ def _forked(
                 message = _receive(receiver, children[shard])
                 kind = message[0]
                 if kind == _BATCH:
-                    _, rows, at_path, at, read, errors, at_unpacked = message
+                    _, rows, at, read, errors, at_unpacked = message
                     if shard == 0:  # every engine reads every record: one says how far
-                        path, position, packets, unpacked = at_path, at, read, at_unpacked
-                    yield EngineBatch(rows, path, position, packets, errors, unpacked)
+                        position, packets, unpacked = at, read, at_unpacked
+                    yield EngineBatch(rows, position, packets, errors, unpacked)
                 elif kind == _OUTCOME:
                     outcomes[shard] = Outcome(Stats(*message[1]), message[2])
                 else:
@@ -253,7 +283,6 @@ def _engine_process(
                 payload: tuple[Any, ...] = (
                     _BATCH,
                     message.events,
-                    message.path,
                     message.position,
                     message.packets,
                     message.errors,

@@ -24,6 +24,7 @@ from typing import Final, Protocol
 
 from smtptop.analyzer import Analyzer, EngineConfig, Stats
 from smtptop.capture import STDIN, STDIN_NAME, CaptureError, CaptureFile, Frame, undecoded
+from smtptop.merge import by_time
 from smtptop.ring import HostPackets
 from smtptop.text import inert
 from smtptop.wire import Row, encode
@@ -130,8 +131,9 @@ class Source:
 
 
 class FileSource(Source):
-    """Capture files read in order: as fast as possible, or replayed at ``speed`` times the
-    captured pace (so the table grows as it did on the wire)."""
+    """Capture files read as one capture, merged by timestamp (:func:`smtptop.merge.by_time`):
+    as fast as possible, or replayed at ``speed`` times the captured pace (so the table grows
+    as it did on the wire)."""
 
     def __init__(
         self,
@@ -147,8 +149,6 @@ class FileSource(Source):
         self.label = f"file {names}" + (f" at {speed:g}x" if speed else "")
         self._captures = [CaptureFile(p, ports=ports) for p in self.paths]
         self._total = sum(c.size for c in self._captures)
-        self._done_before = 0
-        self._current: CaptureFile | None = None
         self._played = 0.0
         self._span = 0.0
 
@@ -171,8 +171,7 @@ class FileSource(Source):
         return (last - first) if first is not None and last is not None else 0.0
 
     def position(self) -> tuple[int, int]:
-        current = self._current.position if self._current is not None else 0
-        return self._done_before + current, self._total
+        return sum(capture.position for capture in self._captures), self._total
 
     def warnings(self) -> list[str]:
         return [note for capture in self._captures for note in capture.notes()]
@@ -192,11 +191,10 @@ class FileSource(Source):
         if self.speed:
             self._span = self._measure_span()
         started = time.monotonic()
-        for capture in self._captures:
-            self._current = capture
-            for record in capture:
+        records = by_time(self._captures)
+        try:
+            for record in records:
                 if stop.is_set():
-                    capture.close()
                     return
                 if self.speed:
                     if first is None:
@@ -205,11 +203,10 @@ class FileSource(Source):
                     due = started + self._played / self.speed
                     while (wait := due - time.monotonic()) > 0:
                         if stop.wait(min(wait, MAX_WAIT)):
-                            capture.close()
                             return
                 yield record
-            self._done_before += capture.size
-            self._current = None
+        finally:
+            records.close()  # and with it every file
 
 
 class StreamSource(FileSource):
@@ -226,7 +223,6 @@ class StreamSource(FileSource):
 
     def frames(self, stop: StopFlag) -> Iterator[Frame | None]:
         capture = self._captures[0]
-        self._current = capture
         records: queue.Queue[Frame | None] = queue.Queue(STREAM_QUEUE)
 
         def read() -> None:

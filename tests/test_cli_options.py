@@ -1,5 +1,5 @@
 """The command line's options: refused combinations, the same meaning before or after the
-command, several capture files read in time order, and a --help that shows how to use it."""
+command, several capture files read as one in time order, and a --help that shows how to use it."""
 
 from __future__ import annotations
 
@@ -266,9 +266,9 @@ def test_help_shows_examples_and_the_keys() -> None:
     ):
         assert f"\n  {example}" in out.stdout
     assert textwrap.indent(keys_text(), "  ") in out.stdout
-    assert "read in the order of their first packets" in " ".join(out.stdout.split())
+    assert "their packets merged by timestamp" in " ".join(out.stdout.split())
     report = smtptop("report", "--help")
-    assert "read in the order of their first packets" in " ".join(report.stdout.split())
+    assert "their packets merged by timestamp" in " ".join(report.stdout.split())
     assert "--duration SECONDS" in report.stdout and "--top" not in report.stdout
 
 
