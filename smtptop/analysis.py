@@ -42,6 +42,7 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
     detector: Detector | None = None
     kernel_drops: int = 0  # live capture: packets the kernel dropped before they were read
+    source_drops: list[tuple[str, int]] = field(default_factory=list)  # by interface
     recorded: dict[str, HostPackets] | None = None  # live: each host's packets its ring kept
 
     def __post_init__(self) -> None:
@@ -121,8 +122,10 @@ def analyze_live(
     else:
         _inline_live(source, config, analysis, deadline, on_error, wanted)
     if analysis.kernel_drops:
+        each = ", ".join(f"{name} {count}" for name, count in analysis.source_drops)
         analysis.warnings.append(
             f"the kernel dropped {analysis.kernel_drops} packets: the counts are low"
+            + (f" ({each})" if len(analysis.source_drops) > 1 else "")
         )
     return analysis
 
@@ -150,7 +153,7 @@ def _inline_live(
     except KeyboardInterrupt:
         analysis.warnings.append("interrupted: the report covers the capture until then")
     finally:
-        analysis.kernel_drops = source.kernel_drops()
+        analysis.kernel_drops, analysis.source_drops = source.drop_counts()
         source.close()
     analyzer.finish()
     apply(model, encode(analyzer.take()))
@@ -191,6 +194,7 @@ def _forked_live(
                 for error in batch.errors:
                     on_error(error)
             analysis.stats, analysis.kernel_drops = batch.stats, batch.kernel_drops
+            analysis.source_drops = batch.by_source
             if batch.finished and requests is not None and wanted is not None:
                 analysis.recorded = _asked(requests, wanted(analysis), analysis)
     finally:

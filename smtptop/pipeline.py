@@ -319,6 +319,7 @@ class LiveBatch:
     errors: list[str]  # one line per packet that failed
     stats: Stats
     kernel_drops: int  # what the kernel dropped before any socket of the group could read
+    by_source: list[tuple[str, int]]  # those drops by interface, in the order given
     finished: bool = False  # every engine has ended: the counters are final
 
 
@@ -555,7 +556,7 @@ def live_batches(
 
 def _passed_on(engines: _Engines, stop: StopFlag) -> Iterator[LiveBatch | None]:
     shards = len(engines.children)
-    latest = [(Stats(), 0)] * shards
+    latest: list[tuple[Stats, int, list[tuple[str, int]]]] = [(Stats(), 0, [])] * shards
     last_seen: dict[int, float] = {}  # engines stopped, and the last packet each saw
     running = set(range(shards))
     while running:
@@ -576,8 +577,8 @@ def _passed_on(engines: _Engines, stop: StopFlag) -> Iterator[LiveBatch | None]:
             message = _receive(connection, engines.children[shard])
             if message[0] == _FAILURE:
                 raise EngineFailed(f"the analysis process failed: {message[1]}")
-            _, rows, errors, counters, drops, state, last_ts = message
-            latest[shard] = (Stats(*counters), drops)
+            _, rows, errors, counters, drops, by_source, state, last_ts = message
+            latest[shard] = (Stats(*counters), drops, [(name, count) for name, count in by_source])
             if state == _STOPPED:
                 last_seen[shard] = last_ts
             elif state == _ENDED:
@@ -586,16 +587,24 @@ def _passed_on(engines: _Engines, stop: StopFlag) -> Iterator[LiveBatch | None]:
     yield LiveBatch([], [], *_added(latest), finished=True)
 
 
-def _added(latest: list[tuple[Stats, int]]) -> tuple[Stats, int]:
-    """The engines' counters and drops together: each saw packets of its own, so all add."""
-    parts = [part for part, _ in latest]
+def _added(
+    latest: list[tuple[Stats, int, list[tuple[str, int]]]],
+) -> tuple[Stats, int, list[tuple[str, int]]]:
+    """The engines' counters and drops together: each saw packets of its own, so all add;
+    the drops by interface too (each engine reads a socket of every interface)."""
+    parts = [part for part, _, _ in latest]
     skipped: dict[str, int] = {}
     for part in parts:
         for reason, count in part.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + count
     records = Stats(packets=sum(p.packets for p in parts), bytes=sum(p.bytes for p in parts),
                     skipped=skipped)  # fmt: skip
-    return _connections_added(records, parts), sum(drops for _, drops in latest)
+    by_source: dict[str, int] = {}
+    for _, _, drops in latest:
+        for name, count in drops:
+            by_source[name] = by_source.get(name, 0) + count
+    total = sum(drops for _, drops, _ in latest)
+    return _connections_added(records, parts), total, list(by_source.items())
 
 
 def _live_engine_process(
@@ -623,8 +632,8 @@ def _live_engine_process(
     def send(state: int) -> None:
         counters = [getattr(stats, f.name) for f in fields(Stats)]
         rows = encode(analyzer.take())
-        drops = source.kernel_drops()
-        message = (_BATCH, rows, errors[:], counters, drops, state, analyzer.last_ts)
+        drops, by_source = source.drop_counts()
+        message = (_BATCH, rows, errors[:], counters, drops, by_source, state, analyzer.last_ts)
         sender.send_bytes(marshal.dumps(message))
         errors.clear()
 
@@ -676,10 +685,11 @@ class ForkedFeeder(Feeding):
 
     source: Parallel
     _drops = 0  # the kernel's, on every socket of the group
+    _by_source: tuple[tuple[str, int], ...] = ()  # those drops by interface
     requests: RingRequests | None = None  # made as the engines start, with evidence buffers
 
-    def _kernel_drops(self) -> int:
-        return self._drops
+    def _drop_counts(self) -> tuple[int, list[tuple[str, int]]]:
+        return self._drops, list(self._by_source)
 
     def host_packets(self, ip: str) -> HostPackets | None:
         if self.requests is None:
@@ -696,6 +706,7 @@ class ForkedFeeder(Feeding):
                 if batch is None:
                     continue
                 self.stats, self._drops = batch.stats, batch.kernel_drops
+                self._by_source = tuple(batch.by_source)
                 if self.on_error is not None:
                     for error in batch.errors:
                         self.on_error(error)

@@ -61,6 +61,8 @@ class Progress:
     dropped_batches: int = 0
     dropped_events: int = 0
     kernel_drops: int = 0
+    # each capture's own kernel drops, by name, when there are several (-i eth1 -i eth2)
+    source_drops: list[tuple[str, int]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     finished: bool = False
     problem: str = ""
@@ -120,6 +122,17 @@ class Source:
     def kernel_drops(self) -> int:
         """Frames the kernel dropped before we could read them (live sources)."""
         return 0
+
+    def drops(self) -> list[tuple[str, int]]:
+        """The kernel's drops of each interface read (its name and count), which add up to
+        :meth:`kernel_drops`; none for files."""
+        return []
+
+    def drop_counts(self) -> tuple[int, list[tuple[str, int]]]:
+        """The kernel's drops in all and by interface, from one reading of the sockets'
+        counters (read twice, the second would hold drops the first had not seen)."""
+        by_source = self.drops()
+        return (sum(n for _, n in by_source) if by_source else self.kernel_drops()), by_source
 
     def recorded(self) -> list[str]:
         """Capture files holding what this source delivers, to read packets back from
@@ -348,8 +361,8 @@ class Feeding(threading.Thread):
         """Events not handed over yet, at the end (after a failure too)."""
         return []
 
-    def _kernel_drops(self) -> int:
-        return self.source.kernel_drops()
+    def _drop_counts(self) -> tuple[int, list[tuple[str, int]]]:
+        return self.source.drop_counts()
 
     def host_packets(self, ip: str) -> HostPackets | None:
         """What the engine's evidence ring holds of ``ip``; None without a ring (a replay,
@@ -365,6 +378,7 @@ class Feeding(threading.Thread):
         aside = self.source.skipped()
         for reason, count in aside.items():
             skipped[reason] = skipped.get(reason, 0) + count
+        kernel, by_source = self._drop_counts()
         return Progress(
             packets=stats.packets + sum(aside.values()),
             smtp_packets=stats.smtp_packets,
@@ -374,7 +388,8 @@ class Feeding(threading.Thread):
             errors=stats.errors,
             dropped_batches=self._dropped_batches,
             dropped_events=self._dropped_events,
-            kernel_drops=self._kernel_drops(),
+            kernel_drops=kernel,
+            source_drops=by_source if len(by_source) > 1 else [],
             skipped=skipped,
             finished=finished,
             problem=self._problem,

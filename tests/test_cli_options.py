@@ -83,6 +83,15 @@ REFUSED = [
     (["report", "-", SAMPLE], "-: standard input is read alone, not with files"),
     (["report", "-", "--evidence", "E"], "--evidence reads the packets back from files"),
     (["report", "-", "--workers", "2"], "--workers: standard input is read by one process"),
+    (["-r", "-", "-r", SAMPLE], "-r -: standard input is read alone, not with files"),
+    (["-i", "lo", "-i", "lo"], "-i lo is given twice: each interface is captured once"),
+    (["-i", "lo", "report", "-i", "lo"], "-i lo is given twice"),
+    (["report", "-i", "lo", "-i", "eth9", "-i", "lo"], "-i lo is given twice"),
+    (["report", "-i", "lo", "-i", "eth9", "-w", "W"], "-w writes what one interface captures"),
+    (["-i", "lo", "-i", "eth9", "-w", "W", "--workers", "1"], "-w writes what one interface"),
+    (["-i", "lo", "-i", "eth9", "-r", SAMPLE], "-r reads files and -i captures live"),
+    (["report", "-i", "lo", "-i", "eth9", SAMPLE], "give capture files or -i IFACE, not both"),
+    (["report", "-i", "lo", "-i", "eth9", "--max-bytes", "5M"], "--max-bytes only applies"),
 ]
 
 
@@ -149,7 +158,7 @@ SAME = [
     (
         ["-i", "eth1", "-w", "x.pcap", "--user", "nobody", "--no-promisc", "report"],
         ["report", "--no-promisc", "-i", "eth1", "--user", "nobody", "-w", "x.pcap"],
-        {"interface": "eth1", "write": "x.pcap", "user": "nobody", "promisc": False},
+        {"interface": ["eth1"], "write": "x.pcap", "user": "nobody", "promisc": False},
     ),
 ]
 
@@ -169,11 +178,19 @@ def test_repeated_options_add_up_across_the_command() -> None:
     assert parse_args(["--speed", "2", "demo", "--speed", "3"]).speed == 3.0
 
 
+def test_interfaces_add_up_across_the_command_in_the_order_given() -> None:
+    assert parse_args(["-i", "eth2", "report", "-i", "eth1"]).interface == ["eth2", "eth1"]
+    assert parse_args(["-i", "eth1", "-i", "eth2", "--workers", "2"]).interface == [
+        "eth1",
+        "eth2",
+    ]
+
+
 def test_defaults_are_filled_in_for_what_was_not_given() -> None:
     demo = parse_args(["demo"])
     assert (demo.speed, demo.read, demo.top, demo.lan) == (10.0, [SAMPLE], 200, [])
     replay = parse_args(["-r", SAMPLE])
-    assert (replay.speed, replay.interface, replay.promisc) == (None, None, True)
+    assert (replay.speed, replay.interface, replay.promisc) == (None, [], True)
     assert parse_args(["report", "-i", "lo"]).duration == 60.0
     assert parse_args(["report", "-i", "lo", "--duration", "600"]).duration == 600.0
     assert parse_args(["report", SAMPLE]).duration is None
