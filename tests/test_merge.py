@@ -11,6 +11,7 @@ import random
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,3 +185,37 @@ def test_a_cut_file_among_overlapping_ones_gives_its_one_warning(tmp_path: Path)
     assert times == sorted(times)
     assert source.warnings() == expected
     assert source.position() == (site_a.stat().st_size + site_b.stat().st_size,) * 2
+
+
+def test_a_replay_plays_the_merged_packets_at_their_pace(tmp_path: Path) -> None:
+    site_a, site_b = two_sites(tmp_path)
+    source = FileSource([str(site_a), str(site_b)], speed=20.0)
+    started = time.monotonic()
+    times = [frame[0] for frame in source.frames(threading.Event()) if frame is not None]
+    took = time.monotonic() - started
+    played, span = source.replay()
+    assert times == sorted(times) and played == span == times[-1] - times[0]
+    assert span / 20.0 <= took < span / 20.0 + 2.0  # the whole span, at 20 times its pace
+
+
+def test_max_bytes_cuts_each_file_with_its_own_warning(tmp_path: Path) -> None:
+    site_a, site_b = two_sites(tmp_path)
+    analysis = analyze([str(site_a), str(site_b)], max_bytes=2000, workers=0)
+    assert [w.split(":")[0] for w in analysis.warnings] == [str(site_a), str(site_b)]
+    assert all("(--max-bytes)" in warning for warning in analysis.warnings)
+
+
+def test_an_evidence_bundle_holds_a_hosts_packets_from_every_file_in_time_order(
+    tmp_path: Path,
+) -> None:
+    site_a, site_b = two_sites(tmp_path)
+    bundle = tmp_path / "evidence"
+    done = helpers.smtptop("report", "--evidence", str(bundle), "--host", "192.168.1.50",
+                           str(site_b), str(site_a))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    kept = [(ts, data) for ts, _, data in CaptureFile(str(bundle / "192.168.1.50" / "smtp.pcap"))]
+    host = ipaddress.ip_address("192.168.1.50").packed  # at either end, bytes 26 to 33
+    from_a = [r for r in CaptureFile(str(site_a)) if host in r[2][26:34]]
+    from_b = [r for r in CaptureFile(str(site_b)) if host in r[2][26:34]]
+    assert kept == sorted((ts, data) for ts, _, data in [*from_a, *from_b])
+    assert from_a and from_b
