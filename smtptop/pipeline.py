@@ -165,13 +165,14 @@ class _SkippedShares:
 
     def switch(self, index: int) -> None:
         """Records come from file ``index`` from now on (-1: no more records)."""
-        if self._current >= 0:
-            share = self.shares[self._current]
-            before = self._before
-            for reason, count in self._skipped.items():
-                if count != before.get(reason, 0):
-                    share[reason] = share.get(reason, 0) + count - before.get(reason, 0)
-        self._before = dict(self._skipped)
+        skipped, before = self._skipped, self._before
+        if skipped != before:  # most runs of SMTP packets skip none: one comparison
+            if self._current >= 0:
+                share = self.shares[self._current]
+                for reason, count in skipped.items():
+                    if count != before.get(reason, 0):
+                        share[reason] = share.get(reason, 0) + count - before.get(reason, 0)
+            self._before = dict(skipped)
         self._current = index
 
 
