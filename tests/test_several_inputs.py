@@ -96,3 +96,18 @@ async def test_the_status_bar_shows_each_interface_and_its_drops_at_80_columns(
 async def test_one_interface_keeps_its_status_bar(tmp_path: Path) -> None:
     text = await status_at_80(Dropping(capture(tmp_path / "a.pcap", "192.168.1.5"), [("eth1", 5)]))
     assert "drops 0 +5 kernel  end of capture" in text and "eth1" not in text
+
+
+def test_the_lan_is_every_interfaces_networks_and_lans(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smtptop import cli, files, live
+
+    networks = {"eth1": ["192.168.1.0/24", "10.9.0.0/16"], "eth2": ["172.20.0.0/16"]}
+    opened: list[tuple[list[str], int]] = []
+    monkeypatch.setattr(live, "interface_networks", lambda iface: networks[iface])
+    monkeypatch.setattr(live, "open_interfaces",
+                        lambda ifaces, workers, **_: opened.append((ifaces, workers)))  # fmt: skip
+    args = cli.parse_args(["report", "-i", "eth1", "-i", "eth2", "--lan", "10.9.0.0/16",
+                           "--workers", "2"])  # fmt: skip
+    _, lan = cli.open_live(args, args.interface, files.invoking_user())
+    assert lan == ["10.9.0.0/16", "192.168.1.0/24", "172.20.0.0/16"]
+    assert opened == [(["eth1", "eth2"], 2)]
