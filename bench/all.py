@@ -25,6 +25,7 @@ PAGE = REPO / "BENCHMARKS.md"
 # (result file, the command that writes it, needs root and tcpreplay)
 BENCHMARKS = (
     ("throughput", ["bench/throughput.py"], False),
+    ("merge", ["bench/merge.py"], False),
     ("memory", ["bench/memory.py"], False),
     ("zeek_logs", ["bench/zeek_logs.py"], False),
     ("startup", ["bench/startup.py", "--runs", "10"], False),

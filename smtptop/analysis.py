@@ -42,6 +42,7 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
     detector: Detector | None = None
     kernel_drops: int = 0  # live capture: packets the kernel dropped before they were read
+    source_drops: list[tuple[str, int]] = field(default_factory=list)  # by interface
     recorded: dict[str, HostPackets] | None = None  # live: each host's packets its ring kept
 
     def __post_init__(self) -> None:
@@ -60,14 +61,15 @@ def analyze(
     lan: Iterable[str] = (),
     show_credentials: bool = False,
     detect: DetectConfig | None = None,
-    progress: Callable[[str, int, int, int], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
     on_error: Callable[[str], None] | None = None,
     workers: int | None = None,
     max_bytes: int | None = None,
 ) -> Analysis:
-    """Analyse capture files in order.  Raises CaptureError if a file cannot be opened.
+    """Analyse capture files as one capture, their records merged by timestamp (see
+    :mod:`smtptop.merge`).  Raises CaptureError if a file cannot be opened.
 
-    ``progress`` is called now and then with the file being read, the bytes read of it,
+    ``progress`` is called now and then with the bytes read of all the files together,
     the packets so far and the bytes of capture data so far (after decompression: a gzip
     bomb shows there).  ``workers`` runs the engine in that many processes of their own (0:
     in this one; None: one per CPU but this one's, when there is enough to read); the per-host
@@ -86,7 +88,7 @@ def analyze(
                 for error in message.errors:
                     on_error(error)
             if progress is not None:
-                progress(message.path, message.position, message.packets, message.unpacked)
+                progress(message.position, message.packets, message.unpacked)
         else:
             analysis.stats = message.stats
             analysis.warnings.extend(message.warnings)
@@ -145,8 +147,10 @@ def analyze_live(
     else:
         _inline_live(source, config, analysis, deadline, on_error, wanted)
     if analysis.kernel_drops:
+        each = ", ".join(f"{name} {count}" for name, count in analysis.source_drops)
         analysis.warnings.append(
             f"the kernel dropped {analysis.kernel_drops} packets: the counts are low"
+            + (f" ({each})" if len(analysis.source_drops) > 1 else "")
         )
     return analysis
 
@@ -174,7 +178,7 @@ def _inline_live(
     except KeyboardInterrupt:
         analysis.warnings.append("interrupted: the report covers the capture until then")
     finally:
-        analysis.kernel_drops = source.kernel_drops()
+        analysis.kernel_drops, analysis.source_drops = source.drop_counts()
         source.close()
     analyzer.finish()
     apply(model, encode(analyzer.take()))
@@ -215,6 +219,7 @@ def _forked_live(
                 for error in batch.errors:
                     on_error(error)
             analysis.stats, analysis.kernel_drops = batch.stats, batch.kernel_drops
+            analysis.source_drops = batch.by_source
             if batch.finished and requests is not None and wanted is not None:
                 analysis.recorded = _asked(requests, wanted(analysis), analysis)
     finally:

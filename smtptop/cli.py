@@ -168,7 +168,8 @@ OPTIONS: dict[str, Shared] = {
     "read": _shared(
         "-r", [], action="extend", nargs="+", metavar="FILE",
         help="monitor capture files (pcap/pcapng, .gz too): -r a.pcap b.pcap or -r a -r b; "
-        "read in the order of their first packets, whatever the order given",
+        "read as one capture, their packets merged by timestamp (mirrors of several sites, "
+        "or the pieces of one capture)",
     ),
     "zeek": _shared(
         "--zeek", [], action="extend", nargs="+", metavar="PATH",
@@ -177,8 +178,9 @@ OPTIONS: dict[str, Shared] = {
         "(TSV or JSON, .gz too)",
     ),
     "interface": _shared(
-        "-i", None, metavar="IFACE",
-        help="capture on this interface (default: the one carrying the default route)",
+        "-i", [], action="append", metavar="IFACE",
+        help="capture on this interface (default: the one carrying the default route); "
+        "repeatable: -i eth1 -i eth2 captures on both into one view",
     ),
     "speed": _shared(
         "--speed", None, type=_positive, metavar="X",
@@ -245,7 +247,7 @@ OPTIONS: dict[str, Shared] = {
     "write": _shared(
         "-w", None, metavar="FILE",
         help="also write the captured packets to a pcap file "
-        "(raw: AUTH secrets included; live capture only)",
+        "(raw: AUTH secrets included; live capture on one interface only)",
     ),
     "mirror": _shared(
         "--mirror", False, action="store_true",
@@ -278,7 +280,7 @@ OPTIONS: dict[str, Shared] = {
     ),
 }  # fmt: skip
 # given before and after the command
-APPENDED = ("read", "zeek", "lan", "smarthost", "mail_server", "detect")
+APPENDED = ("read", "zeek", "interface", "lan", "smarthost", "mail_server", "detect")
 ENGINE = (
     "ports", "lan", "show_credentials", "smarthost", "mail_server", "detect", "detect_config",
     "quiet_after", "error_log",
@@ -295,7 +297,8 @@ APPLIES = {
 }
 HELP: dict[tuple[str | None, str], str] = {  # a command's own wording of a shared option
     ("demo", "speed"): f"replay at X times the captured pace (default {DEMO_SPEED:g})",
-    ("report", "interface"): "capture on this interface for --duration seconds",
+    ("report", "interface"): "capture on this interface for --duration seconds (repeatable: "
+    "-i eth1 -i eth2 captures on both into one report)",
 }
 
 
@@ -318,9 +321,10 @@ examples:
   sudo smtptop                        capture where the default route goes
   sudo smtptop -i eth1                capture on eth1 (`smtptop interfaces` lists them)
   sudo smtptop -i eth1 -w ev.pcap     keep the packets too (AUTH secrets included)
+  sudo smtptop -i eth1 -i eth2        several interfaces into one view, each one's drops shown
   smtptop demo                        replay the bundled capture of an infected office
   smtptop -r capture.pcap --speed 5   replay a file at 5 times its pace
-  smtptop -r mon.pcap tue.pcap.gz     several files, read in time order
+  smtptop -r site1.pcap site2.pcap    several files, merged by packet time
   ssh gw tcpdump -U -w - | smtptop -r -
                                       a capture streamed from elsewhere, as it comes
   smtptop --zeek /opt/zeek/logs/current
@@ -336,7 +340,7 @@ FILE` is `smtptop report --lan 10.9.0.0/16 FILE`. One that does not apply is an 
 REPORT_EXAMPLES = """\
 examples:
   smtptop report capture.pcap                 a table, the worst hosts first
-  smtptop report a.pcap b.pcap.gz --json      files are read in time order
+  smtptop report a.pcap b.pcap.gz --json      files merged by packet time
   smtptop report --sample --csv -o hosts.csv  the bundled capture, as CSV
   smtptop report --zeek /opt/zeek/logs/2026-12-05
                                               a day of Zeek's logs instead of packets
@@ -382,7 +386,7 @@ def build_parser() -> Parser:
     )  # fmt: skip
     report.add_argument(
         "files", nargs="*", metavar="FILE",
-        help="capture files, read in the order of their first packets",
+        help="capture files, read as one capture, their packets merged by timestamp",
     )  # fmt: skip
     report.add_argument("--sample", action="store_true", help="analyse the bundled demo capture")
     form = report.add_mutually_exclusive_group()
@@ -449,23 +453,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if command == "report":
         report = parser.commands["report"]
         args.files = [*args.files, *([sample_path()] if args.sample else [])]
-        if args.interface is not None and args.files:
+        if args.interface and args.files:
             report.error("give capture files or -i IFACE, not both")
         if args.zeek:
             _check_zeek_report(args, given, report)
-        elif args.interface is None and not args.files:
+        elif not args.interface and not args.files:
             report.error("give capture files, --sample, -i IFACE, or --zeek LOGS")
-        if args.interface is None and args.duration is not None:
+        if not args.interface and args.duration is not None:
             report.error("--duration only applies to a live capture (-i)")
-        if args.interface is None and live_only:
+        if not args.interface and live_only:
             report.error(f"{_flag(live_only[0])} only applies to a live capture (-i)")
-        if args.interface is not None and "max_bytes" in given:
+        if args.interface and "max_bytes" in given:
             report.error("--max-bytes only applies to capture files, not to -i")
-        if (
-            args.interface is not None
-            and args.evidence
-            and not (args.write or args.evidence_buffer)
-        ):
+        if args.interface and args.evidence and not (args.write or args.evidence_buffer):
             report.error("--evidence with -i needs the packets: -w FILE, or an --evidence-buffer")
         if "-" in args.files and len(args.files) > 1:
             report.error("-: standard input is read alone, not with files")
@@ -481,7 +481,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         for host in args.host:
             if not is_address(host):
                 report.error(f"--host: not an IP address: {host!r}")
-        if args.interface is not None and args.duration is None:
+        if args.interface and args.duration is None:
             args.duration = REPORT_DURATION
     elif command == "demo":
         args.read = [sample_path()]
@@ -490,7 +490,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     elif command is None:
         if args.zeek:
             _check_zeek_monitor(args, given, parser)
-        if args.read and args.interface is not None:
+        if args.read and args.interface:
             parser.error("-r reads files and -i captures live: give one or the other")
         if "-" in args.read and len(args.read) > 1:
             parser.error("-r -: standard input is read alone, not with files")
@@ -501,6 +501,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"{_flag(live_only[0])} only applies to a live capture (-i), not to -r")
         if not args.read and args.speed is not None:
             parser.error("--speed only applies to replaying files (-r, demo)")
+    interfaces = getattr(args, "interface", [])
+    for iface in interfaces:
+        if interfaces.count(iface) > 1:
+            parser.error(f"-i {iface} is given twice: each interface is captured once")
+    if getattr(args, "write", None) and len(interfaces) > 1:
+        parser.error("-w writes what one interface captures: give one -i, or capture each "
+                     "interface with a smtptop of its own")  # fmt: skip
     workers = getattr(args, "workers", None) or 0
     if getattr(args, "write", None) and workers > 1:
         parser.error(f"-w writes what one socket captures: give --workers 1 (or 0), not {workers}")
@@ -516,7 +523,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _check_zeek_report(args: argparse.Namespace, given: set[str], report: Parser) -> None:
     """``report --zeek``: logs hold no packets, so what reads or captures packets is refused."""
-    if args.files or args.interface is not None:
+    if args.files or args.interface:
         report.error("--zeek reads logs: give capture files, -i IFACE or --zeek, not two")
     if args.evidence:
         report.error("--evidence writes the packets of a host: Zeek's logs hold none")
@@ -527,7 +534,7 @@ def _check_zeek_report(args: argparse.Namespace, given: set[str], report: Parser
 
 def _check_zeek_monitor(args: argparse.Namespace, given: set[str], parser: Parser) -> None:
     """``smtptop --zeek DIR``: one folder followed, nothing of packets."""
-    if args.read or args.interface is not None:
+    if args.read or args.interface:
         parser.error("--zeek follows logs: give -r, -i or --zeek, not two")
     if len(args.zeek) > 1:
         parser.error("--zeek: the monitor follows one folder (smtptop report reads several)")
@@ -595,10 +602,14 @@ def _made_now(user: struct_passwd | None, owner: Owner) -> bool:
     return user is not None and user.pw_uid != owner.uid
 
 
-def open_live(args: argparse.Namespace, iface: str, owner: Owner) -> tuple[Source, list[str]]:
-    """Open the capture sockets (as root, if we are root) and the -w file, for ``owner``:
-    one read in this process (``--workers 0``), or one per engine process."""
-    from smtptop.live import LiveSource, interface_networks, open_group
+def open_live(
+    args: argparse.Namespace, ifaces: Sequence[str], owner: Owner
+) -> tuple[Source, list[str]]:
+    """Open the capture sockets of every interface (as root, if we are root) and the -w
+    file, for ``owner``: read in this process (``--workers 0``), or by engine processes,
+    each with a socket of each interface.  The LAN networks are --lan's and every
+    interface's own."""
+    from smtptop.live import interface_networks, open_interfaces
     from smtptop.pipeline import default_live_workers
 
     workers = args.workers
@@ -612,17 +623,18 @@ def open_live(args: argparse.Namespace, iface: str, owner: Owner) -> tuple[Sourc
         "owner": owner,
         "mirror": args.mirror,
     }
-    source = open_group(iface, workers, **options) if workers else LiveSource(iface, **options)
-    return source, [*args.lan, *interface_networks(iface)]
+    source = open_interfaces(ifaces, workers, **options)
+    networks = [network for iface in ifaces for network in interface_networks(iface)]
+    return source, list(dict.fromkeys([*args.lan, *networks]))
 
 
 def give_up_root(source: Source, user: struct_passwd | None) -> None:
     """Drop root and every capability once the socket is open, before any packet is parsed
     (and before an engine process is forked)."""
-    from smtptop.live import LiveSource, drop_privileges
+    from smtptop.live import Interfaces, LiveSource, drop_privileges
     from smtptop.source import Parallel
 
-    if not isinstance(source, LiveSource | Parallel):
+    if not isinstance(source, LiveSource | Interfaces | Parallel):
         return
     try:
         drop_privileges(user)
@@ -632,10 +644,11 @@ def give_up_root(source: Source, user: struct_passwd | None) -> None:
 
 
 def in_time_order(paths: Sequence[str]) -> list[str]:
-    """The files sorted by the time of their first packet, so that the pieces of one capture
-    (``tcpdump -C`` or ``-G``) are read as one, in whatever order they were named.  Only the
-    first record of each is read; files without one come first.  A file that cannot be read
-    raises its one-line CaptureError."""
+    """The files sorted by the time of their first packet: the order in which the merge by
+    timestamp (:mod:`smtptop.merge`) breaks ties, and the pieces of one capture (``tcpdump
+    -C`` or ``-G``) are listed in, in whatever order they were named.  Only the first record
+    of each is read; files without one come first.  A file that cannot be read raises its
+    one-line CaptureError."""
     from smtptop.capture import CaptureFile
 
     if len(paths) < 2:  # nothing to order: a file without packets is not read twice
@@ -700,13 +713,14 @@ def run_monitor(args: argparse.Namespace) -> int:
             if isinstance(source, StreamSource):  # read once: bundles take the buffer's packets
                 buffer = args.evidence_buffer
         else:
-            iface = args.interface or default_interface()
-            if iface is None:
+            default = default_interface() if not args.interface else None
+            ifaces = args.interface or ([default] if default is not None else [])
+            if not ifaces:
                 print("smtptop: no default route: name an interface with -i", file=sys.stderr)
                 return EXIT_USAGE
             user, owner = run_as(args.user), invoking_user()
             check_outputs(args, user, owner)
-            source, lan = open_live(args, iface, owner)
+            source, lan = open_live(args, ifaces, owner)
             give_up_root(source, user)
             buffer = 0 if args.write else args.evidence_buffer
     except (CaptureError, CaptureSetupError, OutputError, ZeekError) as exc:
@@ -745,7 +759,7 @@ def run_report(args: argparse.Namespace) -> int:
 
     owner = invoking_user()  # before root is given up
     try:
-        user = run_as(args.user) if args.interface is not None else None
+        user = run_as(args.user) if args.interface else None
         check_outputs(args, user, owner)
         made_now = _made_now(user, owner)
         output = Report(args.output, owner, made_now=made_now) if args.output else None
@@ -775,7 +789,7 @@ def _report(
     lost = 0
     paths: list[str] = []  # the files, in time order
     try:
-        if args.interface is not None:
+        if args.interface:
             # a service manager stops with SIGTERM: report what was captured, as for Ctrl-C
             signal.signal(signal.SIGTERM, _interrupt)
             source, lan = open_live(args, args.interface, owner)
@@ -857,7 +871,7 @@ def _report(
         else:
             where = f"details in {errors.path}"
         print(f"smtptop: {failed} could not be analysed; {where}", file=sys.stderr)
-    if args.interface is not None:
+    if args.interface:
         return EXIT_LOSS if lost else EXIT_OK
     return EXIT_INPUT if analysis.warnings else EXIT_OK
 
@@ -898,8 +912,9 @@ def write_evidence(
     command = shlex.join(["smtptop", *sys.argv[1:]])
     notes = list(analysis.warnings)
     recorded: Recorded
-    if args.interface is not None:
-        notes.insert(0, f"live capture on {args.interface} for up to {args.duration:g} s")
+    if args.interface:
+        ifaces = ", ".join(args.interface)
+        notes.insert(0, f"live capture on {ifaces} for up to {args.duration:g} s")
     if paths or args.write:  # the files, or a live capture's -w file: read back, all of it
         paths = paths or [args.write]
         recorded = ReadBack(paths, frozenset(args.ports))
@@ -928,25 +943,19 @@ class ReadProgress:
         from smtptop.progress import Speedometer
 
         self.out = out
-        self.sizes = {path: os.path.getsize(path) for path in paths}
-        self.total = sum(self.sizes.values())
+        self.total = sum(os.path.getsize(path) for path in paths)
         self.speed = Speedometer()
         self.speed.update(time.monotonic(), 0, 0)
         self._drawn = 0.0
         self._width = 0
 
-    def __call__(self, reading: str, position: int, packets: int, unpacked: int) -> None:
+    def __call__(self, position: int, packets: int, unpacked: int) -> None:
         from smtptop.progress import data_size, describe
 
         now = time.monotonic()
         if now - self._drawn < PROGRESS_EVERY:
             return
-        before = 0
-        for path, size in self.sizes.items():
-            if path == reading:
-                break
-            before += size
-        done = min(self.total, before + position)
+        done = min(self.total, position)
         self.speed.update(now, packets, done)
         line = "smtptop: reading " + describe(self.speed, done, self.total)
         if unpacked > done:  # compressed: the data it unpacks to, where a bomb shows

@@ -31,6 +31,7 @@ from smtptop.analysis import Analysis
 from smtptop.capture import CaptureError, CaptureFile, PcapWriter
 from smtptop.detect import Detector, Rating, Verdict
 from smtptop.files import Owner
+from smtptop.merge import by_time
 from smtptop.model import Host, Identity, Model, Session, is_address
 from smtptop.ring import HostPackets
 from smtptop.schema import SessionRecord, host_record, record_fields, session_record
@@ -194,22 +195,22 @@ def _read_back(recorded: ReadBack, folders: dict[str, str], owner: Owner) -> dic
     by_address = {ipaddress.ip_address(ip).packed: ip for ip in folders}
     ports = recorded.ports
     try:
-        for path in recorded.paths:
-            for ts, outer_linktype, outer in CaptureFile(path, ports=ports):
-                if not isinstance(outer, bytes):  # set aside by the reader: not SMTP
-                    continue
-                segment = dec.decode(outer_linktype, outer, ports)
-                linktype, frame = outer_linktype, outer
-                if not isinstance(segment, tuple):  # or a mirror's: the frame it carries
-                    linktype, frame, segment = dec.unwrap(linktype, frame, ports, segment)
-                if not isinstance(segment, tuple):
-                    continue
-                key = segment[0]
-                size = (len(key) - 4) // 2
-                for address in (key[:size], key[size : 2 * size]):
-                    ip = by_address.get(address)
-                    if ip is not None:
-                        _keep(found[ip], folders[ip], ts, linktype, frame, owner)
+        captures = [CaptureFile(path, ports=ports) for path in recorded.paths]
+        for ts, outer_linktype, outer in by_time(captures):  # as the analysis read them
+            if not isinstance(outer, bytes):  # set aside by the reader: not SMTP
+                continue
+            segment = dec.decode(outer_linktype, outer, ports)
+            linktype, frame = outer_linktype, outer
+            if not isinstance(segment, tuple):  # or a mirror's: the frame it carries
+                linktype, frame, segment = dec.unwrap(linktype, frame, ports, segment)
+            if not isinstance(segment, tuple):
+                continue
+            key = segment[0]
+            size = (len(key) - 4) // 2
+            for address in (key[:size], key[size : 2 * size]):
+                ip = by_address.get(address)
+                if ip is not None:
+                    _keep(found[ip], folders[ip], ts, linktype, frame, owner)
         for ip, packets in found.items():
             if packets.writer is None:  # nothing read back (the file was cut): an empty pcap
                 _open(packets, folders[ip], dec.LINKTYPE_ETHERNET, owner)

@@ -23,14 +23,16 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import netifaces
 
 from smtptop import bpf, files
 from smtptop.capture import CaptureError, Frame, PcapWriter
 from smtptop.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from smtptop.merge import by_time
 from smtptop.source import Parallel, Source, StopFlag
 
 SOL_PACKET = 263
@@ -177,7 +179,8 @@ class LiveSource(Source):
         if iface not in names:
             raise CaptureSetupError(f"no interface {iface!r}; there are: {', '.join(names)}")
         self.iface = iface
-        self.label = f"interface {iface}" + ("" if promisc else " (not promiscuous)")
+        self.not_promiscuous = "" if promisc else " (not promiscuous)"
+        self.label = f"interface {iface}{self.not_promiscuous}"
         self.writer: PcapWriter | None = None
         self._frames: list[Generator[Frame | None, None, None]] = []
         self._closed = False
@@ -207,6 +210,7 @@ class LiveSource(Source):
             if expression
             else "SMTP on ports " + ",".join(map(str, sorted(ports)))
         )
+        self.filter_shown = shown
         self.waiting = f"Waiting for SMTP on {iface} (filter: {shown}) …"
         self.receive_buffer = self._raise_buffer(raw)
         self.drain()
@@ -307,29 +311,18 @@ class LiveSource(Source):
         self._frames.append(frames)
         return frames
 
+    def drops(self) -> list[tuple[str, int]]:
+        return [(self.iface, self.kernel_drops())]
+
     def _capture(self, stop: StopFlag) -> Generator[Frame | None, None, None]:
-        sock = self._socket
-        raw = sock.ins
-        linktype = self.linktype
+        raw = self._socket.ins
         writer = self.writer
-        skip_outgoing = self._skip_outgoing
         last_flush = time.monotonic()
         try:
             while not stop.is_set():
                 ready, _, _ = select.select([raw], [], [], POLL_SECONDS)
                 if ready:
-                    for _ in range(MAX_BURST):
-                        try:
-                            # recv_raw's own receive step, which also gives the packet type
-                            data, address, ts = sock._recv_raw(raw, MTU)
-                        except BlockingIOError:
-                            break
-                        if not data or (skip_outgoing and address[2] == socket.PACKET_OUTGOING):
-                            continue
-                        record = (ts or time.time(), linktype, data)
-                        if writer is not None:
-                            writer.write(record[0], data)
-                        yield record
+                    yield from self.burst()
                 else:
                     yield None
                 if writer is not None and time.monotonic() - last_flush >= FLUSH_SECONDS:
@@ -338,6 +331,31 @@ class LiveSource(Source):
         finally:
             if writer is not None and not self._closed:
                 writer.flush()
+
+    def burst(self) -> Iterator[Frame]:
+        """The frames waiting in the socket, up to ``MAX_BURST`` (written to -w as they
+        come); none when it holds none."""
+        sock = self._socket
+        raw = sock.ins
+        linktype = self.linktype
+        writer = self.writer
+        skip_outgoing = self._skip_outgoing
+        for _ in range(MAX_BURST):
+            try:
+                # recv_raw's own receive step, which also gives the packet type
+                data, address, ts = sock._recv_raw(raw, MTU)
+            except BlockingIOError:
+                return
+            if not data or (skip_outgoing and address[2] == socket.PACKET_OUTGOING):
+                continue
+            record = (ts or time.time(), linktype, data)
+            if writer is not None:
+                writer.write(record[0], data)
+            yield record
+
+    def fileno(self) -> int:
+        """The capture socket's, for ``select``."""
+        return int(self._socket.ins.fileno())
 
     def close(self) -> None:
         """In order: the capture generators first, whose last flush needs the file open,
@@ -369,22 +387,24 @@ def open_group(
     process of its own: the kernel deals each packet to one of them by its client's address
     (:func:`smtptop.bpf.fanout_program`), so every engine has whole hosts.  ``write`` (one
     socket only) is written by the process that reads it."""
-    program = bpf.fanout_program(ports)
+    options = {"ports": ports, "promisc": promisc, "expression": expression, "write": write,
+               "owner": owner, "mirror": mirror}  # fmt: skip
+    sockets = fanout_sockets(iface, count, **options)
+    first = sockets[0]
+    engines = f" · {count} engines" if count > 1 else ""
+    return Parallel(sockets, label=first.label + engines, waiting=first.waiting)
+
+
+def fanout_sockets(iface: str, count: int, **options: Any) -> list[LiveSource]:
+    """``count`` sockets on ``iface`` (``options`` are :class:`LiveSource`'s) in a new
+    PACKET_FANOUT group dealt by :func:`smtptop.bpf.fanout_program`, in the order they
+    joined it, which is the order of the kernel's deal (one socket joins none)."""
+    program = bpf.fanout_program(options["ports"])
     sockets: list[LiveSource] = []
     group: int | None = None
     try:
         for _ in range(count):
-            sockets.append(
-                LiveSource(
-                    iface,
-                    ports=ports,
-                    promisc=promisc,
-                    expression=expression,
-                    write=write,
-                    owner=owner,
-                    mirror=mirror,
-                )
-            )
+            sockets.append(LiveSource(iface, **options))
             if count > 1:
                 group = sockets[-1].join_fanout(group, program)
         for socket_ in sockets:  # the deal changed with every join: start from here
@@ -393,9 +413,73 @@ def open_group(
         for socket_ in sockets:
             socket_.close()
         raise
-    first = sockets[0]
-    engines = f" · {count} engines" if count > 1 else ""
-    return Parallel(sockets, label=first.label + engines, waiting=first.waiting)
+    return sockets
+
+
+class Interfaces(Source):
+    """Several interfaces read in one process (``-i eth1 -i eth2``): their sockets are
+    polled together and each ready one gives what it holds, so that a busy interface never
+    waits on a quiet one.  Their drops are counted, and shown, each on its own."""
+
+    lossy = True
+
+    def __init__(self, parts: Sequence[LiveSource]) -> None:
+        self.parts = list(parts)
+        first = self.parts[0]
+        names = ", ".join(part.iface for part in self.parts)
+        self.label = f"interfaces {names}{first.not_promiscuous}"
+        self.waiting = f"Waiting for SMTP on {names} (filter: {first.filter_shown}) …"
+
+    def frames(self, stop: StopFlag) -> Iterator[Frame | None]:
+        """What each ready socket holds, merged by the kernel's timestamps: a session's two
+        directions may take two interfaces (asymmetric routing), and a reply read before
+        its command would be paired with the wrong one."""
+        parts = self.parts
+        while not stop.is_set():
+            ready, _, _ = select.select(parts, [], [], POLL_SECONDS)
+            if not ready:
+                yield None
+            elif len(ready) == 1:
+                yield from ready[0].burst()
+            else:
+                yield from by_time([list(part.burst()) for part in ready])
+
+    def kernel_drops(self) -> int:
+        return sum(part.kernel_drops() for part in self.parts)
+
+    def drops(self) -> list[tuple[str, int]]:
+        return [entry for part in self.parts for entry in part.drops()]
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()
+
+
+def open_interfaces(ifaces: Sequence[str], workers: int, **options: Any) -> Source:
+    """The sockets of a live capture on ``ifaces``: read in this process (``workers`` 0) or
+    by that many engine processes.  With several interfaces, each has a PACKET_FANOUT group
+    of ``workers`` sockets, all dealt by the same program (:func:`smtptop.bpf.fanout_program`,
+    a function of the client's address alone), and engine k reads socket k of every group:
+    the kernel gives a client's packets, on whichever interface they come, to one engine, so
+    that its counts are whole.  ``options`` are :class:`LiveSource`'s."""
+    if len(ifaces) == 1:
+        iface = ifaces[0]
+        return open_group(iface, workers, **options) if workers else LiveSource(iface, **options)
+    groups: list[list[LiveSource]] = []  # one socket per interface, or a group each
+    try:
+        for iface in ifaces:
+            groups.append(fanout_sockets(iface, workers, **options) if workers
+                          else [LiveSource(iface, **options)])  # fmt: skip
+    except BaseException:
+        for group in groups:
+            for socket_ in group:
+                socket_.close()
+        raise
+    if not workers:
+        return Interfaces([socket_ for [socket_] in groups])
+    parts = [Interfaces([group[k] for group in groups]) for k in range(workers)]
+    engines = f" · {workers} engines" if workers > 1 else ""
+    return Parallel(parts, label=parts[0].label + engines, waiting=parts[0].waiting)
 
 
 def run_as(user: str | None) -> pwd.struct_passwd | None:

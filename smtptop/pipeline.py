@@ -45,6 +45,7 @@ from typing import Any
 
 from smtptop.analyzer import MAX_ERROR_SAMPLES, Analyzer, EngineConfig, Stats
 from smtptop.capture import CaptureFile
+from smtptop.merge import by_time
 from smtptop.ring import HostPackets
 from smtptop.source import Bursts, Feeding, Parallel, Source, StopFlag
 from smtptop.wire import Row, encode
@@ -70,8 +71,7 @@ class EngineBatch:
     stands (for progress displays)."""
 
     events: list[Row]
-    path: str
-    position: int
+    position: int  # bytes read of all the files together
     packets: int
     errors: list[str] = field(default_factory=list)  # one line per packet that failed
     unpacked: int = 0  # bytes of capture data read, after decompression (a bomb shows here)
@@ -120,29 +120,60 @@ def engine_batches(
 
 def _inline(captures: list[CaptureFile], config: EngineConfig) -> Iterator[EngineBatch | Outcome]:
     errors: list[str] = []
-    warnings: list[str] = []
     analyzer = Analyzer(config, errors.append)
     stats = analyzer.stats
     feed = analyzer.feed
-    path, position, unpacked = "", 0, 0
-    for capture in captures:
-        frames = iter(capture)
-        path = capture.path
-        smtp_before, skipped_before = stats.smtp_packets + stats.elsewhere, dict(stats.skipped)
-        while feed(islice(frames, APPLY_EVERY), MAX_WAITING_EVENTS):
-            position = capture.position
-            yield EngineBatch(encode(analyzer.take()), path, position, stats.packets,
-                              errors[:], unpacked + capture.unpacked)  # fmt: skip
-            errors.clear()
-        position = capture.size
-        unpacked += capture.unpacked
+    shares = _SkippedShares(stats.skipped, len(captures))
+    records = by_time(captures, shares.switch)
+    while feed(islice(records, APPLY_EVERY), MAX_WAITING_EVENTS):
+        yield EngineBatch(encode(analyzer.take()), _read(captures), stats.packets, errors[:],
+                          _unpacked(captures))  # fmt: skip
+        errors.clear()
+    shares.switch(-1)
+    warnings: list[str] = []
+    for capture, skipped in zip(captures, shares.shares, strict=True):
+        taken = max(0, capture.records - sum(skipped.values()))  # decoded, SMTP or not
         count_skipped(stats, capture.skipped)
-        skipped = {r: n - skipped_before.get(r, 0) for r, n in stats.skipped.items()}
-        smtp_packets = stats.smtp_packets + stats.elsewhere - smtp_before  # all engines' together
-        warnings.extend(capture.notes(skipped, smtp_packets))
+        for reason, count in capture.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + count
+        warnings.extend(capture.notes(skipped, taken))
     analyzer.finish()
-    yield EngineBatch(encode(analyzer.take()), path, position, stats.packets, errors[:], unpacked)
+    yield EngineBatch(encode(analyzer.take()), _read(captures), stats.packets, errors[:],
+                      _unpacked(captures))  # fmt: skip
     yield Outcome(stats, warnings)
+
+
+def _read(captures: list[CaptureFile]) -> int:
+    return sum(capture.position for capture in captures)
+
+
+def _unpacked(captures: list[CaptureFile]) -> int:
+    return sum(capture.unpacked for capture in captures)
+
+
+class _SkippedShares:
+    """The engine's skipped records, by reason, told apart by the file they came from (each
+    file's notes say why none of its packets could be decoded, when none could).  The merge
+    says when the records start to come from another file; the counts are taken then, and
+    cost nothing while one file is read."""
+
+    def __init__(self, skipped: dict[str, int], files: int) -> None:
+        self._skipped = skipped  # the engine's own counts, as they grow
+        self.shares: list[dict[str, int]] = [{} for _ in range(files)]
+        self._current = -1
+        self._before: dict[str, int] = {}
+
+    def switch(self, index: int) -> None:
+        """Records come from file ``index`` from now on (-1: no more records)."""
+        skipped, before = self._skipped, self._before
+        if skipped != before:  # most runs of SMTP packets skip none: one comparison
+            if self._current >= 0:
+                share = self.shares[self._current]
+                for reason, count in skipped.items():
+                    if count != before.get(reason, 0):
+                        share[reason] = share.get(reason, 0) + count - before.get(reason, 0)
+            self._before = dict(skipped)
+        self._current = index
 
 
 def count_skipped(stats: Stats, skipped: dict[str, int]) -> None:
@@ -178,7 +209,7 @@ def _forked(
     for capture in captures:
         capture.close()  # the children read them; this process's copies are not needed
     outcomes: dict[int, Outcome] = {}
-    path, position, packets, unpacked = "", 0, 0, 0  # as the first engine last said
+    position, packets, unpacked = 0, 0, 0  # as the first engine last said
     try:
         while len(outcomes) < workers:
             for shard, receiver in enumerate(receivers):
@@ -187,10 +218,10 @@ def _forked(
                 message = _receive(receiver, children[shard])
                 kind = message[0]
                 if kind == _BATCH:
-                    _, rows, at_path, at, read, errors, at_unpacked = message
+                    _, rows, at, read, errors, at_unpacked = message
                     if shard == 0:  # every engine reads every record: one says how far
-                        path, position, packets, unpacked = at_path, at, read, at_unpacked
-                    yield EngineBatch(rows, path, position, packets, errors, unpacked)
+                        position, packets, unpacked = at, read, at_unpacked
+                    yield EngineBatch(rows, position, packets, errors, unpacked)
                 elif kind == _OUTCOME:
                     outcomes[shard] = Outcome(Stats(*message[1]), message[2])
                 else:
@@ -253,7 +284,6 @@ def _engine_process(
                 payload: tuple[Any, ...] = (
                     _BATCH,
                     message.events,
-                    message.path,
                     message.position,
                     message.packets,
                     message.errors,
@@ -290,6 +320,7 @@ class LiveBatch:
     errors: list[str]  # one line per packet that failed
     stats: Stats
     kernel_drops: int  # what the kernel dropped before any socket of the group could read
+    by_source: list[tuple[str, int]]  # those drops by interface, in the order given
     finished: bool = False  # every engine has ended: the counters are final
 
 
@@ -526,7 +557,7 @@ def live_batches(
 
 def _passed_on(engines: _Engines, stop: StopFlag) -> Iterator[LiveBatch | None]:
     shards = len(engines.children)
-    latest = [(Stats(), 0)] * shards
+    latest: list[tuple[Stats, int, list[tuple[str, int]]]] = [(Stats(), 0, [])] * shards
     last_seen: dict[int, float] = {}  # engines stopped, and the last packet each saw
     running = set(range(shards))
     while running:
@@ -547,8 +578,8 @@ def _passed_on(engines: _Engines, stop: StopFlag) -> Iterator[LiveBatch | None]:
             message = _receive(connection, engines.children[shard])
             if message[0] == _FAILURE:
                 raise EngineFailed(f"the analysis process failed: {message[1]}")
-            _, rows, errors, counters, drops, state, last_ts = message
-            latest[shard] = (Stats(*counters), drops)
+            _, rows, errors, counters, drops, by_source, state, last_ts = message
+            latest[shard] = (Stats(*counters), drops, [(name, count) for name, count in by_source])
             if state == _STOPPED:
                 last_seen[shard] = last_ts
             elif state == _ENDED:
@@ -557,16 +588,24 @@ def _passed_on(engines: _Engines, stop: StopFlag) -> Iterator[LiveBatch | None]:
     yield LiveBatch([], [], *_added(latest), finished=True)
 
 
-def _added(latest: list[tuple[Stats, int]]) -> tuple[Stats, int]:
-    """The engines' counters and drops together: each saw packets of its own, so all add."""
-    parts = [part for part, _ in latest]
+def _added(
+    latest: list[tuple[Stats, int, list[tuple[str, int]]]],
+) -> tuple[Stats, int, list[tuple[str, int]]]:
+    """The engines' counters and drops together: each saw packets of its own, so all add;
+    the drops by interface too (each engine reads a socket of every interface)."""
+    parts = [part for part, _, _ in latest]
     skipped: dict[str, int] = {}
     for part in parts:
         for reason, count in part.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + count
     records = Stats(packets=sum(p.packets for p in parts), bytes=sum(p.bytes for p in parts),
                     skipped=skipped)  # fmt: skip
-    return _connections_added(records, parts), sum(drops for _, drops in latest)
+    by_source: dict[str, int] = {}
+    for _, _, drops in latest:
+        for name, count in drops:
+            by_source[name] = by_source.get(name, 0) + count
+    total = sum(drops for _, drops, _ in latest)
+    return _connections_added(records, parts), total, list(by_source.items())
 
 
 def _live_engine_process(
@@ -594,8 +633,8 @@ def _live_engine_process(
     def send(state: int) -> None:
         counters = [getattr(stats, f.name) for f in fields(Stats)]
         rows = encode(analyzer.take())
-        drops = source.kernel_drops()
-        message = (_BATCH, rows, errors[:], counters, drops, state, analyzer.last_ts)
+        drops, by_source = source.drop_counts()
+        message = (_BATCH, rows, errors[:], counters, drops, by_source, state, analyzer.last_ts)
         sender.send_bytes(marshal.dumps(message))
         errors.clear()
 
@@ -647,10 +686,11 @@ class ForkedFeeder(Feeding):
 
     source: Parallel
     _drops = 0  # the kernel's, on every socket of the group
+    _by_source: tuple[tuple[str, int], ...] = ()  # those drops by interface
     requests: RingRequests | None = None  # made as the engines start, with evidence buffers
 
-    def _kernel_drops(self) -> int:
-        return self._drops
+    def _drop_counts(self) -> tuple[int, list[tuple[str, int]]]:
+        return self._drops, list(self._by_source)
 
     def host_packets(self, ip: str) -> HostPackets | None:
         if self.requests is None:
@@ -667,6 +707,7 @@ class ForkedFeeder(Feeding):
                 if batch is None:
                     continue
                 self.stats, self._drops = batch.stats, batch.kernel_drops
+                self._by_source = tuple(batch.by_source)
                 if self.on_error is not None:
                     for error in batch.errors:
                         self.on_error(error)

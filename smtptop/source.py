@@ -24,6 +24,7 @@ from typing import Final, Protocol
 
 from smtptop.analyzer import Analyzer, EngineConfig, Stats
 from smtptop.capture import STDIN, STDIN_NAME, CaptureError, CaptureFile, Frame, undecoded
+from smtptop.merge import by_time
 from smtptop.ring import HostPackets
 from smtptop.text import inert
 from smtptop.wire import Row, encode
@@ -62,6 +63,8 @@ class Progress:
     dropped_batches: int = 0
     dropped_events: int = 0
     kernel_drops: int = 0
+    # each capture's own kernel drops, by name, when there are several (-i eth1 -i eth2)
+    source_drops: list[tuple[str, int]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     finished: bool = False
     problem: str = ""
@@ -125,6 +128,17 @@ class Source:
         """Frames the kernel dropped before we could read them (live sources)."""
         return 0
 
+    def drops(self) -> list[tuple[str, int]]:
+        """The kernel's drops of each interface read (its name and count), which add up to
+        :meth:`kernel_drops`; none for files."""
+        return []
+
+    def drop_counts(self) -> tuple[int, list[tuple[str, int]]]:
+        """The kernel's drops in all and by interface, from one reading of the sockets'
+        counters (read twice, the second would hold drops the first had not seen)."""
+        by_source = self.drops()
+        return (sum(n for _, n in by_source) if by_source else self.kernel_drops()), by_source
+
     def recorded(self) -> list[str]:
         """Capture files holding what this source delivers, to read packets back from
         (an evidence bundle): the files replayed, or a live capture's ``-w`` file."""
@@ -135,8 +149,9 @@ class Source:
 
 
 class FileSource(Source):
-    """Capture files read in order: as fast as possible, or replayed at ``speed`` times the
-    captured pace (so the table grows as it did on the wire)."""
+    """Capture files read as one capture, merged by timestamp (:func:`smtptop.merge.by_time`):
+    as fast as possible, or replayed at ``speed`` times the captured pace (so the table grows
+    as it did on the wire)."""
 
     def __init__(
         self,
@@ -152,8 +167,6 @@ class FileSource(Source):
         self.label = f"file {names}" + (f" at {speed:g}x" if speed else "")
         self._captures = [CaptureFile(p, ports=ports) for p in self.paths]
         self._total = sum(c.size for c in self._captures)
-        self._done_before = 0
-        self._current: CaptureFile | None = None
         self._played = 0.0
         self._span = 0.0
 
@@ -176,8 +189,7 @@ class FileSource(Source):
         return (last - first) if first is not None and last is not None else 0.0
 
     def position(self) -> tuple[int, int]:
-        current = self._current.position if self._current is not None else 0
-        return self._done_before + current, self._total
+        return sum(capture.position for capture in self._captures), self._total
 
     def warnings(self) -> list[str]:
         return [note for capture in self._captures for note in capture.notes()]
@@ -197,11 +209,10 @@ class FileSource(Source):
         if self.speed:
             self._span = self._measure_span()
         started = time.monotonic()
-        for capture in self._captures:
-            self._current = capture
-            for record in capture:
+        records = by_time(self._captures)
+        try:
+            for record in records:
                 if stop.is_set():
-                    capture.close()
                     return
                 if self.speed:
                     if first is None:
@@ -210,11 +221,10 @@ class FileSource(Source):
                     due = started + self._played / self.speed
                     while (wait := due - time.monotonic()) > 0:
                         if stop.wait(min(wait, MAX_WAIT)):
-                            capture.close()
                             return
                 yield record
-            self._done_before += capture.size
-            self._current = None
+        finally:
+            records.close()  # and with it every file
 
 
 class StreamSource(FileSource):
@@ -231,7 +241,6 @@ class StreamSource(FileSource):
 
     def frames(self, stop: StopFlag) -> Iterator[Frame | None]:
         capture = self._captures[0]
-        self._current = capture
         records: queue.Queue[Frame | None] = queue.Queue(STREAM_QUEUE)
 
         def read() -> None:
@@ -357,8 +366,8 @@ class Feeding(threading.Thread):
         """Events not handed over yet, at the end (after a failure too)."""
         return []
 
-    def _kernel_drops(self) -> int:
-        return self.source.kernel_drops()
+    def _drop_counts(self) -> tuple[int, list[tuple[str, int]]]:
+        return self.source.drop_counts()
 
     def host_packets(self, ip: str) -> HostPackets | None:
         """What the engine's evidence ring holds of ``ip``; None without a ring (a replay,
@@ -374,6 +383,7 @@ class Feeding(threading.Thread):
         aside = self.source.skipped()
         for reason, count in aside.items():
             skipped[reason] = skipped.get(reason, 0) + count
+        kernel, by_source = self._drop_counts()
         return Progress(
             packets=stats.packets + sum(aside.values()),
             smtp_packets=stats.smtp_packets,
@@ -383,7 +393,8 @@ class Feeding(threading.Thread):
             errors=stats.errors,
             dropped_batches=self._dropped_batches,
             dropped_events=self._dropped_events,
-            kernel_drops=self._kernel_drops(),
+            kernel_drops=kernel,
+            source_drops=by_source if len(by_source) > 1 else [],
             skipped=skipped,
             finished=finished,
             problem=self._problem,

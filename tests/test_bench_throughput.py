@@ -84,3 +84,15 @@ def test_ground_truth_describes_the_file(tmp_path: Path) -> None:
     for host in hosts:
         assert host["rejected_sessions"] + host["tempfailed_sessions"] <= host["sessions"]
         assert 1 <= host["destinations"] <= host["sessions"]
+
+
+def test_merge_smoke_reads_every_layout_to_the_same_figures() -> None:
+    """bench/merge.py's --smoke: the capture in pieces and dealt to two overlapping files
+    reads, merged, to the single file's packets and per-host figures (it asserts those)."""
+    done = subprocess.run([sys.executable, str(BENCH / "merge.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|") for line in done.stdout.splitlines()[2:]]
+    assert [row[1].strip() for row in rows] == ["one file", "4 pieces in a row",
+                                                "2 overlapping files"]  # fmt: skip
+    assert len({row[2] for row in rows}) == 1  # the same packets in every layout

@@ -1,5 +1,5 @@
 """The command line's options: refused combinations, the same meaning before or after the
-command, several capture files read in time order, and a --help that shows how to use it."""
+command, several capture files read as one in time order, and a --help that shows how to use it."""
 
 from __future__ import annotations
 
@@ -95,6 +95,15 @@ REFUSED = [
     (["--zeek", "/tmp", "--speed", "2"], "--speed applies to packets, not to --zeek logs"),
     (["--zeek", "/tmp", "-w", "W"], "-w applies to packets, not to --zeek logs"),
     (["demo", "--zeek", "/tmp"], "--zeek does not apply to 'smtptop demo'"),
+    (["-r", "-", "-r", SAMPLE], "-r -: standard input is read alone, not with files"),
+    (["-i", "lo", "-i", "lo"], "-i lo is given twice: each interface is captured once"),
+    (["-i", "lo", "report", "-i", "lo"], "-i lo is given twice"),
+    (["report", "-i", "lo", "-i", "eth9", "-i", "lo"], "-i lo is given twice"),
+    (["report", "-i", "lo", "-i", "eth9", "-w", "W"], "-w writes what one interface captures"),
+    (["-i", "lo", "-i", "eth9", "-w", "W", "--workers", "1"], "-w writes what one interface"),
+    (["-i", "lo", "-i", "eth9", "-r", SAMPLE], "-r reads files and -i captures live"),
+    (["report", "-i", "lo", "-i", "eth9", SAMPLE], "give capture files or -i IFACE, not both"),
+    (["report", "-i", "lo", "-i", "eth9", "--max-bytes", "5M"], "--max-bytes only applies"),
 ]
 
 
@@ -161,7 +170,7 @@ SAME = [
     (
         ["-i", "eth1", "-w", "x.pcap", "--user", "nobody", "--no-promisc", "report"],
         ["report", "--no-promisc", "-i", "eth1", "--user", "nobody", "-w", "x.pcap"],
-        {"interface": "eth1", "write": "x.pcap", "user": "nobody", "promisc": False},
+        {"interface": ["eth1"], "write": "x.pcap", "user": "nobody", "promisc": False},
     ),
 ]
 
@@ -181,11 +190,19 @@ def test_repeated_options_add_up_across_the_command() -> None:
     assert parse_args(["--speed", "2", "demo", "--speed", "3"]).speed == 3.0
 
 
+def test_interfaces_add_up_across_the_command_in_the_order_given() -> None:
+    assert parse_args(["-i", "eth2", "report", "-i", "eth1"]).interface == ["eth2", "eth1"]
+    assert parse_args(["-i", "eth1", "-i", "eth2", "--workers", "2"]).interface == [
+        "eth1",
+        "eth2",
+    ]
+
+
 def test_defaults_are_filled_in_for_what_was_not_given() -> None:
     demo = parse_args(["demo"])
     assert (demo.speed, demo.read, demo.top, demo.lan) == (10.0, [SAMPLE], 200, [])
     replay = parse_args(["-r", SAMPLE])
-    assert (replay.speed, replay.interface, replay.promisc) == (None, None, True)
+    assert (replay.speed, replay.interface, replay.promisc) == (None, [], True)
     assert parse_args(["report", "-i", "lo"]).duration == 60.0
     assert parse_args(["report", "-i", "lo", "--duration", "600"]).duration == 600.0
     assert parse_args(["report", SAMPLE]).duration is None
@@ -278,9 +295,9 @@ def test_help_shows_examples_and_the_keys() -> None:
     ):
         assert f"\n  {example}" in out.stdout
     assert textwrap.indent(keys_text(), "  ") in out.stdout
-    assert "read in the order of their first packets" in " ".join(out.stdout.split())
+    assert "their packets merged by timestamp" in " ".join(out.stdout.split())
     report = smtptop("report", "--help")
-    assert "read in the order of their first packets" in " ".join(report.stdout.split())
+    assert "their packets merged by timestamp" in " ".join(report.stdout.split())
     assert "--duration SECONDS" in report.stdout and "--top" not in report.stdout
 
 

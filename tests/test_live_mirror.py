@@ -29,7 +29,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from test_live_capture import IP, netns_exec, remove_namespaces, run, stop
@@ -71,6 +71,7 @@ class MirrorLab:
     def __init__(self) -> None:
         tag = secrets.token_hex(3)
         self.client, self.server, self.collector = (f"smtptop-m{n}-{tag}" for n in "csr")
+        self.namespaces = (self.client, self.server, self.collector)
         self.made: list[str] = []
         self.processes: list[subprocess.Popen[bytes]] = []
 
@@ -127,9 +128,11 @@ class MirrorLab:
         remove_namespaces(self.made)
 
 
-@pytest.fixture
-def lab() -> Iterator[MirrorLab]:
-    made = MirrorLab()
+Made = TypeVar("Made", bound=MirrorLab)
+
+
+def up_then_removed(made: Made) -> Iterator[Made]:
+    """A fixture's body: the lab made, then its namespaces gone, also after a failure."""
     try:
         made.up()
         yield made
@@ -137,7 +140,12 @@ def lab() -> Iterator[MirrorLab]:
         made.close()
     assert IP is not None
     left = run(IP, "netns", "list")
-    assert not any(ns in left for ns in (made.client, made.server, made.collector)), left
+    assert not any(ns in left for ns in made.namespaces), left
+
+
+@pytest.fixture
+def lab() -> Iterator[MirrorLab]:
+    yield from up_then_removed(MirrorLab())
 
 
 def figures(report: dict[str, Any]) -> dict[str, tuple[Any, ...]]:

@@ -445,11 +445,7 @@ class MonitorApp(App[None]):
             parts.append((0, Text("PAUSED", style="reverse bold")))
         if self.filter_text:
             parts.append((0, Text(f"filter: {inert(self.filter_text)}", style="cyan")))
-        drops = progress.dropped_events + progress.kernel_drops
-        dropped = Text(f"drops {progress.dropped_events:,}", style="bold red" if drops else "")
-        if progress.kernel_drops:
-            dropped.append(f" +{progress.kernel_drops:,} kernel", style="bold red")
-        parts.append((0, dropped))
+        parts.extend(self._drops(progress))
         if progress.errors:
             log = self.error_log
             if log is None:
@@ -494,6 +490,25 @@ class MonitorApp(App[None]):
             parts.append((6, Text(packets)))
         span = int(model.last_ts - model.first_ts) if model.first_ts else 0
         parts.append((7, Text(f"span {duration(span)}")))
+        return parts
+
+    @staticmethod
+    def _drops(progress: Progress) -> list[tuple[int, Text]]:
+        """What was lost: the batches the monitor could not keep up with, and the kernel's
+        drops, added to them (``drops 0 +12 kernel``) or, with several interfaces, each
+        one's own after them (``drops 0  eth1 kernel drops 0  eth2 kernel drops 12``); an
+        interface that lost nothing gives way when the line is short of room."""
+        own = progress.dropped_events
+        if not progress.source_drops:
+            lost = own + progress.kernel_drops
+            dropped = Text(f"drops {own:,}", style="bold red" if lost else "")
+            if progress.kernel_drops:
+                dropped.append(f" +{progress.kernel_drops:,} kernel", style="bold red")
+            return [(0, dropped)]
+        parts = [(0, Text(f"drops {own:,}", style="bold red" if own else ""))]
+        for name, count in progress.source_drops:
+            text = f"{inert(name)} kernel drops {count:,}"
+            parts.append((0, Text(text, style="bold red")) if count else (1, Text(text)))
         return parts
 
     def _reading(self, progress: Progress) -> Text:
