@@ -857,15 +857,32 @@ def arrived(lab: Gateway) -> int:
     return int(info[0]["stats64"]["rx"]["packets"])
 
 
+def tree_sockets(pid: int) -> set[str]:
+    """The sockets open in a process and the processes below it: with engine processes, the
+    capture sockets are theirs (the first process closes its copies once they are forked)."""
+    found, pending = set(), [pid]
+    while pending:
+        process = pending.pop()
+        with contextlib.suppress(OSError):  # it ended, or closed the descriptor meanwhile
+            for fd in Path(f"/proc/{process}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    found.add(os.readlink(fd))
+            for task in Path(f"/proc/{process}/task").iterdir():
+                pending += map(int, (task / "children").read_text().split())
+    return {link for link in found if link.startswith("socket:[")}
+
+
 def wait_drained(pid: int) -> None:
-    """Wait until the process's packet socket has nothing left queued in the kernel."""
-    sockets = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+    """Wait until the packet sockets of smtptop's processes have nothing left queued in the
+    kernel."""
     quiet, deadline = 0, time.monotonic() + STEP_TIMEOUT
     while quiet < 3:  # empty three times in a row, not just between two bursts
         assert time.monotonic() < deadline, "smtptop did not catch up with the flood"
+        sockets = tree_sockets(pid)
         rows = [row.split() for row in Path(f"/proc/{pid}/net/packet").read_text().splitlines()]
-        queued = sum(int(row[6]) for row in rows[1:] if f"socket:[{row[8]}]" in sockets)
-        quiet = quiet + 1 if queued == 0 else 0
+        mine = [int(row[6]) for row in rows[1:] if f"socket:[{row[8]}]" in sockets]
+        assert mine, "no packet socket of smtptop's found"
+        quiet = quiet + 1 if sum(mine) == 0 else 0
         time.sleep(0.1)
 
 
