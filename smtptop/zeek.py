@@ -34,6 +34,7 @@ a line over :data:`MAX_LINE`; each reason with its first example (:class:`Proble
 from __future__ import annotations
 
 import functools
+import heapq
 import ipaddress
 import json
 import math
@@ -61,6 +62,7 @@ KINDS = ("conn", "smtp", "dhcp", "dns")
 MAX_LINE = 1 << 20  # a longer line is skipped and counted
 MAX_PENDING = 1 << 18  # connections with smtp.log rows and no conn.log row yet
 MAX_CLOSED_UIDS = 1 << 16  # closed connections remembered, to catch a row that comes late
+MAX_ENDING = 1 << 16  # conn.log rows of whole logs waiting for their transactions' rows
 STALE_SECONDS = 900.0  # log time a follower's rows wait for their conn.log row
 EXAMPLE_CHARS = 160  # of a problem's first example
 MAX_TEXT = 4096  # of one field's value, before the model's own limits
@@ -520,7 +522,9 @@ class ZeekJoin:
         self.other_ports = 0  # smtp.log rows of servers on ports not in --ports
         self._rows: list[Row] = []
         self._pending: OrderedDict[str, _Pending] = OrderedDict()  # by uid, oldest first
-        self._ended: list[Conn] = []  # conn.log rows read, to settle
+        self._ended: list[Conn] = []  # a follower's conn.log rows to settle, as read
+        self._ending: list[tuple[float, int, Conn]] = []  # whole logs': a heap by their end
+        self._read = 0  # conn.log rows read: the heap's order of equal ends
         self._closed: OrderedDict[str, None] = OrderedDict()
         self._next_id = 1
         self._clock = 0.0  # the latest log time seen
@@ -554,8 +558,13 @@ class ZeekJoin:
         if conn.proto != "tcp" or conn.ends.resp_p not in self.ports:
             return
         self._tick(conn.ts)
-        if conn.uid not in self._closed:
+        if conn.uid in self._closed:
+            return
+        if self.follow:
             self._ended.append(conn)
+        else:
+            self._read += 1
+            heapq.heappush(self._ending, (conn.ts + conn.duration, self._read, conn))
 
     def transaction(self, row: Transaction) -> None:
         if row.ends.resp_p not in self.ports:
@@ -575,20 +584,21 @@ class ZeekJoin:
             self._pending.move_to_end(row.uid)
 
     def ended(self) -> int:
-        """conn.log rows read and not settled yet."""
+        """A follower's conn.log rows read and not settled yet."""
         return len(self._ended)
 
     def settle(self, ripe: int | None = None, until: float | None = None) -> None:
-        """Make the sessions of the connections whose conn.log row came: all of them, the
-        first ``ripe`` (a follower settles those it read a poll ago), or those that ended by
-        ``until`` (log time: whole logs are read merged by time); and, beyond the bounds, of
-        those whose rows waited too long."""
-        if until is not None:
-            ready = [conn for conn in self._ended if conn.ts + conn.duration <= until]
-            self._ended = [conn for conn in self._ended if conn.ts + conn.duration > until]
-        else:
+        """Make the sessions of the connections whose conn.log row came: all of them; for a
+        follower the first ``ripe`` (those it read a poll ago); for whole logs, read merged
+        by time, those that ended by ``until`` (log time), and the earliest beyond
+        :data:`MAX_ENDING`.  Then, beyond the bounds, of those whose rows waited too long."""
+        if self.follow:
             count = len(self._ended) if ripe is None else ripe
             ready, self._ended = self._ended[:count], self._ended[count:]
+        else:
+            ending, ready = self._ending, []
+            while ending and (until is None or ending[0][0] <= until or len(ending) > MAX_ENDING):
+                ready.append(heapq.heappop(ending)[2])
         for conn in ready:
             if conn.uid not in self._closed:
                 pending = self._pending.pop(conn.uid, None)

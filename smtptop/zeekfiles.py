@@ -212,7 +212,9 @@ def read_logs(
     conn.log merged by time, so that a connection's transactions come before its end and
     wait for it only as long as it was open: memory follows the connections open at once,
     not the size of the logs.  A conn.log row settles once the logs are
-    :data:`SETTLE_GRACE` seconds past it (Zeek's writers write a little out of order)."""
+    :data:`SETTLE_GRACE` seconds past its end (Zeek logs an idle connection up to five minutes
+    after its last packet, and its last transaction with it), or when
+    :data:`smtptop.zeek.MAX_ENDING` rows wait."""
     join = ZeekJoin(ports)
     for kind in ("dhcp", "dns"):
         for log in sorted((log for log in logs if log.kind == kind), key=_first_time):

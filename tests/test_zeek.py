@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -425,3 +426,18 @@ def test_whole_logs_are_joined_in_time_order_within_bounds(
         line["text"] for s in result["sessions"] for line in s["transcript"] if line["kind"] == "*"
     }
     assert not any("conn.log" in note for note in notes)  # every transaction met its connection
+
+
+def test_whole_logs_hold_at_most_max_ending_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection's end waits for transactions written after it, within a bound: past it
+    the earliest ends are settled first."""
+    monkeypatch.setattr(zeek, "MAX_ENDING", 3)
+    join = zeek.ZeekJoin(PORTS)
+    rows = zeeklogs.office()["conn"]
+    for record in zeek.LogParser("conn.log").feed(zeeklogs.tsv("conn", rows).encode()):
+        join.add("conn", record, "conn.log")
+    join.settle(until=-math.inf)
+    settled = [values for _, tag, values in join.take() if tag == CLOSED]
+    assert len(settled) == len(rows) - 3
+    ends = sorted(row["ts"] + row["duration"] for row in rows)
+    assert [values[0] for values in settled] == ends[: len(rows) - 3]
