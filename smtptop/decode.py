@@ -38,9 +38,9 @@ IPV6_AH = 51
 PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_GRE = 47
-VXLAN_PORT = 4789
+VXLAN_PORTS = frozenset((4789, 8472))  # IANA's, and Linux's default (flannel's too)
 TZSP_PORT = 37008
-MIRROR_PORTS = frozenset((VXLAN_PORT, TZSP_PORT))  # UDP that carries mirrored frames
+MIRROR_PORTS = VXLAN_PORTS | {TZSP_PORT}  # UDP that carries mirrored frames
 GRE_TEB = 0x6558  # transparent Ethernet bridging: Linux gretap
 GRE_ERSPAN_II = 0x88BE  # type I too, without the sequence number
 GRE_ERSPAN_III = 0x22EB
@@ -266,7 +266,7 @@ def decapsulate(linktype: int, frame: bytes) -> tuple[int, bytes] | str | None:
         return _gre(frame, start, end)
     if proto == PROTO_UDP and start + 8 <= end:
         dport = _U16.unpack_from(frame, start + 2)[0]
-        if dport == VXLAN_PORT:
+        if dport in VXLAN_PORTS:
             return _vxlan(frame, start + 8, end)
         if dport == TZSP_PORT:
             return _tzsp(frame, start + 8, end)

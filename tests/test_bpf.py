@@ -149,7 +149,7 @@ def test_with_mirror_gre_and_the_mirror_ports_pass(vlans, hosts) -> None:
     gre = bytearray(tcp(*hosts, 40000, 443))
     gre[9 if hosts is V4 else 6] = 47
     packets = [bytes(gre), *(synth.udp_packet(*hosts, 50000, port, b"x" * 20)
-                             for port in (4789, 37008))]  # fmt: skip
+                             for port in (4789, 8472, 37008))]  # fmt: skip
     for packet in packets:
         frame = synth.link_frame(synth.LINKTYPE_ETHERNET, packet, vlans=vlans)
         assert run(mirror, frame) == bpf.SNAPLEN

@@ -42,6 +42,7 @@ DURATION = 5.0
 STEP = 15.0
 TUNNELS = {
     "vxlan": "vxlan id 42 local 10.78.0.1 remote 10.78.0.2 dstport 4789 dev m0",
+    "vxlan-8472": "vxlan id 43 local 10.78.0.1 remote 10.78.0.2 dstport 8472 dev m0",
     "gretap": "gretap local 10.78.0.1 remote 10.78.0.2",
     "erspan-ii": "erspan local 10.78.0.1 remote 10.78.0.2 seq key 10 erspan_ver 1 erspan 123",
     "erspan-iii": "erspan local 10.78.0.1 remote 10.78.0.2 seq key 11 erspan_ver 2 "
