@@ -78,6 +78,7 @@ def test_the_commands_are_single_lines() -> None:
 MISSING = debian_venv_missing()
 
 
+@pytest.mark.fresh_build
 @pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 def test_try_it_installs_and_runs_the_demo(tmp_path: Path) -> None:
     command = sh_block("Try it")

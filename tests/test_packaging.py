@@ -64,6 +64,7 @@ def _compiled(wheel: zipfile.ZipFile) -> list[str]:
     return sorted(n for n in wheel.namelist() if n.endswith(".so"))
 
 
+@pytest.mark.fresh_build
 def test_without_a_compiler_the_build_is_pure_python_with_one_warning(
     built_without_compiler: tuple[zipfile.ZipFile, str],
 ) -> None:
@@ -74,6 +75,7 @@ def test_without_a_compiler_the_build_is_pure_python_with_one_warning(
     assert "installing pure Python" in warnings[0]
 
 
+@pytest.mark.fresh_build
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) on this machine")
 def test_with_a_compiler_the_core_is_compiled_beside_its_source(tmp_path: Path) -> None:
     wheel, _ = _build_wheel(tmp_path)
@@ -87,12 +89,14 @@ def test_with_a_compiler_the_core_is_compiled_beside_its_source(tmp_path: Path) 
     assert len(_compiled(wheel)) == len(package.CORE_MODULES) + 1  # and mypyc's shared library
 
 
+@pytest.mark.fresh_build
 def test_the_environment_variable_forces_pure_python(tmp_path: Path) -> None:
     wheel, said = _build_wheel(tmp_path, SMTPTOP_PURE_PYTHON="1")
     assert _compiled(wheel) == []
     assert "no compiled core" not in said
 
 
+@pytest.mark.fresh_build
 def test_the_wheel_has_every_module_and_data_file(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
     package_dir = ROOT / "smtptop"
@@ -105,11 +109,13 @@ def test_the_wheel_has_every_module_and_data_file(wheel: zipfile.ZipFile) -> Non
     assert "smtptop/data/office.pcap" in names
 
 
+@pytest.mark.fresh_build
 def test_the_wheel_leaves_the_capture_builders_to_the_tests(wheel: zipfile.ZipFile) -> None:
     builders = [n for n in wheel.namelist() if Path(n).name in ("synth.py", "sample.py")]
     assert builders == []
 
 
+@pytest.mark.fresh_build
 def test_the_wheel_carries_the_licence_and_the_version(wheel: zipfile.ZipFile) -> None:
     (info,) = {Path(n).parts[0] for n in wheel.namelist() if ".dist-info/" in n}
     assert wheel.read(f"{info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
