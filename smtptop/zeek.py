@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from smtptop.identity import address_of_reverse_name
+from smtptop.text import inert, wire_text
 from smtptop.wire import (
     CLOSED,
     COMMAND,
@@ -127,12 +128,12 @@ class Problems:
     examples: dict[str, str] = field(default_factory=dict)
 
     def add(self, reason: str, where: str, text: str | bytes) -> None:
-        if isinstance(text, bytes):
-            text = text[: EXAMPLE_CHARS + 1].decode("utf-8", "backslashreplace")
+        """Count one; the first of a reason is kept, shown inert (it is the log's text)."""
         self.counts[reason] = self.counts.get(reason, 0) + 1
         if reason not in self.examples:
-            shown = text[:EXAMPLE_CHARS] + ("..." if len(text) > EXAMPLE_CHARS else "")
-            self.examples[reason] = f"{where}: {shown!r}"
+            shown = wire_text(text[: EXAMPLE_CHARS + 1]) if isinstance(text, bytes) else inert(text)
+            cut = shown[:EXAMPLE_CHARS] + ("..." if len(shown) > EXAMPLE_CHARS else "")
+            self.examples[reason] = f"{inert(where)}: '{cut}'"
 
     def merge(self, other: Problems) -> None:
         for reason, count in other.counts.items():
