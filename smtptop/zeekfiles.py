@@ -301,14 +301,19 @@ class LogFollower:
             self._close(log)
 
     def _follow(self, log: _Followed) -> None:
+        """Read what was appended; then, looking at the name after the read (Zeek may append
+        meanwhile), read a file renamed away to its end and close it, or close one cut short,
+        and open what the name holds now."""
+        if log.handle is not None:
+            self._read(log, MAX_READ_PER_POLL)
         try:
             status = os.stat(log.path)
         except OSError:
             status = None
         if log.handle is not None:
-            self._read(log)
             if status is None or (status.st_dev, status.st_ino) != log.identity:
-                self._close(log)  # rotated away, and read to its end
+                self._read(log, None)  # rotated away: what was written before the rename
+                self._close(log)
             elif status.st_size < log.position:
                 self._close(log)  # cut short: read again from its start
         if log.handle is None and status is not None:
@@ -320,15 +325,18 @@ class LogFollower:
             opened = os.fstat(log.handle.fileno())
             log.identity, log.position = (opened.st_dev, opened.st_ino), 0
             log.parser = LogParser(log.path, log.kind)
-            self._read(log)
+            self._read(log, MAX_READ_PER_POLL)
 
-    def _read(self, log: _Followed) -> None:
+    def _read(self, log: _Followed, limit: int | None) -> None:
+        """Up to ``limit`` bytes of what is there (None: all of it)."""
         handle, parser = log.handle, log.parser
         assert handle is not None and parser is not None
-        for _ in range(MAX_READ_PER_POLL // CHUNK):
+        done = 0
+        while limit is None or done < limit:
             chunk = handle.read(CHUNK)
             if not chunk:
                 return
+            done += len(chunk)
             log.position += len(chunk)
             self._add(parser, parser.feed(chunk))
 

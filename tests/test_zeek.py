@@ -16,7 +16,7 @@ import zeeklogs
 from helpers import smtptop
 from zeeklogs import PC, SPAMBOT
 
-from smtptop import zeek
+from smtptop import zeek, zeekfiles
 from smtptop.analysis import analyze_zeek
 from smtptop.decode import DEFAULT_PORTS
 from smtptop.render import to_json
@@ -441,3 +441,21 @@ def test_whole_logs_hold_at_most_max_ending_connections(monkeypatch: pytest.Monk
     assert len(settled) == len(rows) - 3
     ends = sorted(row["ts"] + row["duration"] for row in rows)
     assert [values[0] for values in settled] == ends[: len(rows) - 3]
+
+
+def test_a_rotated_log_is_read_to_its_end_however_much_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll reads a bounded amount; a file renamed away is read to its end before it is
+    let go, or what Zeek wrote before the rename would be lost."""
+    monkeypatch.setattr(zeekfiles, "CHUNK", 256)
+    monkeypatch.setattr(zeekfiles, "MAX_READ_PER_POLL", 256)
+    office = zeeklogs.office()
+    (tmp_path / "smtp.log").write_text(zeeklogs.tsv("smtp", office["smtp"]))
+    follower = LogFollower(str(tmp_path), PORTS)
+    follower.poll()
+    assert follower.reading.records < len(office["smtp"])  # a poll's worth, not all
+    os.rename(tmp_path / "smtp.log", tmp_path / "smtp.2025-12-05-10-00-00.log")
+    follower.poll()
+    assert follower.reading.records == len(office["smtp"])
+    follower.close()
