@@ -62,6 +62,7 @@ from smtptop.wire import (
 KINDS = ("conn", "smtp", "dhcp", "dns")
 MAX_LINE = 1 << 20  # a longer line is skipped and counted
 MAX_PENDING = 1 << 18  # connections with smtp.log rows and no conn.log row yet
+MAX_PENDING_ROWS = 1 << 20  # their rows together (one connection may send many mails)
 MAX_CLOSED_UIDS = 1 << 16  # closed connections remembered, to catch a row that comes late
 MAX_ENDING = 1 << 16  # conn.log rows of whole logs waiting for their transactions' rows
 STALE_SECONDS = 900.0  # log time a follower's rows wait for their conn.log row
@@ -507,9 +508,9 @@ class ZeekJoin:
 
     A follower settles a conn.log row at the end of the poll after the one that read it, so
     that smtp.log rows of the same connection, written by another of Zeek's writer threads,
-    are in.  Its rows that wait
-    longer than :data:`STALE_SECONDS` of log time (Zeek ends an idle connection after five
-    minutes), or beyond :data:`MAX_PENDING` connections, become sessions without a conn.log
+    are in.  Its rows that wait longer than :data:`STALE_SECONDS` of log time (Zeek ends an
+    idle connection after five minutes), and beyond :data:`MAX_PENDING` connections or
+    :data:`MAX_PENDING_ROWS` rows the longest waiting, become sessions without a conn.log
     row.  What a record cannot say is counted in ``problems``.
 
     Sessions come whole, so the model sees one open at a time: how many a host had open at
@@ -530,6 +531,7 @@ class ZeekJoin:
         self._next_id = 1
         self._clock = 0.0  # the latest log time seen
         self._settled = 0  # calls of settle()
+        self._pending_rows = 0  # smtp.log rows waiting in _pending
 
     def take(self) -> list[Row]:
         rows, self._rows = self._rows, []
@@ -575,6 +577,7 @@ class ZeekJoin:
         if row.uid in self._closed:
             self.problems.add("smtp.log row after its conn.log row", f"uid {row.uid}", row.uid)
             return
+        self._pending_rows += 1
         pending = self._pending.get(row.uid)
         if pending is None:
             self._pending[row.uid] = _Pending([row], row.ts, self._settled)
@@ -609,7 +612,8 @@ class ZeekJoin:
             waited = self._clock - pending.last_ts > STALE_SECONDS
             alone = not self.expect_conn and pending.settled < self._settled
             stale = self.follow and (waited or alone)
-            if len(self._pending) <= MAX_PENDING and not stale:
+            full = len(self._pending) > MAX_PENDING or self._pending_rows > MAX_PENDING_ROWS
+            if not (full or stale):
                 break
             del self._pending[uid]
             self._session(uid, pending.rows, None, ENDED_WITHOUT_CONN)
@@ -629,6 +633,7 @@ class ZeekJoin:
         self, uid: str, transactions: list[Transaction], conn: Conn | None, reason: str
     ) -> None:
         """One connection's rows: opened, its transactions, closed."""
+        self._pending_rows -= len(transactions)
         sid = self._next_id
         self._next_id += 1
         ends = conn.ends if conn is not None else transactions[0].ends

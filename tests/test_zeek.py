@@ -459,3 +459,22 @@ def test_a_rotated_log_is_read_to_its_end_however_much_is_left(
     follower.poll()
     assert follower.reading.records == len(office["smtp"])
     follower.close()
+
+
+def test_rows_waiting_for_their_connection_are_bounded_in_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One connection may send thousands of mails before its conn.log row: past the bound on
+    waiting rows, the longest waiting connection becomes a session without its row, and
+    rows of it that come later are counted, not made a second session."""
+    monkeypatch.setattr(zeek, "MAX_PENDING_ROWS", 5)
+    row = zeeklogs.office()["smtp"][0]
+    rows = [{**row, "ts": row["ts"] + n, "trans_depth": n + 1} for n in range(12)]
+    join = zeek.ZeekJoin(PORTS)
+    for record in zeek.LogParser("smtp.log").feed(zeeklogs.tsv("smtp", rows).encode()):
+        join.add("smtp", record, "smtp.log")
+        join.settle()
+    made = join.take()
+    assert sum(tag == OPENED for _, tag, _ in made) == 1
+    assert sum(tag == REPLY for _, tag, _ in made) == 6
+    assert join.problems.counts == {"smtp.log row after its conn.log row": 6}
