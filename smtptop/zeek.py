@@ -408,7 +408,8 @@ def _optional(record: Fields, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _time(record: Fields, name: str = "ts") -> float:
+def record_time(record: Fields, name: str = "ts") -> float:
+    """A record's time: seconds as Zeek's TSV and JSON write them, or ISO 8601."""
     text = _required(record, name)
     try:
         ts = float(text)
@@ -460,7 +461,7 @@ def _endpoints(record: Fields) -> Endpoints:
 def conn_record(record: Fields) -> Conn:
     return Conn(
         uid=_required(record, "uid"),
-        ts=_time(record),
+        ts=record_time(record),
         ends=_endpoints(record),
         proto=_optional(record, "proto"),
         duration=_seconds(record, "duration"),
@@ -477,7 +478,7 @@ def transaction_record(record: Fields) -> Transaction:
     mailfrom = record.get("mailfrom")
     return Transaction(
         uid=_required(record, "uid"),
-        ts=_time(record),
+        ts=record_time(record),
         ends=_endpoints(record),
         helo=_optional(record, "helo"),
         mailfrom=mailfrom if isinstance(mailfrom, str) else None,
@@ -685,7 +686,7 @@ class ZeekJoin:
         return helo
 
     def _lease(self, record: Fields) -> None:
-        ts = _time(record)
+        ts = record_time(record)
         self._tick(ts)
         found = (_address(_optional(record, n)) for n in ("assigned_addr", "client_addr"))
         address = next((a for a in found if a is not None), None)
@@ -699,7 +700,7 @@ class ZeekJoin:
             self._rows.append((0, SIGHTING, (ts, address, mac, name, source)))
 
     def _lookup(self, record: Fields) -> None:
-        ts = _time(record)
+        ts = record_time(record)
         self._tick(ts)
         client = _address(_required(record, "id.orig_h"))
         if client is None:

@@ -20,7 +20,7 @@ import itertools
 import math
 import os
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -36,6 +36,7 @@ from smtptop.zeek import (
     ZeekJoin,
     conn_record,
     kind_of_name,
+    record_time,
     transaction_record,
 )
 
@@ -152,7 +153,7 @@ class LogReading:
         return self.problems.lines()
 
 
-def _records(log: LogFile, reading: LogReading) -> Iterator[tuple[str, Fields, str]]:
+def _records(log: LogFile, reading: LogReading) -> Generator[tuple[str, Fields, str], None, None]:
     """A whole log's records, with its kind and where each came from."""
     parser = LogParser(log.path, log.kind)
     try:
@@ -172,13 +173,15 @@ def _records(log: LogFile, reading: LogReading) -> Iterator[tuple[str, Fields, s
 def _first_time(log: LogFile) -> float:
     """The time of a log's first record that has one (-inf for none), to order rotated
     pieces and folders as they were written, whatever order they were named in."""
-    for _, record, _ in _records(log, LogReading()):
-        time = record.get("ts")
-        if isinstance(time, str):
+    records = _records(log, LogReading())
+    try:
+        for _, record, _ in records:
             try:
-                return float(time)
-            except ValueError:
+                return record_time(record)
+            except BadRecord:
                 continue
+    finally:
+        records.close()  # and the file with it
     return -math.inf
 
 
