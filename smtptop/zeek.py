@@ -326,13 +326,7 @@ def _json_text(value: object) -> str:
         return "T"
     if value is False:
         return "F"
-    return _text(value) if isinstance(value, str) else _text(json.dumps(value))
-
-
-def _text(value: str | bytes) -> str:
-    if isinstance(value, bytes):
-        value = value[:MAX_TEXT].decode("utf-8", "replace")
-    return value[:MAX_TEXT]
+    return (value if isinstance(value, str) else json.dumps(value))[:MAX_TEXT]
 
 
 def _field_text(raw: str) -> str:
