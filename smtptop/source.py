@@ -490,6 +490,6 @@ class ZeekFeeder(Feeding):
         source = self.source
         assert isinstance(source, ZeekSource)
         progress.log_records = self.stats.log_records
-        first = source.follower.problems().lines()
-        progress.log_problem = inert(first[0]) if first else ""
+        first = source.follower.problems().lines()  # inert already: Problems makes them so
+        progress.log_problem = first[0] if first else ""
         return progress
