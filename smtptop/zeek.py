@@ -129,7 +129,9 @@ class Problems:
     examples: dict[str, str] = field(default_factory=dict)
 
     def add(self, reason: str, where: str, text: str | bytes) -> None:
-        """Count one; the first of a reason is kept, shown inert (it is the log's text)."""
+        """Count one; the first of a reason is kept.  The reason, where and the example are
+        made inert: each may hold a log's text (its #path, its name, its line)."""
+        reason = inert(reason)
         self.counts[reason] = self.counts.get(reason, 0) + 1
         if reason not in self.examples:
             shown = wire_text(text[: EXAMPLE_CHARS + 1]) if isinstance(text, bytes) else inert(text)

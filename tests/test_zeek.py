@@ -478,3 +478,12 @@ def test_rows_waiting_for_their_connection_are_bounded_in_all(
     assert sum(tag == OPENED for _, tag, _ in made) == 1
     assert sum(tag == REPLY for _, tag, _ in made) == 6
     assert join.problems.counts == {"smtp.log row after its conn.log row": 6}
+
+
+def test_a_log_s_own_name_for_itself_is_shown_inert(tmp_path: Path) -> None:
+    """A #path is the log's text: the reason it names is escaped like any wire text."""
+    (tmp_path / "conn.log").write_text("#path\tevil\x1b]0;owned\x07\n#fields\tts\tuid\n1.0\tC1\n")
+    (tmp_path / "smtp.log").write_text(zeeklogs.tsv("smtp", []))
+    result = report(tmp_path)
+    assert result["stats"]["skipped"] == {"a record of Zeek's evil\\x1b]0;owned\\x07 log": 1}
+    assert not any("\x1b" in warning for warning in result["warnings"])
