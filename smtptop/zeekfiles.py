@@ -24,6 +24,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from smtptop.text import inert
 from smtptop.wire import Row
 from smtptop.zeek import (
     KINDS,
@@ -123,7 +124,7 @@ def find_logs(paths: Sequence[str]) -> list[LogFile]:
         elif os.path.exists(path):
             kind = kind_of_name(path) or _peek_kind(path)
             if kind not in KINDS:
-                said = f"Zeek's {kind}.log" if kind else "not a Zeek log smtptop can tell"
+                said = f"Zeek's {inert(kind)}.log" if kind else "not a Zeek log smtptop can tell"
                 raise ZeekError(
                     f"{path}: {said}; smtptop reads conn, smtp, dhcp and dns logs (named so, "
                     "or with their #path header)"

@@ -487,3 +487,6 @@ def test_a_log_s_own_name_for_itself_is_shown_inert(tmp_path: Path) -> None:
     result = report(tmp_path)
     assert result["stats"]["skipped"] == {"a record of Zeek's evil\\x1b]0;owned\\x07 log": 1}
     assert not any("\x1b" in warning for warning in result["warnings"])
+    (tmp_path / "notes.txt").write_text("#path\tev\x1bil\n")
+    done = smtptop("report", "--zeek", str(tmp_path / "notes.txt"))
+    assert "Zeek's ev\\x1bil.log" in done.stderr and "\x1b" not in done.stderr
