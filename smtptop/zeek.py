@@ -116,6 +116,7 @@ USED_FIELDS = {
 AUTH_CODES = frozenset({235, 334, 535, 538})
 _REPLY = re.compile(r"([2-5]\d\d)(?:[ -](.*))?", re.DOTALL)
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 
 Value = str | tuple[str, ...] | None
 Fields = dict[str, Value]
@@ -646,7 +647,7 @@ class ZeekJoin:
             values: Values = (end, reason, 0, 0, 0, 0)
         else:
             end = max(end, conn.ts + conn.duration)
-            why = CONN_STATES.get(conn.state, f"Zeek conn_state {conn.state or '-'}")
+            why = CONN_STATES.get(conn.state, f"Zeek conn_state {inert(conn.state) or '-'}")
             values = (end, why, conn.orig_bytes, conn.resp_bytes, conn.packets, 0)
         self._rows.append((sid, CLOSED, values))
         self._closed[uid] = None
@@ -686,9 +687,10 @@ class ZeekJoin:
         self._tick(ts)
         found = (_address(_optional(record, n)) for n in ("assigned_addr", "client_addr"))
         address = next((a for a in found if a is not None), None)
-        mac = _optional(record, "mac").lower() or None
+        said_mac = _optional(record, "mac").lower()
+        mac = said_mac if _MAC.fullmatch(said_mac) else None
         names: list[tuple[str | None, str]] = [
-            (text, source)
+            (inert(text), source)  # a name the client chose: wire text, as the packet path's
             for name, source in (("host_name", "dhcp"), ("client_fqdn", "dhcp-fqdn"))
             if (text := _optional(record, name))
         ]
@@ -711,7 +713,7 @@ class ZeekJoin:
             answers = record.get("answers")
             for name in answers if isinstance(answers, tuple) and address else ():
                 if name and _address(name) is None:  # a name, not the address of an A record
-                    self._rows.append((0, SIGHTING, (ts, address, None, name, "dns-ptr")))
+                    self._rows.append((0, SIGHTING, (ts, address, None, inert(name), "dns-ptr")))
 
 
 @functools.lru_cache(maxsize=65536)  # the same few addresses, line after line

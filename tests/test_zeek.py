@@ -490,3 +490,15 @@ def test_a_log_s_own_name_for_itself_is_shown_inert(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("#path\tev\x1bil\n")
     done = smtptop("report", "--zeek", str(tmp_path / "notes.txt"))
     assert "Zeek's ev\\x1bil.log" in done.stderr and "\x1b" not in done.stderr
+
+
+def test_names_macs_and_states_from_logs_are_shown_inert(tmp_path: Path) -> None:
+    """A DHCP host name, a MAC and a conn_state are the logs' text: escaped, or refused."""
+    logs = zeeklogs.office()
+    logs["dhcp"][0].update({"host_name": "PC\x1b[2J", "mac": "\x1b[31m"})
+    logs["conn"][0]["conn_state"] = "X\x07"
+    result = report(write_office(tmp_path, logs=logs))
+    spambot = hosts(result)[SPAMBOT]
+    assert "PC\\x1b[2J" in spambot["names"].values() and not spambot["mac"]
+    reasons = {s["close_reason"] for s in result["sessions"]}
+    assert "Zeek conn_state X\\x07" in reasons
