@@ -282,7 +282,10 @@ def wait_dropped(process: subprocess.Popen[bytes]) -> dict[str, str]:
             pytest.fail(f"smtptop exited {process.returncode}: {err!r}")
         with contextlib.suppress(FileNotFoundError):
             status = proc_status(process.pid)
-            if status["Uid"].split()[1] == uid:  # effective: the test checks the rest
+            # real: only the drop itself sets it (checking the outputs as that user sets the
+            # effective id alone, before the socket and the -w file are made); the test checks
+            # the rest
+            if status["Uid"].split()[0] == uid:
                 return status
         time.sleep(0.02)
     pytest.fail(f"smtptop still runs as uid {status.get('Uid')} after {STEP_TIMEOUT}s")
