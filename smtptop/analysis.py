@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from smtptop.analyzer import DEFAULT_PORTS, Analyzer, EngineConfig, Stats
 from smtptop.capture import CaptureFile
+from smtptop.decode import STANDARD_MIRRORS, MirrorPorts
 from smtptop.detect import VERDICT_ORDER, DetectConfig, Detector, Rating, Verdict
 from smtptop.model import Host, Model, apply, rank
 from smtptop.pipeline import (
@@ -65,6 +66,7 @@ def analyze(
     on_error: Callable[[str], None] | None = None,
     workers: int | None = None,
     max_bytes: int | None = None,
+    mirrors: MirrorPorts = STANDARD_MIRRORS,
 ) -> Analysis:
     """Analyse capture files as one capture, their records merged by timestamp (see
     :mod:`smtptop.merge`).  Raises CaptureError if a file cannot be opened.
@@ -74,13 +76,15 @@ def analyze(
     bomb shows there).  ``workers`` runs the engine in that many processes of their own (0:
     in this one; None: one per CPU but this one's, when there is enough to read); the per-host
     figures and verdicts are the same.  ``max_bytes`` stops reading
-    a file after that many bytes of capture data, with a warning."""
-    captures = [CaptureFile(path, max_bytes, ports=frozenset(ports)) for path in paths]
+    a file after that many bytes of capture data, with a warning.  ``mirrors`` names the UDP
+    ports mirrors send to."""
+    ports = frozenset(ports)
+    captures = [CaptureFile(path, max_bytes, ports=ports, mirrors=mirrors) for path in paths]
     if workers is None:
         workers = default_workers(captures)
     model = Model(lan=lan, show_credentials=show_credentials)
     analysis = Analysis(model, Stats(), detector=Detector(model, detect))
-    config = EngineConfig(ports=frozenset(ports))
+    config = EngineConfig(ports=ports, mirrors=mirrors)
     for message in engine_batches(captures, config, workers=workers):
         if isinstance(message, EngineBatch):
             apply(model, message.events)
@@ -131,13 +135,14 @@ def analyze_live(
     on_error: Callable[[str], None] | None = None,
     evidence_buffer: int = 0,
     evidence_hosts: Callable[[Analysis], Sequence[str]] | None = None,
+    mirrors: MirrorPorts = STANDARD_MIRRORS,
 ) -> Analysis:
     """Capture from a live source for ``duration`` seconds (or until Ctrl-C) and analyse:
     in this process, or, for a :class:`Parallel` source, in an engine process per socket.
     With ``evidence_buffer``, each client's latest SMTP packets are kept in that many bytes,
     and those of the hosts ``evidence_hosts`` picks at the end come back in ``recorded``,
     for their evidence bundles."""
-    config = EngineConfig(ports=frozenset(ports), evidence_buffer=evidence_buffer)
+    config = EngineConfig(ports=frozenset(ports), mirrors=mirrors, evidence_buffer=evidence_buffer)
     wanted = evidence_hosts if evidence_buffer else None
     model = Model(lan=lan, show_credentials=show_credentials)
     analysis = Analysis(model, Stats(), detector=Detector(model, detect))

@@ -39,6 +39,7 @@ SYN_OR_ACK = dec.SYN | dec.ACK
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     ports: frozenset[int] = DEFAULT_PORTS
+    mirrors: dec.MirrorPorts = dec.STANDARD_MIRRORS  # the UDP ports mirrors send to
     idle_timeout: float = 600.0
     linger: float = 60.0
     sweep_interval: float = 10.0
@@ -237,7 +238,7 @@ class Analyzer:
         """A frame the decoder skipped: the SMTP segment of the frame a mirror carries in it,
         as if captured here; or None once it is counted as skipped (who-is-who read from it,
         or from the frame the mirror carried)."""
-        linktype, frame, seg = dec.unwrap(linktype, frame, self.ports, reason)
+        linktype, frame, seg = dec.unwrap(linktype, frame, self.ports, reason, self.config.mirrors)
         if isinstance(seg, str):
             self._skipped(seg, linktype, frame, ts)
             return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from smtptop.decode import MIRROR_PORTS, PROTO_GRE
+from smtptop.decode import PROTO_GRE, MirrorPorts
 
 # Opcodes (linux/filter.h)
 LD_ABS = 0x20  # A = word at [k]
@@ -155,12 +155,13 @@ def default_program(
     udp_ports: Iterable[int] = UDP_IDENTITY_PORTS,
     *,
     ethernet: bool = True,
-    mirror: bool = False,
+    mirrors: MirrorPorts | None = None,
 ) -> list[Instruction]:
     """The kernel filter for an Ethernet (or, with ``ethernet=False``, raw IP) interface;
-    with ``mirror``, also what mirrors send (GRE, and UDP to the TZSP and VXLAN ports), for
-    the engine to take the mirrored frames out."""
-    udp_ports = (*udp_ports, *(MIRROR_PORTS if mirror else ()))
+    with ``mirrors``, also what mirrors send (GRE, and UDP to those TZSP and VXLAN ports),
+    for the engine to take the mirrored frames out."""
+    mirror = mirrors is not None
+    udp_ports = (*udp_ports, *(mirrors.udp() if mirrors is not None else ()))
     tcp, udp = tuple(sorted(set(tcp_ports))), tuple(sorted(set(udp_ports)))
     asm = _Assembler()
     if not ethernet:

@@ -93,28 +93,31 @@ def decodable(linktype: int) -> bool:
     return dec.link(linktype, b"")[1] != dec.LINK_UNSUPPORTED
 
 
-def prefilter(linktype: int, ports: frozenset[int]) -> Prefilter | None:
+def prefilter(
+    linktype: int, ports: frozenset[int], mirrors: frozenset[int] = dec.STANDARD_MIRRORS.udp()
+) -> Prefilter | None:
     """The fast skip test for one link type's records, or None for link types it does not
     read.  It answers from fixed offsets, so that the reader need not slice nor the engine
     decode the bulk of an office's traffic (HTTPS, QUIC, IPv6, VLANs); it gives exactly the
     reason :func:`smtptop.decode.decode` would, and leaves every record it is unsure of, and
-    every one :mod:`smtptop.identity` reads (ARP, and UDP on its ports), to the engine."""
+    every one :mod:`smtptop.identity` reads (ARP, and UDP on its ports), and every one a
+    mirror may have sent (GRE, and UDP to the ``mirrors`` ports), to the engine."""
     if linktype == dec.LINKTYPE_ETHERNET:
-        return _ethernet_prefilter(ports)
+        return _ethernet_prefilter(ports, mirrors)
     if not decodable(linktype):
         return lambda buf, pos, size: dec.SKIP_LINKTYPE
 
     def skip(buf: bytes, pos: int, size: int) -> str | None:
         offset, ethertype = _link(linktype, buf, pos, size)
-        return _network(buf, pos, size, offset, ethertype, ports)
+        return _network(buf, pos, size, offset, ethertype, ports, mirrors)
 
     return skip
 
 
-def _ethernet_prefilter(ports: frozenset[int]) -> Prefilter:
+def _ethernet_prefilter(ports: frozenset[int], mirrors: frozenset[int]) -> Prefilter:
     """Ethernet's skip test, with option-less IPv4 read in one unpack: nearly all traffic."""
     unpack = _ETHER_IPV4.unpack_from
-    identity, mirrors = IDENTITY_PORTS, dec.MIRROR_PORTS
+    identity = IDENTITY_PORTS
 
     def skip(buf: bytes, pos: int, size: int) -> str | None:
         if size >= _ETHER_IPV4_LEN:
@@ -132,7 +135,7 @@ def _ethernet_prefilter(ports: frozenset[int]) -> Prefilter:
                     return None  # a mirror's: the engine takes the frame out and decides
                 return dec.SKIP_NON_TCP
         offset, ethertype = _ether(buf, pos, size, 12)
-        return _network(buf, pos, size, offset, ethertype, ports)
+        return _network(buf, pos, size, offset, ethertype, ports, mirrors)
 
     return skip
 
@@ -177,7 +180,13 @@ def _vlans(buf: bytes, pos: int, size: int, offset: int, ethertype: int) -> tupl
 
 
 def _network(
-    buf: bytes, pos: int, size: int, offset: int, ethertype: int, ports: frozenset[int]
+    buf: bytes,
+    pos: int,
+    size: int,
+    offset: int,
+    ethertype: int,
+    ports: frozenset[int],
+    mirrors: frozenset[int],
 ) -> str | None:
     """The skip reason from the network header on, in the order the decoder checks."""
     if ethertype == dec.ETH_IPV4:
@@ -212,7 +221,7 @@ def _network(
         return None if sport in ports or dport in ports else dec.SKIP_OTHER_PORT
     if proto == PROTO_UDP and start + 8 <= min(end, size):
         sport, dport = _PORTS.unpack_from(buf, pos + start)
-        if sport in IDENTITY_PORTS or dport in IDENTITY_PORTS or dport in dec.MIRROR_PORTS:
+        if sport in IDENTITY_PORTS or dport in IDENTITY_PORTS or dport in mirrors:
             return None
     return None if proto == dec.PROTO_GRE else dec.SKIP_NON_TCP
 
@@ -241,15 +250,22 @@ class CaptureFile:
     (cut, capped, clamped, skipped, or nothing in it), and ``skipped`` counts the records the
     reader itself set aside, by reason, for the engine's ``skipped``.  ``max_bytes`` stops
     reading after that many bytes of capture data (after decompression).  Given the engine's
-    ``ports``, the reader hands the records the engine would skip over as skipped ones (see
-    :data:`Frame` and :func:`prefilter`) instead of slicing them out."""
+    ``ports`` (and the UDP ports of ``mirrors``), the reader hands the records the engine
+    would skip over as skipped ones (see :data:`Frame` and :func:`prefilter`) instead of
+    slicing them out."""
 
     def __init__(
-        self, path: str, max_bytes: int | None = None, *, ports: frozenset[int] | None = None
+        self,
+        path: str,
+        max_bytes: int | None = None,
+        *,
+        ports: frozenset[int] | None = None,
+        mirrors: dec.MirrorPorts = dec.STANDARD_MIRRORS,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.ports = ports
+        self.mirrors = mirrors
         self.truncated: str | None = None
         self.records = 0
         self.format = ""
@@ -385,7 +401,9 @@ class CaptureFile:
         self.skipped[reason] = self.skipped.get(reason, 0) + count
 
     def _prefilter(self, linktype: int) -> Prefilter | None:
-        return None if self.ports is None else prefilter(linktype, self.ports)
+        if self.ports is None:
+            return None
+        return prefilter(linktype, self.ports, self.mirrors.udp())
 
     def _pcap_records(self) -> Iterator[Frame]:
         """Records straight out of large chunks: the per-record path is one unpack, one

@@ -21,7 +21,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from smtptop import __version__, build
-from smtptop.decode import DEFAULT_PORTS  # struct only: --help stays quick
+from smtptop.decode import DEFAULT_PORTS, STANDARD_MIRRORS, MirrorPorts  # struct only: quick
 from smtptop.keys import keys_text  # plain data: --help lists the keys without Textual
 
 if TYPE_CHECKING:
@@ -59,6 +59,19 @@ def _ports(text: str) -> frozenset[int]:
     if not ports or any(not 0 < p < 65536 for p in ports):
         raise argparse.ArgumentTypeError(f"ports must be 1-65535: {text!r}")
     return ports
+
+
+MIRROR_KINDS = ("tzsp", "vxlan")
+
+
+def _mirror_port(text: str) -> tuple[str, int]:
+    kind, _, port = text.partition(":")
+    kind = kind.strip().lower()
+    if kind not in MIRROR_KINDS or not port.strip().isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(
+            f"not KIND:PORT with KIND tzsp or vxlan and PORT 1-65535: {text!r}"
+        )
+    return kind, int(port)
 
 
 def _network(text: str) -> str:
@@ -254,6 +267,11 @@ OPTIONS: dict[str, Shared] = {
         help="the interface receives a mirror (TZSP, ERSPAN, GRE, VXLAN): let it through the "
         "built-in kernel filter (live capture only; files need nothing)",
     ),
+    "mirror_port": _shared(
+        "--mirror-port", [], type=_mirror_port, action="append", metavar="KIND:PORT",
+        help="a mirror sent to a UDP port of its own: tzsp:PORT or vxlan:PORT (besides "
+        "37008 and 4789, 8472; repeatable; live, it lets that port through as --mirror does)",
+    ),
     "user": _shared(
         "--user", None, metavar="USER",
         help="after opening the socket, run as USER (default: $SUDO_USER, else nobody; "
@@ -280,7 +298,9 @@ OPTIONS: dict[str, Shared] = {
     ),
 }  # fmt: skip
 # given before and after the command
-APPENDED = ("read", "zeek", "interface", "lan", "smarthost", "mail_server", "detect")
+APPENDED = (
+    "read", "zeek", "interface", "lan", "smarthost", "mail_server", "detect", "mirror_port",
+)  # fmt: skip
 ENGINE = (
     "ports", "lan", "show_credentials", "smarthost", "mail_server", "detect", "detect_config",
     "quiet_after", "error_log",
@@ -288,11 +308,13 @@ ENGINE = (
 LIVE = ("interface", "promisc", "expression", "write", "user", "evidence_buffer", "mirror")
 LIVE_ONLY = ("promisc", "expression", "write", "user", "evidence_buffer", "mirror")
 ALERTS = ("top", "bell", "alert_exec", "evidence_dir")
-MONITOR = ("read", "zeek", "interface", "speed", *ALERTS, *ENGINE, *LIVE_ONLY, "workers")
+MONITOR = (
+    "read", "zeek", "interface", "speed", *ALERTS, *ENGINE, *LIVE_ONLY, "workers", "mirror_port",
+)  # fmt: skip
 APPLIES = {
     None: MONITOR,
     "demo": ("speed", *ALERTS, *ENGINE),
-    "report": (*LIVE, *ENGINE, "zeek", "max_bytes", "workers"),
+    "report": (*LIVE, *ENGINE, "zeek", "max_bytes", "workers", "mirror_port"),
     "interfaces": (),
 }
 HELP: dict[tuple[str | None, str], str] = {  # a command's own wording of a shared option
@@ -511,6 +533,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     workers = getattr(args, "workers", None) or 0
     if getattr(args, "write", None) and workers > 1:
         parser.error(f"-w writes what one socket captures: give --workers 1 (or 0), not {workers}")
+    args.mirrors = _mirrors(args.mirror_port, parser)
     if "detect" in APPLIES[command]:
         try:
             args.policy = _detect_config(args)
@@ -521,13 +544,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _mirrors(named: Sequence[tuple[str, int]], parser: Parser) -> MirrorPorts:
+    """The UDP ports mirrors send to: the standard ones and those named with --mirror-port.
+    A port is read as one wrapping only, and never one that carries who-is-who."""
+    from smtptop.identity import PORTS as IDENTITY_PORTS
+
+    kinds = {"tzsp": set(STANDARD_MIRRORS.tzsp), "vxlan": set(STANDARD_MIRRORS.vxlan)}
+    for kind, port in named:
+        other = next((k for k, ports in kinds.items() if k != kind and port in ports), None)
+        if other is not None:
+            parser.error(f"--mirror-port {kind}:{port}: UDP {port} is {other.upper()}'s already")
+        if port in IDENTITY_PORTS:
+            parser.error(f"--mirror-port {kind}:{port}: smtptop reads who is who on UDP {port}")
+        kinds[kind].add(port)
+    return MirrorPorts(vxlan=frozenset(kinds["vxlan"]), tzsp=frozenset(kinds["tzsp"]))
+
+
 def _check_zeek_report(args: argparse.Namespace, given: set[str], report: Parser) -> None:
     """``report --zeek``: logs hold no packets, so what reads or captures packets is refused."""
     if args.files or args.interface:
         report.error("--zeek reads logs: give capture files, -i IFACE or --zeek, not two")
     if args.evidence:
         report.error("--evidence writes the packets of a host: Zeek's logs hold none")
-    for name in ("max_bytes", "workers"):
+    for name in ("max_bytes", "workers", "mirror_port"):
         if name in given:
             report.error(f"{_flag(name)} applies to capture files, not to --zeek logs")
 
@@ -538,7 +577,7 @@ def _check_zeek_monitor(args: argparse.Namespace, given: set[str], parser: Parse
         parser.error("--zeek follows logs: give -r, -i or --zeek, not two")
     if len(args.zeek) > 1:
         parser.error("--zeek: the monitor follows one folder (smtptop report reads several)")
-    packets_only = sorted(given & {*LIVE_ONLY, "workers", "speed"})
+    packets_only = sorted(given & {*LIVE_ONLY, "workers", "speed", "mirror_port"})
     if packets_only:
         parser.error(f"{_flag(packets_only[0])} applies to packets, not to --zeek logs")
 
@@ -621,7 +660,7 @@ def open_live(
         "expression": args.expression,
         "write": args.write,
         "owner": owner,
-        "mirror": args.mirror,
+        "mirrors": args.mirrors if args.mirror or args.mirror_port else None,
     }
     source = open_interfaces(ifaces, workers, **options)
     networks = [network for iface in ifaces for network in interface_networks(iface)]
@@ -671,10 +710,15 @@ def file_source(args: argparse.Namespace) -> FileSource:
     if args.read == [STDIN]:
         if sys.stderr.isatty():  # until the stream's first bytes come, the screen says so
             print("smtptop: waiting for a capture on standard input...", file=sys.stderr)
-        source = StreamSource(ports=frozenset(args.ports))  # the capture's end of fd 0
+        source = StreamSource(ports=frozenset(args.ports), mirrors=args.mirrors)  # fd 0's copy
         keys_from_terminal()
         return source
-    return FileSource(in_time_order(args.read), speed=args.speed, ports=frozenset(args.ports))
+    return FileSource(
+        in_time_order(args.read),
+        speed=args.speed,
+        ports=frozenset(args.ports),
+        mirrors=args.mirrors,
+    )
 
 
 def keys_from_terminal() -> None:
@@ -728,7 +772,7 @@ def run_monitor(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     app = MonitorApp(
         source,
-        config=EngineConfig(ports=args.ports, evidence_buffer=buffer),
+        config=EngineConfig(ports=args.ports, mirrors=args.mirrors, evidence_buffer=buffer),
         evidence_dir=args.evidence_dir,
         lan=lan,
         show_credentials=args.show_credentials,
@@ -805,6 +849,7 @@ def _report(
                 on_error=errors,
                 evidence_buffer=0 if args.write or not args.evidence else args.evidence_buffer,
                 evidence_hosts=lambda done: chosen_hosts(done, args.host),
+                mirrors=args.mirrors,
             )
             lost = analysis.kernel_drops  # the total: counted until the sockets closed
         elif args.zeek:
@@ -832,6 +877,7 @@ def _report(
                     on_error=errors,
                     max_bytes=args.max_bytes,
                     workers=args.workers,
+                    mirrors=args.mirrors,
                 )
             finally:
                 if progress is not None:
@@ -917,7 +963,7 @@ def write_evidence(
         notes.insert(0, f"live capture on {ifaces} for up to {args.duration:g} s")
     if paths or args.write:  # the files, or a live capture's -w file: read back, all of it
         paths = paths or [args.write]
-        recorded = ReadBack(paths, frozenset(args.ports))
+        recorded = ReadBack(paths, frozenset(args.ports), args.mirrors)
     else:
         recorded = analysis.recorded or {}
         notes.append(BUFFER_NOTE)

@@ -9,6 +9,7 @@ the payload slice, and it rejects packets on other ports before slicing anything
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from struct import Struct
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,6 @@ PROTO_UDP = 17
 PROTO_GRE = 47
 VXLAN_PORTS = frozenset((4789, 8472))  # IANA's, and Linux's default (flannel's too)
 TZSP_PORT = 37008
-MIRROR_PORTS = VXLAN_PORTS | {TZSP_PORT}  # UDP that carries mirrored frames
 GRE_TEB = 0x6558  # transparent Ethernet bridging: Linux gretap
 GRE_ERSPAN_II = 0x88BE  # type I too, without the sequence number
 GRE_ERSPAN_III = 0x22EB
@@ -78,6 +78,22 @@ _ETHER_IPV4_TCP_LEN = 14 + 20 + 20
 # one slice that names a connection and its direction, cheap to hash.
 Segment = tuple[bytes, int, int, int, bytes]
 Unwrapped = tuple[int, bytes, Segment | str]  # link type, frame, and its segment or skip reason
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorPorts:
+    """The UDP ports that carry mirrored frames, by wrapping: the standard ones, and any a
+    sender was told to use instead (``--mirror-port``).  A port says how to read the
+    payload: a wrapping is never guessed from the bytes."""
+
+    vxlan: frozenset[int] = VXLAN_PORTS
+    tzsp: frozenset[int] = frozenset((TZSP_PORT,))
+
+    def udp(self) -> frozenset[int]:
+        return self.vxlan | self.tzsp
+
+
+STANDARD_MIRRORS = MirrorPorts()
 
 FIN = 0x01
 SYN = 0x02
@@ -220,13 +236,19 @@ def _tcp(
     return src + dst + frame[pos : pos + 4], seq, ack, flags, frame[pos + hlen : end]
 
 
-def unwrap(linktype: int, frame: bytes, ports: frozenset[int], reason: str) -> Unwrapped:
+def unwrap(
+    linktype: int,
+    frame: bytes,
+    ports: frozenset[int],
+    reason: str,
+    mirrors: MirrorPorts = STANDARD_MIRRORS,
+) -> Unwrapped:
     """A frame :func:`decode` skipped for ``reason``: the frame a mirror carries in it (each
     wrapping taken off in turn, :data:`MAX_NESTING` at most), with its link type and its
     segment; or, for a frame no mirror carries in it, the frame and the reason it is skipped
     (the mirror's trouble, if that is why)."""
     for depth in range(MAX_NESTING + 1):
-        inner = decapsulate(linktype, frame) if reason == SKIP_NON_TCP else None
+        inner = decapsulate(linktype, frame, mirrors) if reason == SKIP_NON_TCP else None
         if inner is None:
             break
         if isinstance(inner, str) or depth == MAX_NESTING:
@@ -240,11 +262,13 @@ def unwrap(linktype: int, frame: bytes, ports: frozenset[int], reason: str) -> U
     return linktype, frame, reason
 
 
-def decapsulate(linktype: int, frame: bytes) -> tuple[int, bytes] | str | None:
-    """The frame a mirror carries (TZSP, ERSPAN I to III, GRE with Ethernet or IP, VXLAN),
-    as a link type and bytes, to be analysed as if captured here; a skip reason for a mirror
-    header that is cut short or carries something else (the kind named, never guessed); None
-    for a frame that is no mirror's."""
+def decapsulate(
+    linktype: int, frame: bytes, mirrors: MirrorPorts = STANDARD_MIRRORS
+) -> tuple[int, bytes] | str | None:
+    """The frame a mirror carries (TZSP, ERSPAN I to III, GRE with Ethernet or IP, VXLAN; on
+    UDP, to the ports ``mirrors`` names), as a link type and bytes, to be analysed as if
+    captured here; a skip reason for a mirror header that is cut short or carries something
+    else (the kind named, never guessed); None for a frame that is no mirror's."""
     offset, ethertype = link(linktype, frame)
     if ethertype == ETH_IPV4:
         if len(frame) < offset + 20:
@@ -266,9 +290,9 @@ def decapsulate(linktype: int, frame: bytes) -> tuple[int, bytes] | str | None:
         return _gre(frame, start, end)
     if proto == PROTO_UDP and start + 8 <= end:
         dport = _U16.unpack_from(frame, start + 2)[0]
-        if dport in VXLAN_PORTS:
+        if dport in mirrors.vxlan:
             return _vxlan(frame, start + 8, end)
-        if dport == TZSP_PORT:
+        if dport in mirrors.tzsp:
             return _tzsp(frame, start + 8, end)
     return None
 

@@ -66,6 +66,7 @@ class ReadBack:
 
     paths: list[str]
     ports: frozenset[int]
+    mirrors: dec.MirrorPorts = dec.STANDARD_MIRRORS
 
 
 Recorded = ReadBack | Mapping[str, HostPackets]  # or the ring's copies, by host
@@ -193,16 +194,16 @@ def _read_back(recorded: ReadBack, folders: dict[str, str], owner: Owner) -> dic
     written as captured to ``<host>/smtp.pcap``."""
     found = {ip: Packets() for ip in folders}
     by_address = {ipaddress.ip_address(ip).packed: ip for ip in folders}
-    ports = recorded.ports
+    ports, mirrors = recorded.ports, recorded.mirrors
     try:
-        captures = [CaptureFile(path, ports=ports) for path in recorded.paths]
+        captures = [CaptureFile(path, ports=ports, mirrors=mirrors) for path in recorded.paths]
         for ts, outer_linktype, outer in by_time(captures):  # as the analysis read them
             if not isinstance(outer, bytes):  # set aside by the reader: not SMTP
                 continue
             segment = dec.decode(outer_linktype, outer, ports)
             linktype, frame = outer_linktype, outer
             if not isinstance(segment, tuple):  # or a mirror's: the frame it carries
-                linktype, frame, segment = dec.unwrap(linktype, frame, ports, segment)
+                linktype, frame, segment = dec.unwrap(linktype, frame, ports, segment, mirrors)
             if not isinstance(segment, tuple):
                 continue
             key = segment[0]

@@ -31,7 +31,7 @@ import netifaces
 
 from smtptop import bpf, files
 from smtptop.capture import CaptureError, Frame, PcapWriter
-from smtptop.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from smtptop.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, MirrorPorts
 from smtptop.merge import by_time
 from smtptop.source import Parallel, Source, StopFlag
 
@@ -173,7 +173,7 @@ class LiveSource(Source):
         expression: str | None = None,
         write: str | None = None,
         owner: files.Owner | None = None,
-        mirror: bool = False,
+        mirrors: MirrorPorts | None = None,
     ) -> None:
         names = netifaces.interfaces()
         if iface not in names:
@@ -195,7 +195,7 @@ class LiveSource(Source):
                 compile_expression(expression, iface)
                 if expression
                 else bpf.default_program(
-                    ports, ethernet=self.linktype == LINKTYPE_ETHERNET, mirror=mirror
+                    ports, ethernet=self.linktype == LINKTYPE_ETHERNET, mirrors=mirrors
                 )
             )
             attach_program(raw, program)
@@ -381,14 +381,14 @@ def open_group(
     expression: str | None = None,
     write: str | None = None,
     owner: files.Owner | None = None,
-    mirror: bool = False,
+    mirrors: MirrorPorts | None = None,
 ) -> Parallel:
     """``count`` sockets on one interface in a PACKET_FANOUT group, each for an engine
     process of its own: the kernel deals each packet to one of them by its client's address
     (:func:`smtptop.bpf.fanout_program`), so every engine has whole hosts.  ``write`` (one
     socket only) is written by the process that reads it."""
     options = {"ports": ports, "promisc": promisc, "expression": expression, "write": write,
-               "owner": owner, "mirror": mirror}  # fmt: skip
+               "owner": owner, "mirrors": mirrors}  # fmt: skip
     sockets = fanout_sockets(iface, count, **options)
     first = sockets[0]
     engines = f" · {count} engines" if count > 1 else ""

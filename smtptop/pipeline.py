@@ -278,7 +278,9 @@ def _engine_process(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
         if reopen:
-            captures = [CaptureFile(c.path, c.max_bytes, ports=c.ports) for c in captures]
+            captures = [
+                CaptureFile(c.path, c.max_bytes, ports=c.ports, mirrors=c.mirrors) for c in captures
+            ]
         for message in _inline(captures, config):
             if isinstance(message, EngineBatch):
                 payload: tuple[Any, ...] = (

@@ -24,6 +24,7 @@ from typing import Final, Protocol
 
 from smtptop.analyzer import Analyzer, EngineConfig, Stats
 from smtptop.capture import STDIN, STDIN_NAME, CaptureError, CaptureFile, Frame, undecoded
+from smtptop.decode import STANDARD_MIRRORS, MirrorPorts
 from smtptop.merge import by_time
 from smtptop.ring import HostPackets
 from smtptop.text import inert
@@ -159,13 +160,15 @@ class FileSource(Source):
         *,
         speed: float | None = None,
         ports: frozenset[int] | None = None,
+        mirrors: MirrorPorts = STANDARD_MIRRORS,
     ) -> None:
-        """``ports``: the engine's SMTP ports, for the reader to pass over other traffic."""
+        """``ports``: the engine's SMTP ports (and ``mirrors``, the UDP ports mirrors send to),
+        for the reader to pass over other traffic."""
         self.paths = list(paths)
         self.speed = speed
         names = ", ".join(os.path.basename(p) for p in self.paths)
         self.label = f"file {names}" + (f" at {speed:g}x" if speed else "")
-        self._captures = [CaptureFile(p, ports=ports) for p in self.paths]
+        self._captures = [CaptureFile(p, ports=ports, mirrors=mirrors) for p in self.paths]
         self._total = sum(c.size for c in self._captures)
         self._played = 0.0
         self._span = 0.0
@@ -232,8 +235,10 @@ class StreamSource(FileSource):
     -r -``), read in a thread of its own as it arrives, so that a packet reaches the monitor
     when it comes, not when the next one does.  Its end is the end of the capture."""
 
-    def __init__(self, *, ports: frozenset[int] | None = None) -> None:
-        super().__init__([STDIN], ports=ports)
+    def __init__(
+        self, *, ports: frozenset[int] | None = None, mirrors: MirrorPorts = STANDARD_MIRRORS
+    ) -> None:
+        super().__init__([STDIN], ports=ports, mirrors=mirrors)
         self.label = STDIN_NAME
 
     def recorded(self) -> list[str]:

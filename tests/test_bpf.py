@@ -11,6 +11,7 @@ import synth
 from bpf_vm import run
 
 from smtptop import bpf
+from smtptop.decode import STANDARD_MIRRORS, MirrorPorts
 
 TCP_PORTS = (25, 465, 587, 2525)
 
@@ -144,8 +145,8 @@ def test_fanout_sends_what_is_not_ip_to_the_first_engine() -> None:
 def test_with_mirror_gre_and_the_mirror_ports_pass(vlans, hosts) -> None:
     """--mirror: ERSPAN and gretap (GRE), VXLAN and TZSP (UDP) reach the engine; without
     it the built-in filter keeps them out, as it keeps out other UDP and protocols."""
-    mirror = bpf.default_program(TCP_PORTS, mirror=True)
-    raw_mirror = bpf.default_program(TCP_PORTS, ethernet=False, mirror=True)
+    mirror = bpf.default_program(TCP_PORTS, mirrors=STANDARD_MIRRORS)
+    raw_mirror = bpf.default_program(TCP_PORTS, ethernet=False, mirrors=STANDARD_MIRRORS)
     gre = bytearray(tcp(*hosts, 40000, 443))
     gre[9 if hosts is V4 else 6] = 47
     packets = [bytes(gre), *(synth.udp_packet(*hosts, 50000, port, b"x" * 20)
@@ -159,3 +160,20 @@ def test_with_mirror_gre_and_the_mirror_ports_pass(vlans, hosts) -> None:
         assert run(mirror, synth.link_frame(synth.LINKTYPE_ETHERNET, packet)) == bpf.SNAPLEN
     ntp = synth.udp_packet(*hosts, 50000, 123, b"x" * 20)
     assert run(mirror, synth.link_frame(synth.LINKTYPE_ETHERNET, ntp)) == 0
+
+
+@pytest.mark.parametrize("hosts", [V4, V6], ids=["IPv4", "IPv6"])
+def test_a_mirror_port_named_passes_besides_the_standard_ones(hosts) -> None:
+    """--mirror-port tzsp:40000 --mirror-port vxlan:9000: those ports pass too, and only
+    in the program given them."""
+    named = MirrorPorts(vxlan=frozenset({4789, 8472, 9000}), tzsp=frozenset({37008, 40000}))
+    program = bpf.default_program(TCP_PORTS, mirrors=named)
+    for port in (4789, 8472, 9000, 37008, 40000):
+        frame = synth.link_frame(
+            synth.LINKTYPE_ETHERNET, synth.udp_packet(*hosts, 50000, port, b"x" * 20)
+        )
+        assert run(program, frame) == bpf.SNAPLEN, port
+        standard = bpf.default_program(TCP_PORTS, mirrors=STANDARD_MIRRORS)
+        assert run(standard, frame) == (0 if port in (9000, 40000) else bpf.SNAPLEN), port
+    other = synth.udp_packet(*hosts, 50000, 9001, b"x" * 20)
+    assert run(program, synth.link_frame(synth.LINKTYPE_ETHERNET, other)) == 0

@@ -104,6 +104,18 @@ REFUSED = [
     (["-i", "lo", "-i", "eth9", "-r", SAMPLE], "-r reads files and -i captures live"),
     (["report", "-i", "lo", "-i", "eth9", SAMPLE], "give capture files or -i IFACE, not both"),
     (["report", "-i", "lo", "-i", "eth9", "--max-bytes", "5M"], "--max-bytes only applies"),
+    (["report", SAMPLE, "--mirror-port", "gre:9000"], "not KIND:PORT with KIND tzsp or vxlan"),
+    (["report", SAMPLE, "--mirror-port", "tzsp:0"], "not KIND:PORT"),
+    (["report", SAMPLE, "--mirror-port", "vxlan"], "not KIND:PORT"),
+    (["report", SAMPLE, "--mirror-port", "vxlan:37008"], "UDP 37008 is TZSP's already"),
+    (
+        ["-r", SAMPLE, "--mirror-port", "tzsp:9000", "--mirror-port", "vxlan:9000"],
+        "UDP 9000 is TZSP's already",
+    ),
+    (["report", SAMPLE, "--mirror-port", "tzsp:53"], "reads who is who on UDP 53"),
+    (["report", "--zeek", SAMPLE, "--mirror-port", "tzsp:9000"], "applies to capture files"),
+    (["--zeek", "/tmp", "--mirror-port", "tzsp:9000"], "applies to packets, not to --zeek"),
+    (["demo", "--mirror-port", "tzsp:9000"], "--mirror-port does not apply to 'smtptop demo'"),
 ]
 
 

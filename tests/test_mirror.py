@@ -8,12 +8,14 @@ must be the report on the sample.  Hostile mirror headers are counted skips."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import helpers
 import pytest
 import synth
 
@@ -21,8 +23,9 @@ from smtptop import decode as dec
 from smtptop.analysis import analyze
 from smtptop.analyzer import Analyzer
 from smtptop.capture import CaptureFile
-from smtptop.cli import sample_path
+from smtptop.cli import main, sample_path
 from smtptop.render import to_json
+from smtptop.tui.app import MonitorApp
 
 SAMPLE = sample_path()
 TSHARK = shutil.which("tshark")
@@ -51,9 +54,9 @@ def udp(dport: int, payload: bytes) -> bytes:
     return struct.pack("!HHHH", 49152, dport, 8 + len(payload), 0) + payload
 
 
-def tzsp(frame: bytes) -> bytes:
+def tzsp(frame: bytes, port: int = dec.TZSP_PORT) -> bytes:
     # version 1, type 0 (received), Ethernet; a padding tag, then the end tag
-    return outer_ipv4(dec.PROTO_UDP, udp(dec.TZSP_PORT, b"\x01\x00\x00\x01\x00\x01" + frame))
+    return outer_ipv4(dec.PROTO_UDP, udp(port, b"\x01\x00\x00\x01\x00\x01" + frame))
 
 
 def erspan_ii(frame: bytes) -> bytes:
@@ -110,8 +113,19 @@ def wrapped(path: Path, wrap: Callable[[bytes], bytes | None]) -> Path:
     return path
 
 
-# Wireshark dissects VXLAN on IANA's port only: Linux's is named for it.
-DECODE_AS = {"vxlan-8472": ["-d", "udp.port==8472,vxlan"]}
+# Mirrors sent to a port of their own (a MikroTik's streaming server port, a vxlan device's
+# dstport): read once the port is named with --mirror-port.
+NAMED_PORTS: dict[str, tuple[str, Callable[[bytes], bytes | None]]] = {
+    "tzsp-40000": ("tzsp:40000", lambda frame: tzsp(frame, 40000)),
+    "vxlan-9000": ("vxlan:9000", lambda frame: vxlan(frame, 9000)),
+}
+
+# Wireshark dissects VXLAN on IANA's port only: Linux's is named for it, as are the others.
+DECODE_AS = {
+    "vxlan-8472": ["-d", "udp.port==8472,vxlan"],
+    "tzsp-40000": ["-d", "udp.port==40000,tzsp"],
+    "vxlan-9000": ["-d", "udp.port==9000,vxlan"],
+}
 
 
 def smtp_frames(path: Path | str, kind: str = "") -> int:
@@ -140,11 +154,70 @@ def test_a_mirrored_capture_reports_as_the_capture_itself(kind: str, tmp_path: P
 
 
 @pytest.mark.skipif(TSHARK is None, reason="needs tshark (Debian package tshark)")
-@pytest.mark.parametrize("kind", [k for k in WRAPS if k != "gre-ip"])
+@pytest.mark.parametrize("kind", [*(k for k in WRAPS if k != "gre-ip"), *NAMED_PORTS])
 def test_tshark_finds_the_same_smtp_packets_inside(kind: str, tmp_path: Path) -> None:
     """The wrapping is each standard's: tshark's own dissectors take the frames out."""
-    inside = smtp_frames(wrapped(tmp_path / f"{kind}.pcap", WRAPS[kind]), kind)
+    wrap = WRAPS[kind] if kind in WRAPS else NAMED_PORTS[kind][1]
+    inside = smtp_frames(wrapped(tmp_path / f"{kind}.pcap", wrap), kind)
     assert inside == smtp_frames(SAMPLE)
+
+
+def report(*args: str) -> dict:
+    done = helpers.smtptop("report", "--json", *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("kind", NAMED_PORTS)
+def test_a_mirror_on_a_port_of_its_own_is_read_once_the_port_is_named(
+    kind: str, tmp_path: Path
+) -> None:
+    """Unnamed, the port's packets are UDP like any other, counted; named with --mirror-port,
+    the report is the sample's, read in this process or by engine processes."""
+    named, wrap = NAMED_PORTS[kind]
+    path = str(wrapped(tmp_path / f"{kind}.pcap", wrap))
+    direct = report(SAMPLE)
+    unnamed = report(path)
+    assert unnamed["sessions"] == [] and unnamed["stats"]["skipped"] == {
+        dec.SKIP_NON_TCP: direct["stats"]["packets"]
+    }
+    for workers in ("0", "2"):
+        mirrored = report("--workers", workers, "--mirror-port", named, path)
+        assert mirrored["sessions"] == direct["sessions"], workers
+        assert mirrored["hosts"] == direct["hosts"], workers
+        assert not any("mirror" in reason for reason in mirrored["stats"]["skipped"])
+
+
+def test_evidence_from_a_mirror_on_a_named_port_holds_the_frames_it_carried(
+    tmp_path: Path,
+) -> None:
+    """The bundle's packets are read back from the file with the ports named."""
+    path = str(wrapped(tmp_path / "t.pcap", NAMED_PORTS["tzsp-40000"][1]))
+    host = "192.168.0.108"
+    for name, args in (("direct", [SAMPLE]), ("named", ["--mirror-port", "tzsp:40000", path])):
+        done = helpers.smtptop("report", "--evidence", str(tmp_path / name), "--host", host, *args)
+        assert done.returncode == 0, done.stderr
+    found = {
+        name: [bytes(f) for _, _, f in CaptureFile(str(tmp_path / name / host / "smtp.pcap"))]
+        for name in ("direct", "named")
+    }
+    assert found["named"] == found["direct"] and found["direct"]
+
+
+async def test_the_monitor_reads_a_mirror_on_the_port_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``smtptop -r FILE --mirror-port tzsp:40000``: the monitor's reader and engine both
+    take the port's packets as TZSP."""
+    path = str(wrapped(tmp_path / "t.pcap", NAMED_PORTS["tzsp-40000"][1]))
+    started: list[MonitorApp] = []
+    monkeypatch.setattr(MonitorApp, "run", lambda app: started.append(app))
+    assert main(["-r", path, "--mirror-port", "tzsp:40000"]) == 0
+    app = started[0]
+    async with app.run_test(size=(120, 30)) as pilot:
+        await helpers.settle(app, pilot)
+        sessions = to_json(analyze([SAMPLE]))["stats"]["sessions"]
+        assert sessions and f" {sessions} sessions" in str(app.query_one("#status").render())
 
 
 def one_frame(ts: float = 1.0) -> bytes:

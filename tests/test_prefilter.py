@@ -140,9 +140,6 @@ def frames() -> list[tuple[str, int, bytes]]:
 TABLE = [pytest.param(name, linktype, frame, id=name) for name, linktype, frame in frames()]
 
 
-TABLE = [pytest.param(name, linktype, frame, id=name) for name, linktype, frame in frames()]
-
-
 def check(linktype: int, frame: bytes, ports: frozenset[int] = PORTS) -> str | None:
     """The prefilter's answer, read in place from within a larger buffer; asserted to be
     the decoder's, and identity's nothing, whenever it sets the frame aside."""
@@ -195,6 +192,20 @@ def test_other_port_sets() -> None:
     assert check(synth.LINKTYPE_ETHERNET, https, frozenset({443})) is None
     smtp = synth.link_frame(synth.LINKTYPE_ETHERNET, PACKETS["smtp"])
     assert check(synth.LINKTYPE_ETHERNET, smtp, frozenset({2525})) == dec.SKIP_OTHER_PORT
+
+
+@pytest.mark.parametrize("linktype", [synth.LINKTYPE_ETHERNET, synth.LINKTYPE_LINUX_SLL])
+@pytest.mark.parametrize("hosts", [("10.99.0.1", "10.99.0.2"), ("fd00::1", "fd00::2")])
+def test_udp_to_a_named_mirror_port_is_left_to_the_engine(
+    linktype: int, hosts: tuple[str, str]
+) -> None:
+    """A port named with --mirror-port may carry a mirrored SMTP frame: handed over, as the
+    standard mirror ports are; unnamed, set aside as the decoder would."""
+    named = frozenset({40000, *dec.STANDARD_MIRRORS.udp()})
+    frame = synth.link_frame(linktype, synth.udp_packet(*hosts, 50000, 40000, b"x" * 40))
+    test = prefilter(linktype, PORTS, named)
+    assert test is not None and test(frame, 0, len(frame)) is None
+    assert check(linktype, frame) == dec.SKIP_NON_TCP
 
 
 def office(seed: int) -> list[synth.Frame]:

@@ -581,7 +581,7 @@ class MonitorApp(App[None]):
         try:
             recorded: Recorded
             if paths:
-                recorded = ReadBack(paths, frozenset(self.config.ports))
+                recorded = ReadBack(paths, frozenset(self.config.ports), self.config.mirrors)
             else:
                 assert self.feeder is not None
                 recorded = {ip: self.feeder.host_packets(ip) or HostPackets()}
