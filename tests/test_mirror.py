@@ -18,6 +18,7 @@ from pathlib import Path
 import helpers
 import pytest
 import synth
+from test_stream import smtptop as from_stdin
 
 from smtptop import decode as dec
 from smtptop.analysis import analyze
@@ -186,6 +187,16 @@ def test_a_mirror_on_a_port_of_its_own_is_read_once_the_port_is_named(
         assert mirrored["sessions"] == direct["sessions"], workers
         assert mirrored["hosts"] == direct["hosts"], workers
         assert not any("mirror" in reason for reason in mirrored["stats"]["skipped"])
+
+
+def test_a_stream_of_a_mirror_on_a_named_port_reports_as_the_capture(tmp_path: Path) -> None:
+    """``tcpdump -w - udp port 40000 | smtptop report --mirror-port tzsp:40000 -``."""
+    path = wrapped(tmp_path / "t.pcap", NAMED_PORTS["tzsp-40000"][1])
+    done = from_stdin(
+        "report", "--json", "--mirror-port", "tzsp:40000", "-", stdin=path.read_bytes()
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["sessions"] == report(SAMPLE)["sessions"]
 
 
 def test_evidence_from_a_mirror_on_a_named_port_holds_the_frames_it_carried(
