@@ -533,7 +533,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     workers = getattr(args, "workers", None) or 0
     if getattr(args, "write", None) and workers > 1:
         parser.error(f"-w writes what one socket captures: give --workers 1 (or 0), not {workers}")
-    args.mirrors = _mirrors(args.mirror_port, parser)
+    args.mirrors = _mirrors(args.mirror_port, parser.commands.get(command, parser))
     if "detect" in APPLIES[command]:
         try:
             args.policy = _detect_config(args)

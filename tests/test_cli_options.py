@@ -112,7 +112,10 @@ REFUSED = [
         ["-r", SAMPLE, "--mirror-port", "tzsp:9000", "--mirror-port", "vxlan:9000"],
         "UDP 9000 is TZSP's already",
     ),
-    (["report", SAMPLE, "--mirror-port", "tzsp:53"], "reads who is who on UDP 53"),
+    (
+        ["report", SAMPLE, "--mirror-port", "tzsp:53"],
+        "report: error: --mirror-port tzsp:53: smtptop reads who is who on UDP 53",
+    ),
     (["report", "--zeek", SAMPLE, "--mirror-port", "tzsp:9000"], "applies to capture files"),
     (["--zeek", "/tmp", "--mirror-port", "tzsp:9000"], "applies to packets, not to --zeek"),
     (["demo", "--mirror-port", "tzsp:9000"], "--mirror-port does not apply to 'smtptop demo'"),
