@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from smtptop.analyzer import DEFAULT_PORTS, Analyzer, EngineConfig, Stats
-from smtptop.capture import CaptureFile
-from smtptop.decode import STANDARD_MIRRORS, MirrorPorts
+from smtptop.capture import CaptureFile, mirror_hint
+from smtptop.decode import SKIP_NON_TCP, STANDARD_MIRRORS, MirrorPorts
 from smtptop.detect import VERDICT_ORDER, DetectConfig, Detector, Rating, Verdict
 from smtptop.model import Host, Model, apply, rank
 from smtptop.pipeline import (
@@ -96,6 +96,14 @@ def analyze(
         else:
             analysis.stats = message.stats
             analysis.warnings.extend(message.warnings)
+    stats = analysis.stats
+    hint = (
+        None
+        if stats.smtp_packets or not stats.skipped.get(SKIP_NON_TCP)
+        else mirror_hint(paths, ports)
+    )
+    if hint is not None:
+        analysis.warnings.append(hint)
     return analysis
 
 

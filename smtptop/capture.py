@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Callable, Generator, Iterator
+from collections import Counter
+from collections.abc import Callable, Generator, Iterator, Sequence
+from itertools import islice
 from struct import Struct
 from typing import BinaryIO, cast
 
@@ -241,6 +243,38 @@ def undecoded(skipped: dict[str, int], smtp_packets: int) -> str | None:
         return None  # the file's own note names the link types
     reasons = ", ".join(f"{n:,} {reason}" for reason, n in sorted(counts.items()))
     return f"no packet could be decoded (skipped: {reasons})"
+
+
+MIRROR_HINT_RECORDS = 10_000  # read again from each file when it held no SMTP
+
+
+def mirror_hint(paths: Sequence[str], ports: frozenset[int]) -> str | None:
+    """When the files held no SMTP: the UDP port where their first records carry SMTP in a
+    TZSP or VXLAN wrapping, as a line that says how to name it; else None.  A mirror sent
+    to a port of its own reads as "not TCP" until it is named.  Standard input cannot be
+    read again, and a file that cannot be read is already said to be so."""
+    found: Counter[tuple[str, int]] = Counter()
+    for path in paths:
+        if path == STDIN:
+            continue
+        try:
+            records = iter(CaptureFile(path))
+        except CaptureError:
+            continue
+        try:
+            for _, linktype, frame in islice(records, MIRROR_HINT_RECORDS):
+                hit = dec.named_mirror(linktype, frame, ports) if isinstance(frame, bytes) else None
+                if hit is not None:
+                    found[hit] += 1
+        except CaptureError:
+            continue
+        finally:
+            records.close()
+    if not found:
+        return None
+    (kind, port), count = found.most_common(1)[0]
+    return (f"{count:,} packets to UDP port {port} carry SMTP inside {kind.upper()}: if a "
+            f"mirror sends there, name the port with --mirror-port {kind}:{port}")  # fmt: skip
 
 
 class CaptureFile:

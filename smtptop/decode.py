@@ -297,6 +297,42 @@ def decapsulate(
     return None
 
 
+def named_mirror(linktype: int, frame: bytes, ports: frozenset[int]) -> tuple[str, int] | None:
+    """For UDP to a port no mirror is known on: the wrapping ("tzsp" or "vxlan") and the
+    port under which it would carry an SMTP segment on ``ports``, else None.  The decoder
+    checks the frame inside, so the hint to name the port (``--mirror-port``) is never a
+    guess from a few bytes."""
+    port = _udp_destination(linktype, frame)
+    if port is None or port in STANDARD_MIRRORS.udp():
+        return None
+    single: frozenset[int] = frozenset((port,))
+    none: frozenset[int] = frozenset()
+    for kind, mirrors in (
+        ("tzsp", MirrorPorts(vxlan=none, tzsp=single)),
+        ("vxlan", MirrorPorts(vxlan=single, tzsp=none)),
+    ):
+        if isinstance(unwrap(linktype, frame, ports, SKIP_NON_TCP, mirrors)[2], tuple):
+            return kind, port
+    return None
+
+
+def _udp_destination(linktype: int, frame: bytes) -> int | None:
+    """The destination port of a UDP packet straight over IPv4 or IPv6, else None."""
+    offset, ethertype = link(linktype, frame)
+    if ethertype == ETH_IPV4 and len(frame) >= offset + 20:
+        vihl, proto, frag = frame[offset], frame[offset + 9], _U16.unpack_from(frame, offset + 6)[0]
+        start = offset + (vihl & 0x0F) * 4
+        if vihl >> 4 != 4 or proto != PROTO_UDP or frag & 0x3FFF:
+            return None
+    elif ethertype == ETH_IPV6 and len(frame) >= offset + 40:
+        if frame[offset + 6] != PROTO_UDP:
+            return None
+        start = offset + 40
+    else:
+        return None
+    return _U16.unpack_from(frame, start + 2)[0] if len(frame) >= start + 8 else None
+
+
 def _gre(frame: bytes, pos: int, end: int) -> tuple[int, bytes] | str:
     if pos + 4 > end:
         return SKIP_MIRROR_CUT

@@ -23,8 +23,16 @@ from enum import Enum
 from typing import Final, Protocol
 
 from smtptop.analyzer import Analyzer, EngineConfig, Stats
-from smtptop.capture import STDIN, STDIN_NAME, CaptureError, CaptureFile, Frame, undecoded
-from smtptop.decode import STANDARD_MIRRORS, MirrorPorts
+from smtptop.capture import (
+    STDIN,
+    STDIN_NAME,
+    CaptureError,
+    CaptureFile,
+    Frame,
+    mirror_hint,
+    undecoded,
+)
+from smtptop.decode import SKIP_NON_TCP, STANDARD_MIRRORS, MirrorPorts
 from smtptop.merge import by_time
 from smtptop.ring import HostPackets
 from smtptop.text import inert
@@ -134,6 +142,11 @@ class Source:
         :meth:`kernel_drops`; none for files."""
         return []
 
+    def mirror_hint(self, ports: frozenset[int]) -> str | None:
+        """Once it held no SMTP: where it holds a mirror on a port not named (files only,
+        read again; see :func:`smtptop.capture.mirror_hint`)."""
+        return None
+
     def drop_counts(self) -> tuple[int, list[tuple[str, int]]]:
         """The kernel's drops in all and by interface, from one reading of the sockets'
         counters (read twice, the second would hold drops the first had not seen)."""
@@ -196,6 +209,9 @@ class FileSource(Source):
 
     def warnings(self) -> list[str]:
         return [note for capture in self._captures for note in capture.notes()]
+
+    def mirror_hint(self, ports: frozenset[int]) -> str | None:
+        return mirror_hint(self.paths, ports)
 
     def unpacked(self) -> int:
         return sum(capture.unpacked for capture in self._captures)
@@ -358,6 +374,9 @@ class Feeding(threading.Thread):
         warnings = self.source.warnings()
         progress = self.progress()
         why = undecoded(progress.skipped, progress.smtp_packets)
+        if not progress.smtp_packets and progress.skipped.get(SKIP_NON_TCP):
+            hint = self.source.mirror_hint(self.config.ports)
+            warnings += [hint] if hint else []
         # shown on screen: a file's name is text the user may not have chosen either
         self._problem = inert(self._problem or "; ".join([*warnings, *([why] if why else [])]))
         self._hand_over(self._remaining(), finished=True)

@@ -9,6 +9,7 @@ must be the report on the sample.  Hostile mirror headers are counted skips."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import struct
 import subprocess
@@ -27,6 +28,7 @@ from smtptop.capture import CaptureFile
 from smtptop.cli import main, sample_path
 from smtptop.render import to_json
 from smtptop.tui.app import MonitorApp
+from smtptop.tui.tables import KeyedTable
 
 SAMPLE = sample_path()
 TSHARK = shutil.which("tshark")
@@ -163,9 +165,9 @@ def test_tshark_finds_the_same_smtp_packets_inside(kind: str, tmp_path: Path) ->
     assert inside == smtp_frames(SAMPLE)
 
 
-def report(*args: str) -> dict:
+def report(*args: str, status: int = 0) -> dict:
     done = helpers.smtptop("report", "--json", *args)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == status, done.stderr
     return json.loads(done.stdout)
 
 
@@ -173,20 +175,54 @@ def report(*args: str) -> dict:
 def test_a_mirror_on_a_port_of_its_own_is_read_once_the_port_is_named(
     kind: str, tmp_path: Path
 ) -> None:
-    """Unnamed, the port's packets are UDP like any other, counted; named with --mirror-port,
-    the report is the sample's, read in this process or by engine processes."""
+    """Unnamed, the port's packets are UDP like any other, counted, and a warning says which
+    option reads them; named with --mirror-port, the report is the sample's, read in this
+    process or by engine processes."""
     named, wrap = NAMED_PORTS[kind]
     path = str(wrapped(tmp_path / f"{kind}.pcap", wrap))
     direct = report(SAMPLE)
-    unnamed = report(path)
-    assert unnamed["sessions"] == [] and unnamed["stats"]["skipped"] == {
-        dec.SKIP_NON_TCP: direct["stats"]["packets"]
-    }
+    for workers in ("0", "2"):
+        unnamed = report("--workers", workers, path, status=1)
+        assert unnamed["sessions"] == [] and unnamed["stats"]["skipped"] == {
+            dec.SKIP_NON_TCP: direct["stats"]["packets"]
+        }
+        port, wrapping = named.split(":")[1], named.split(":")[0].upper()
+        assert unnamed["warnings"] == [
+            f"{direct['stats']['smtp_packets']:,} packets to UDP port {port} carry SMTP inside "
+            f"{wrapping}: if a mirror sends there, name the port with --mirror-port {named}"
+        ]
     for workers in ("0", "2"):
         mirrored = report("--workers", workers, "--mirror-port", named, path)
         assert mirrored["sessions"] == direct["sessions"], workers
         assert mirrored["hosts"] == direct["hosts"], workers
         assert not any("mirror" in reason for reason in mirrored["stats"]["skipped"])
+
+
+def test_udp_that_carries_no_smtp_inside_gets_no_hint(tmp_path: Path) -> None:
+    """Random payloads to one port, and the sample itself: nothing to name, no warning."""
+    rng = random.Random(9000)
+    junk = [
+        synth.Frame(1.0 + n, outer_ipv4(dec.PROTO_UDP, udp(9000, rng.randbytes(rng.randrange(90)))))
+        for n in range(3000)
+    ]
+    synth.write_pcap(tmp_path / "junk.pcap", junk, synth.LINKTYPE_ETHERNET)
+    assert report(str(tmp_path / "junk.pcap"))["warnings"] == []
+    assert report(SAMPLE)["warnings"] == []
+
+
+async def test_the_monitor_names_the_option_for_a_mirror_on_a_port_not_named(
+    tmp_path: Path,
+) -> None:
+    """The empty table says what to give, instead of only "none of them SMTP"."""
+    from smtptop.source import FileSource
+
+    path = str(wrapped(tmp_path / "t.pcap", NAMED_PORTS["tzsp-40000"][1]))
+    app = MonitorApp(FileSource([path]))
+    async with app.run_test(size=(150, 30)) as pilot:
+        await helpers.settle(app, pilot)
+        assert "name the port with --mirror-port tzsp:40000" in app.progress.problem
+        shown = app.query_one("#hosts", KeyedTable).empty.plain
+        assert shown.startswith("No SMTP in this capture: ") and "tzsp:40000" in shown
 
 
 def test_a_stream_of_a_mirror_on_a_named_port_reports_as_the_capture(tmp_path: Path) -> None:
@@ -310,3 +346,19 @@ def test_a_bundle_from_a_mirrored_capture_holds_the_frames_the_mirror_carried(
             for host in hosts
         }
     assert found["tzsp"] == found["direct"] and all(found["direct"].values())
+
+
+def test_the_hint_reads_the_frame_inside_and_never_fails_on_a_cut() -> None:
+    """``named_mirror`` names a port only when the frame inside is SMTP, and a frame cut
+    anywhere is at worst no hint."""
+    frame, ports = one_frame(), dec.DEFAULT_PORTS
+    ethernet = dec.LINKTYPE_ETHERNET
+    assert dec.named_mirror(ethernet, tzsp(frame, 40000), ports) == ("tzsp", 40000)
+    assert dec.named_mirror(ethernet, vxlan(frame, 9000), ports) == ("vxlan", 9000)
+    assert dec.named_mirror(ethernet, tzsp(frame), ports) is None  # read already
+    assert dec.named_mirror(ethernet, vxlan(frame, 8472), ports) is None
+    assert dec.named_mirror(ethernet, frame, ports) is None  # TCP itself
+    assert dec.named_mirror(ethernet, tzsp(frame, 40000), frozenset({2525})) is None
+    for outer in (tzsp(frame, 40000), vxlan(frame, 9000)):
+        cuts = {dec.named_mirror(ethernet, outer[:size], ports) for size in range(len(outer))}
+        assert cuts == {None}
