@@ -16,6 +16,7 @@ import struct
 import zlib
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
 from itertools import islice
 from struct import Struct
 from typing import BinaryIO, cast
@@ -255,26 +256,26 @@ def mirror_hint(paths: Sequence[str], ports: frozenset[int]) -> str | None:
     read again, and a file that cannot be read is already said to be so."""
     found: Counter[tuple[str, int]] = Counter()
     for path in paths:
-        if path == STDIN:
-            continue
-        try:
-            records = iter(CaptureFile(path))
-        except CaptureError:
-            continue
-        try:
-            for _, linktype, frame in islice(records, MIRROR_HINT_RECORDS):
-                hit = dec.named_mirror(linktype, frame, ports) if isinstance(frame, bytes) else None
-                if hit is not None:
-                    found[hit] += 1
-        except CaptureError:
-            continue
-        finally:
-            records.close()
+        if path != STDIN:
+            _count_mirrors(path, ports, found)
     if not found:
         return None
     (kind, port), count = found.most_common(1)[0]
     return (f"{count:,} packets to UDP port {port} carry SMTP inside {kind.upper()}: if a "
             f"mirror sends there, name the port with --mirror-port {kind}:{port}")  # fmt: skip
+
+
+def _count_mirrors(path: str, ports: frozenset[int], found: Counter[tuple[str, int]]) -> None:
+    """Count the first records of ``path`` that carry SMTP to a mirror port not named."""
+    try:
+        records = iter(CaptureFile(path))
+        with closing(records):
+            for _, linktype, frame in islice(records, MIRROR_HINT_RECORDS):
+                hit = dec.named_mirror(linktype, frame, ports) if isinstance(frame, bytes) else None
+                if hit is not None:
+                    found[hit] += 1
+    except CaptureError:
+        return  # the file's own note says why it cannot be read
 
 
 class CaptureFile:
