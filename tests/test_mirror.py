@@ -214,15 +214,22 @@ async def test_the_monitor_names_the_option_for_a_mirror_on_a_port_not_named(
     tmp_path: Path,
 ) -> None:
     """The empty table says what to give, instead of only "none of them SMTP"."""
+    from test_tui import screen_text
+
     from smtptop.source import FileSource
 
     path = str(wrapped(tmp_path / "t.pcap", NAMED_PORTS["tzsp-40000"][1]))
     app = MonitorApp(FileSource([path]))
-    async with app.run_test(size=(150, 30)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         await helpers.settle(app, pilot)
         assert "name the port with --mirror-port tzsp:40000" in app.progress.problem
         shown = app.query_one("#hosts", KeyedTable).empty.plain
         assert shown.startswith("No SMTP in this capture: ") and "tzsp:40000" in shown
+        app.clear_notifications()  # the toast says it whole too: the table must, wrapped
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        assert any(line.startswith(" No SMTP in this capture: ") for line in lines)
+        assert any(line.rstrip().endswith("--mirror-port tzsp:40000") for line in lines)
 
 
 def test_a_stream_of_a_mirror_on_a_named_port_reports_as_the_capture(tmp_path: Path) -> None:

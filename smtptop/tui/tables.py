@@ -152,6 +152,7 @@ class KeyedTable(ScrollView, can_focus=True):
         self._mark = ""  # the hidden-columns mark the header was drawn with
         self.hidden = 0  # columns that do not fit
         self.empty = Text()  # shown in place of rows while there are none
+        self._empty_wrapped: tuple[str, int, list[Text]] = ("", 0, [])  # for a text and width
         self.follow_top = True  # the cursor stays on the top row until the user moves it
 
     # -- what the table shows ------------------------------------------------------------
@@ -183,7 +184,22 @@ class KeyedTable(ScrollView, can_focus=True):
         """What the table says while it has no rows (waiting, or nothing matches)."""
         if text.plain != self.empty.plain:
             self.empty = text
+            self._relayout()  # as many lines as it takes, wrapped
             self.refresh()
+
+    def _empty_lines(self, width: int) -> list[Text]:
+        """The empty table's message wrapped to ``width`` (none while there are rows): its end,
+        such as the option a hint names, stays on the screen."""
+        if self._order or not self.empty.plain:
+            return []
+        plain, wrapped_for, lines = self._empty_wrapped
+        if (plain, wrapped_for) != (self.empty.plain, width):
+            if width > 2:
+                lines = list(self.empty.wrap(self.app.console, width - 2))
+            else:
+                lines = [self.empty]
+            self._empty_wrapped = (self.empty.plain, width, lines)
+        return lines
 
     @property
     def keys(self) -> list[str]:
@@ -270,8 +286,8 @@ class KeyedTable(ScrollView, can_focus=True):
         after = [(index, column.key, column.drawn) for index, column in shown]
         self._shown = shown
         used = sum(column.drawn + 2 * CELL_PADDING for _, column in shown)
-        # a line below the header even with no rows: where the table says why it is empty
-        lines = max(len(self._order), 1) + 1
+        # lines below the header even with no rows: where the table says why it is empty
+        lines = max(len(self._order), len(self._empty_lines(width)), 1) + 1
         self.virtual_size = Size(min(used, width) if width else used, lines)
         mark = self._more_label(self.hidden) if self.hidden else ""
         if before != after or mark != self._mark or resized:
@@ -373,8 +389,9 @@ class KeyedTable(ScrollView, can_focus=True):
             return self._header
         index = scroll_y + y - 1
         if index >= len(self._order):
-            if not self._order and y == 1 and self.empty.plain:
-                text = self.empty.copy()
+            empty = self._empty_lines(width)
+            if 0 < y <= len(empty):
+                text = empty[y - 1].copy()
                 text.truncate(max(0, width - 2), overflow="ellipsis")
                 segments = [Segment(" ", self.rich_style)]
                 segments += [
