@@ -269,23 +269,10 @@ def decapsulate(
     UDP, to the ports ``mirrors`` names), as a link type and bytes, to be analysed as if
     captured here; a skip reason for a mirror header that is cut short or carries something
     else (the kind named, never guessed); None for a frame that is no mirror's."""
-    offset, ethertype = link(linktype, frame)
-    if ethertype == ETH_IPV4:
-        if len(frame) < offset + 20:
-            return None
-        vihl, _tos, total, _ident, frag, _ttl, proto, _csum, _src, _dst = _IPV4.unpack_from(
-            frame, offset
-        )
-        start, end = offset + (vihl & 0x0F) * 4, min(offset + total, len(frame))
-        if vihl >> 4 != 4 or frag & 0x3FFF or start > end:
-            return None
-    elif ethertype == ETH_IPV6:
-        if len(frame) < offset + 40:
-            return None
-        _vtf, plen, proto, _hops, _src, _dst = _IPV6.unpack_from(frame, offset)
-        start, end = offset + 40, min(offset + 40 + plen, len(frame))
-    else:
+    payload = _ip_payload(linktype, frame)
+    if payload is None:
         return None
+    proto, start, end = payload
     if proto == PROTO_GRE:
         return _gre(frame, start, end)
     if proto == PROTO_UDP and start + 8 <= end:
@@ -297,13 +284,41 @@ def decapsulate(
     return None
 
 
+def _ip_payload(linktype: int, frame: bytes) -> tuple[int, int, int] | None:
+    """The protocol of an unfragmented IPv4 or IPv6 packet and where its payload starts and
+    ends in ``frame``; None for anything else."""
+    offset, ethertype = link(linktype, frame)
+    if ethertype == ETH_IPV4:
+        if len(frame) < offset + 20:
+            return None
+        vihl, _tos, total, _ident, frag, _ttl, proto, _csum, _src, _dst = _IPV4.unpack_from(
+            frame, offset
+        )
+        start, end = offset + (vihl & 0x0F) * 4, min(offset + total, len(frame))
+        if vihl >> 4 != 4 or frag & 0x3FFF or start > end:
+            return None
+        return proto, start, end
+    if ethertype == ETH_IPV6:
+        if len(frame) < offset + 40:
+            return None
+        _vtf, plen, proto, _hops, _src, _dst = _IPV6.unpack_from(frame, offset)
+        return proto, offset + 40, min(offset + 40 + plen, len(frame))
+    return None
+
+
 def named_mirror(linktype: int, frame: bytes, ports: frozenset[int]) -> tuple[str, int] | None:
     """For UDP to a port no mirror is known on: the wrapping ("tzsp" or "vxlan") and the
     port under which it would carry an SMTP segment on ``ports``, else None.  The decoder
     checks the frame inside, so the hint to name the port (``--mirror-port``) is never a
     guess from a few bytes."""
-    port = _udp_destination(linktype, frame)
-    if port is None or port in STANDARD_MIRRORS.udp():
+    payload = _ip_payload(linktype, frame)
+    if payload is None:
+        return None
+    proto, start, end = payload
+    if proto != PROTO_UDP or start + 8 > end:
+        return None
+    port = _U16.unpack_from(frame, start + 2)[0]
+    if port in STANDARD_MIRRORS.vxlan or port in STANDARD_MIRRORS.tzsp:
         return None
     single: frozenset[int] = frozenset((port,))
     none: frozenset[int] = frozenset()
@@ -314,23 +329,6 @@ def named_mirror(linktype: int, frame: bytes, ports: frozenset[int]) -> tuple[st
         if isinstance(unwrap(linktype, frame, ports, SKIP_NON_TCP, mirrors)[2], tuple):
             return kind, port
     return None
-
-
-def _udp_destination(linktype: int, frame: bytes) -> int | None:
-    """The destination port of a UDP packet straight over IPv4 or IPv6, else None."""
-    offset, ethertype = link(linktype, frame)
-    if ethertype == ETH_IPV4 and len(frame) >= offset + 20:
-        vihl, proto, frag = frame[offset], frame[offset + 9], _U16.unpack_from(frame, offset + 6)[0]
-        start = offset + (vihl & 0x0F) * 4
-        if vihl >> 4 != 4 or proto != PROTO_UDP or frag & 0x3FFF:
-            return None
-    elif ethertype == ETH_IPV6 and len(frame) >= offset + 40:
-        if frame[offset + 6] != PROTO_UDP:
-            return None
-        start = offset + 40
-    else:
-        return None
-    return _U16.unpack_from(frame, start + 2)[0] if len(frame) >= start + 8 else None
 
 
 def _gre(frame: bytes, pos: int, end: int) -> tuple[int, bytes] | str:
